@@ -1,0 +1,30 @@
+"""``agentgym envs``: the registered environments, their tools and task suites."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``envs`` command to ``app``."""
+
+    @app.command("envs")
+    def envs() -> None:
+        """List registered environments with their tools and task-suite sizes."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from agentgym import registry
+
+        table = Table(title="agentgym environments")
+        table.add_column("id", style="bold")
+        table.add_column("tools")
+        table.add_column("task suites")
+        for spec in registry.registered():
+            try:
+                tools = ", ".join(t.name for t in spec.load()._tools.values())
+            except Exception as exc:  # a broken plug-in should not hide the others
+                tools = f"[red]cannot load: {exc}[/red]"
+            suites = ", ".join(f"{name} ({registry.count_tasks(spec.id, name)})" for name in sorted(spec.suites))
+            table.add_row(spec.id, tools, suites or "-")
+        Console().print(table)

@@ -1,0 +1,300 @@
+"""The environment authoring API: :class:`Environment` and the :func:`tool` decorator."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from agentgym.errors import EnvironmentClosedError, InvalidActionError
+from agentgym.parsing import parse_action
+from agentgym.types import StepResult, Task, ToolCall, ToolSpec
+
+
+@dataclass(frozen=True)
+class _Tool:
+    spec: ToolSpec
+    args_model: type[BaseModel]
+    method_name: str
+
+
+def _doc_parts(fn: Callable) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into its summary and the ``Args:`` descriptions."""
+    doc = inspect.getdoc(fn) or ""
+    summary, _, rest = doc.partition("\nArgs:")
+    params: dict[str, str] = {}
+    current = None
+    for line in rest.splitlines():
+        m = re.match(r"\s{0,8}(\w+)\s*(?:\([^)]*\))?:\s*(.*)", line)
+        if m and not line.startswith(" " * 9):
+            current = m.group(1)
+            params[current] = m.group(2).strip()
+        elif current and line.strip():
+            params[current] += " " + line.strip()
+        elif not line.strip() and params:
+            current = None
+    return " ".join(summary.split()), params
+
+
+def tool(fn: Callable | None = None, *, name: str | None = None) -> Any:
+    """Mark an environment method as a tool the agent can call.
+
+    The JSON schema comes from the method's type hints and docstring (summary line and an
+    ``Args:`` section); arguments are validated against it before the method runs. Use as
+    ``@tool`` or ``@tool(name="other_name")``.
+    """
+
+    def mark(f: Callable) -> Callable:
+        f.__agentgym_tool__ = name or f.__name__  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def _build_tool(method_name: str, fn: Callable, tool_name: str) -> _Tool:
+    hints = typing.get_type_hints(fn)
+    summary, arg_docs = _doc_parts(fn)
+    fields: dict[str, Any] = {}
+    for pname, param in inspect.signature(fn).parameters.items():
+        if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = hints.get(pname, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, Field(default, description=arg_docs.get(pname)))
+    model = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    schema.setdefault("required", [])
+    return _Tool(ToolSpec(name=tool_name, description=summary, parameters=schema), model, method_name)
+
+
+def _format_validation_error(tool_name: str, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        if err["type"] == "missing":
+            problems.append(f"missing argument '{where}'")
+        elif err["type"] == "extra_forbidden":
+            problems.append(f"unexpected argument '{where}'")
+        else:
+            problems.append(f"argument '{where}': {err['msg']}")
+    return f"invalid call to '{tool_name}': " + "; ".join(problems)
+
+
+class Environment:
+    """Base class of every agentgym environment.
+
+    Subclasses implement:
+
+    - ``async reset(task) -> str``: set up the episode for ``task`` and return the first
+      observation. The base class clears its episode bookkeeping before your ``reset`` runs.
+    - tools: methods decorated with :func:`tool` (async or plain), returning the observation text.
+      A tool that finds the action inadmissible raises :class:`~agentgym.errors.InvalidActionError`
+      with the observation to show; the step is then marked invalid.
+    - ``state_key() -> str``: a canonical identity of the current state (no turn counters or noise);
+      two histories that reach the same state give the same key. GiGPO groups anchor states by it.
+
+    Inside tools, call :meth:`finish` to end the episode and :meth:`reach` to report a milestone.
+
+    Optional capabilities: ``snapshot()``/``restore()`` (exact state copies, for forking replays
+    and identical group starts), ``on_text(text)`` (turn a plain-text answer into a tool call),
+    ``expert_action()`` and ``random_action(rng)`` (the scripted policies).
+
+    Environments own resources: use them as async context managers or call :meth:`aclose`.
+    """
+
+    _tools: ClassVar[dict[str, _Tool]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        tools: dict[str, _Tool] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                tool_name = getattr(value, "__agentgym_tool__", None)
+                if tool_name is not None:
+                    tools[tool_name] = _build_tool(attr, value, tool_name)
+        cls._tools = tools
+        if "reset" in vars(cls):
+            cls.reset = _wrap_reset(vars(cls)["reset"])  # type: ignore[method-assign]
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise TypeError(f"{type(self).__name__} takes no options, got {sorted(options)}")
+
+    # ----- episode bookkeeping -------------------------------------------------------------
+    _closed: bool = False
+    _episode_started: bool = False
+
+    def _begin_episode(self, task: Task) -> None:
+        if self._closed:
+            raise EnvironmentClosedError(f"{type(self).__name__} is closed; create a new one with agentgym.make")
+        self.task = task
+        self.turn = 0
+        self.done = False
+        self.success = False
+        self.episode_reward = 0.0
+        self.reached: list[str] = []
+        self._step_reward = 0.0
+        self._step_milestones: list[str] = []
+        self._episode_started = True
+
+    async def reset(self, task: Task) -> str:
+        """Start an episode for ``task`` and return the first observation."""
+        raise NotImplementedError(f"{type(self).__name__} must implement async reset(task)")
+
+    def state_key(self) -> str:
+        """Canonical identity of the current state, for GiGPO anchor grouping."""
+        raise NotImplementedError(f"{type(self).__name__} does not define state_key()")
+
+    @property
+    def tools(self) -> list[ToolSpec]:
+        """The tool specs the agent may call."""
+        return [t.spec for t in self._tools.values()]
+
+    def finish(self, reward: float = 1.0, success: bool | None = None) -> None:
+        """End the episode (``terminated``) with ``reward``; success defaults to ``reward > 0``."""
+        self.done = True
+        self._step_reward += reward
+        self.success = reward > 0 if success is None else success
+
+    def add_reward(self, reward: float) -> None:
+        """Add an intermediate reward to the current step without ending the episode."""
+        self._step_reward += reward
+
+    def reach(self, milestone: str) -> None:
+        """Report that ``milestone`` is reached; only the first time counts."""
+        declared = {m.id for m in self.task.milestones}
+        if declared and milestone not in declared:
+            raise ValueError(f"milestone '{milestone}' is not declared by task {self.task.id}: {sorted(declared)}")
+        if milestone not in self.reached:
+            self.reached.append(milestone)
+            self._step_milestones.append(milestone)
+
+    def on_text(self, text: str) -> ToolCall | None:
+        """Turn a plain-text answer into a tool call, or return None to reject it (the default)."""
+        return None
+
+    @property
+    def supports_snapshot(self) -> bool:
+        """Whether this environment implements snapshot()/restore()."""
+        return type(self).snapshot is not Environment.snapshot
+
+    def snapshot(self) -> Any:
+        """Return a value that :meth:`restore` turns back into exactly the current state."""
+        raise NotImplementedError(f"{type(self).__name__} does not support snapshot()")
+
+    def restore(self, snapshot: Any) -> None:
+        """Return to a state captured by :meth:`snapshot`."""
+        raise NotImplementedError(f"{type(self).__name__} does not support restore()")
+
+    def _base_snapshot(self) -> dict[str, Any]:
+        """The base class's episode bookkeeping, for subclasses' snapshot()."""
+        return {"turn": self.turn, "done": self.done, "success": self.success,
+                "episode_reward": self.episode_reward, "reached": list(self.reached)}
+
+    def _base_restore(self, state: dict[str, Any]) -> None:
+        self.turn, self.done, self.success = state["turn"], state["done"], state["success"]
+        self.episode_reward, self.reached = state["episode_reward"], list(state["reached"])
+        self._step_reward, self._step_milestones = 0.0, []
+
+    # ----- acting ----------------------------------------------------------------------------
+    async def step(self, action: ToolCall | str) -> StepResult:
+        """Execute one action and return its :class:`StepResult`.
+
+        ``action`` is a :class:`ToolCall` or raw model text (parsed here). Bad input never raises:
+        an unparseable response, an unknown tool, or missing or mistyped arguments become an error
+        observation naming the problem and the valid tools, with ``valid=False``. Raises only when
+        the environment is closed or was never reset (programming errors).
+        """
+        if self._closed:
+            raise EnvironmentClosedError(f"{type(self).__name__} is closed; create a new one with agentgym.make")
+        if not self._episode_started:
+            raise RuntimeError("call reset(task) before step()")
+        if self.done:
+            return self._result("The episode is over.", valid=False)
+        self.turn += 1
+        self._step_reward, self._step_milestones = 0.0, []
+        observation, valid, error = await self._execute(action)
+        return self._result(observation, valid=valid, error=error)
+
+    async def _execute(self, action: ToolCall | str) -> tuple[str, bool, str | None]:
+        call = action if isinstance(action, ToolCall) else None
+        if call is None:
+            parsed = parse_action(str(action), self._tools.keys())
+            if parsed.error:
+                return self._error(parsed.error)
+            call = parsed.call or self.on_text(parsed.text)
+            if call is None:
+                return self._error("no tool call found in the response")
+        tool_ = self._tools.get(call.name)
+        if tool_ is None:
+            return self._error(f"unknown tool '{call.name}'")
+        try:
+            args = tool_.args_model.model_validate(call.arguments)
+        except ValidationError as exc:
+            return self._error(_format_validation_error(call.name, exc))
+        method = getattr(self, tool_.method_name)
+        kwargs = {k: getattr(args, k) for k in type(args).model_fields}
+        try:
+            out = method(**kwargs)
+            if inspect.isawaitable(out):
+                out = await out
+        except InvalidActionError as exc:
+            return str(exc), False, str(exc)
+        return str(out), True, None
+
+    def _error(self, problem: str) -> tuple[str, bool, str]:
+        names = ", ".join(self._tools) or "(none)"
+        return f"Error: {problem}. Valid tools: {names}.", False, problem
+
+    def _result(self, observation: str, *, valid: bool, error: str | None = None) -> StepResult:
+        self.episode_reward += self._step_reward
+        truncated = not self.done and self.turn >= self.task.max_turns
+        try:
+            key: str | None = self.state_key()
+        except NotImplementedError:
+            key = None
+        info: dict[str, Any] = {"success": self.success}
+        if error is not None:
+            info["error"] = error
+        return StepResult(observation=observation, reward=self._step_reward, milestones=list(self._step_milestones),
+                          terminated=self.done, truncated=truncated, valid=valid, state_key=key, info=info)
+
+    # ----- lifecycle ---------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` has run."""
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Release the environment's resources; using it afterwards raises EnvironmentClosedError."""
+        self._closed = True
+
+    async def __aenter__(self) -> "Environment":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _wrap_reset(reset: Callable) -> Callable:
+    @functools.wraps(reset)
+    async def wrapped(self: Environment, task: Task, *args: Any, **kwargs: Any) -> str:
+        outermost = not getattr(self, "_in_reset", False)
+        if outermost:
+            self._begin_episode(task)
+            self._in_reset = True
+        try:
+            return await reset(self, task, *args, **kwargs)
+        finally:
+            if outermost:
+                self._in_reset = False
+
+    return wrapped

@@ -1,0 +1,58 @@
+"""The one exception tree of agentgym.
+
+    AgentGymError                 root: catch this to catch anything agentgym raises on purpose
+    ├── UnknownEnvironmentError   an environment id that is not registered (names close matches)
+    ├── UnknownSuiteError         a task suite an environment does not have
+    ├── InvalidActionError        an action that cannot be executed (raised only by helpers that
+    │                             are asked to be strict; Environment.step turns it into an
+    │                             error observation instead)
+    ├── EnvironmentClosedError    using an environment, sandbox or server after aclose()
+    ├── SandboxError              a sandbox that cannot start (missing bubblewrap, no namespaces)
+    │   └── SandboxTimeout        a command that ran past its wall-clock limit
+    ├── PolicyError               an inference back end that fails (wrong URL, unknown model)
+    └── ConfigError               a bad configuration value; the message names the key and the fix
+"""
+
+from __future__ import annotations
+
+
+class AgentGymError(Exception):
+    """Root of every error agentgym raises on purpose."""
+
+
+class UnknownEnvironmentError(AgentGymError, KeyError):
+    """An environment id that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownSuiteError(AgentGymError, KeyError):
+    """A task suite that the environment does not provide."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidActionError(AgentGymError, ValueError):
+    """An action that cannot be parsed or executed."""
+
+
+class EnvironmentClosedError(AgentGymError, RuntimeError):
+    """A resource used after ``aclose()``."""
+
+
+class SandboxError(AgentGymError, RuntimeError):
+    """A sandbox that cannot run a command."""
+
+
+class SandboxTimeout(SandboxError, TimeoutError):
+    """A sandboxed command that passed its wall-clock limit."""
+
+
+class PolicyError(AgentGymError, RuntimeError):
+    """An inference back end that cannot serve a request."""
+
+
+class ConfigError(AgentGymError, ValueError):
+    """A configuration value that is wrong; the message says what to change."""

@@ -1,0 +1,134 @@
+"""Model text to actions.
+
+Recognized, in this order of precedence:
+
+1. Hermes/Qwen blocks: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
+2. OpenAI-style JSON: ``{"name": ..., "arguments": ...}``, ``{"function": {...}}`` or
+   ``{"tool_calls": [...]}``, bare or in a fenced code block; ``arguments`` may be a JSON string.
+3. Compact calls: ``name(arg=value, ...)`` with Python-literal or bare-word values.
+4. Anything else is a plain final answer.
+
+``parse_action`` never raises: a call that is attempted but malformed comes back with ``error``
+set, so the environment can tell the agent what went wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from agentgym.types import ToolCall
+
+_TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_FENCE = re.compile(r"```(?:json|tool_call)?\s*(.*?)```", re.DOTALL)
+_COMPACT = re.compile(r"^\s*`?([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)`?\s*\.?\s*$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ParsedAction:
+    """The result of parsing model text: a tool call, a plain answer, or a malformed call."""
+
+    call: ToolCall | None
+    text: str
+    error: str | None = None
+
+    @property
+    def is_answer(self) -> bool:
+        """True when the text holds no tool call attempt at all."""
+        return self.call is None and self.error is None
+
+
+def parse_action(text: str, tool_names: Iterable[str] | None = None) -> ParsedAction:
+    """Parse model output into a tool call or a plain answer; never raises.
+
+    ``tool_names`` (when given) restricts the compact ``name(...)`` form to known tools, so prose
+    such as ``Sure (I think)`` stays an answer. JSON forms are accepted for any name; the
+    environment reports unknown tools.
+    """
+    try:
+        return _parse(text if isinstance(text, str) else str(text), set(tool_names) if tool_names else None)
+    except Exception as exc:  # a parser must not take an episode down
+        return ParsedAction(None, str(text), f"could not parse the action: {exc}")
+
+
+def _parse(text: str, tool_names: set[str] | None) -> ParsedAction:
+    block = _TOOL_CALL_BLOCK.search(text)
+    if block:
+        call, error = _from_json_text(block.group(1))
+        outside = (text[: block.start()] + text[block.end():]).strip()
+        return ParsedAction(call, outside, error)
+    for candidate in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
+        stripped = candidate.strip()
+        if stripped.startswith("{") or stripped.startswith("["):
+            call, error = _from_json_text(stripped)
+            if call is not None or _looks_like_call_json(stripped):
+                return ParsedAction(call, "" if candidate is text else text.replace(candidate, "").strip(), error)
+    m = _COMPACT.match(text)
+    if m and (tool_names is None or m.group(1) in tool_names):
+        return _from_compact(m.group(1), m.group(2), text)
+    return ParsedAction(None, text.strip())
+
+
+def _looks_like_call_json(s: str) -> bool:
+    return any(k in s for k in ('"name"', '"function"', '"tool_calls"', '"arguments"'))
+
+
+def _from_json_text(s: str) -> tuple[ToolCall | None, str | None]:
+    try:
+        obj = json.loads(s)
+    except json.JSONDecodeError as exc:
+        return None, f"the tool call is not valid JSON ({exc.msg} at position {exc.pos})"
+    return _from_obj(obj)
+
+
+def _from_obj(obj: Any) -> tuple[ToolCall | None, str | None]:
+    if isinstance(obj, list):
+        if not obj:
+            return None, "the tool call list is empty"
+        obj = obj[0]
+    if not isinstance(obj, dict):
+        return None, "a tool call must be a JSON object with 'name' and 'arguments'"
+    if "tool_calls" in obj:
+        return _from_obj(obj["tool_calls"])
+    call_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    if isinstance(obj.get("function"), dict):
+        obj = obj["function"]
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        return None, "the tool call has no 'name' string"
+    args: Any = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError:
+            return None, f"the arguments of '{name}' are not valid JSON"
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        return None, f"the arguments of '{name}' must be a JSON object"
+    return ToolCall(name=name, arguments=args, id=call_id), None
+
+
+def _from_compact(name: str, inner: str, text: str) -> ParsedAction:
+    try:
+        node = ast.parse(f"f({inner})", mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ParsedAction(None, text, f"could not read the arguments of {name}(...)")
+    assert isinstance(node, ast.Call)
+    if node.args:
+        return ParsedAction(None, text, f"use keyword arguments: {name}(arg=value, ...)")
+    args: dict[str, Any] = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            return ParsedAction(None, text, f"use keyword arguments: {name}(arg=value, ...)")
+        try:
+            args[kw.arg] = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            if isinstance(kw.value, ast.Name):  # bare word: go(target=kitchen)
+                args[kw.arg] = kw.value.id
+            else:
+                return ParsedAction(None, text, f"the value of '{kw.arg}' is not a literal")
+    return ParsedAction(ToolCall(name=name, arguments=args), "")

@@ -1,0 +1,153 @@
+"""Environment registry and task suites, the Gymnasium way.
+
+Ids are versioned (``household-v0``); entry points are classes or lazy ``"module:Class"`` strings,
+so registering costs nothing until ``make``. Third-party packages register through the
+``agentgym.environments`` entry-point group: each entry point names a callable that calls
+:func:`register`. Task suites are JSONL files, one :class:`~agentgym.types.Task` per line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from agentgym.errors import UnknownEnvironmentError, UnknownSuiteError
+from agentgym.types import Task
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
+ENTRY_POINT_GROUP = "agentgym.environments"
+
+# Shipped environments: id -> (entry point, folder of suites inside agentgym.tasks).
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "household-v0": ("agentgym.environments.household:HouseholdEnv", "household"),
+}
+
+
+@dataclass
+class EnvSpec:
+    """A registered environment: its id, how to build it, its defaults and its task suites."""
+
+    id: str
+    entry_point: str | type
+    defaults: dict[str, Any] = field(default_factory=dict)
+    suites: dict[str, Path | Callable[[], list[Task]]] = field(default_factory=dict)
+    description: str = ""
+
+    def load(self) -> type:
+        """Import and return the environment class."""
+        if isinstance(self.entry_point, str):
+            module, _, attr = self.entry_point.partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            self.entry_point = obj
+        return self.entry_point  # type: ignore[return-value]
+
+
+_registry: dict[str, EnvSpec] = {}
+_plugins_loaded = False
+
+
+def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str | Path | None = None,
+             description: str = "", **defaults: Any) -> EnvSpec:
+    """Register an environment under a versioned ``id`` (``name-vN``).
+
+    ``entry_point`` is the class or ``"module:Class"``; ``defaults`` are constructor keywords
+    that :func:`make` overrides. ``suites`` maps suite names to JSONL paths or to callables that
+    return tasks, or names a folder whose ``*.jsonl`` files are the suites.
+    """
+    if not _ID.match(id):
+        raise ValueError(f"environment ids look like 'name-v0' (lowercase, versioned), got {id!r}")
+    spec = EnvSpec(id=id, entry_point=entry_point, defaults=defaults, description=description)
+    if isinstance(suites, (str, Path)):
+        spec.suites.update(_suites_in(Path(suites)))
+    elif suites:
+        spec.suites.update({k: Path(v) if isinstance(v, str) else v for k, v in suites.items()})
+    _registry[id] = spec
+    return spec
+
+
+def register_suite(env_id: str, name: str, source: str | Path | Callable[[], list[Task]]) -> None:
+    """Add a task suite to a registered environment (a JSONL path or a callable returning tasks)."""
+    spec(env_id).suites[name] = Path(source) if isinstance(source, str) else source
+
+
+def _suites_in(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.glob("*.jsonl"))} if folder.is_dir() else {}
+
+
+def _ensure_loaded() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    tasks_root = Path(__file__).resolve().parent.parent / "tasks"
+    try:  # installed as agentgym.tasks (wheel or editable)
+        import agentgym.tasks as tasks_pkg
+
+        tasks_root = Path(tasks_pkg.__file__).parent
+    except ImportError:
+        pass
+    for env_id, (entry, folder) in _BUILTIN.items():
+        if env_id not in _registry:
+            register(env_id, entry, suites=tasks_root / folder)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()()
+
+
+def spec(env_id: str) -> EnvSpec:
+    """The :class:`EnvSpec` of ``env_id``; unknown ids raise with the closest matches."""
+    _ensure_loaded()
+    try:
+        return _registry[env_id]
+    except KeyError:
+        close = difflib.get_close_matches(env_id, list(_registry), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownEnvironmentError(
+            f"unknown environment {env_id!r}.{hint} Registered: {', '.join(sorted(_registry)) or '(none)'}."
+        ) from None
+
+
+def registered() -> list[EnvSpec]:
+    """All registered environments, sorted by id."""
+    _ensure_loaded()
+    return [_registry[k] for k in sorted(_registry)]
+
+
+def make(env_id: str, **overrides: Any) -> Any:
+    """Build a new instance of ``env_id`` with its registered defaults updated by ``overrides``."""
+    s = spec(env_id)
+    return s.load()(**{**s.defaults, **overrides})
+
+
+def suites(env_id: str) -> list[str]:
+    """Names of the task suites of ``env_id``."""
+    return sorted(spec(env_id).suites)
+
+
+def load_tasks(env_id: str, suite: str = "train") -> list[Task]:
+    """The tasks of suite ``suite`` of ``env_id`` (e.g. ``train``, ``test-seen``, ``test-unseen``)."""
+    s = spec(env_id)
+    if suite not in s.suites:
+        raise UnknownSuiteError(
+            f"environment {env_id!r} has no task suite {suite!r}; its suites: {', '.join(sorted(s.suites)) or '(none)'}"
+        )
+    source = s.suites[suite]
+    if callable(source):
+        return list(source())
+    with open(source, encoding="utf-8") as fh:
+        return [Task.model_validate_json(line) for line in fh if line.strip()]
+
+
+def count_tasks(env_id: str, suite: str) -> int:
+    """Number of tasks in a suite, without parsing them (a line count for JSONL suites)."""
+    source = spec(env_id).suites[suite]
+    if callable(source):
+        return len(source())
+    with open(source, "rb") as fh:
+        return sum(1 for line in fh if line.strip())

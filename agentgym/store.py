@@ -1,0 +1,111 @@
+"""Run directories: config, trajectories, metrics and checkpoints of one run.
+
+Layout::
+
+    RUN_DIR/config.yaml
+    RUN_DIR/trajectories/<name>.jsonl   one Trajectory per line
+    RUN_DIR/metrics.jsonl               one JSON object per line
+    RUN_DIR/checkpoints/
+
+Appends are crash-safe: each record is written with a single ``write`` of a complete line,
+flushed and fsynced. A process killed mid-write can leave at most one torn last line, which
+loading skips, so at most the record being written is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from agentgym.types import Trajectory
+
+
+def _append_line(path: Path, line: str) -> None:
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(fd).st_size and not _ends_with_newline(fd):
+            data = b"\n" + data  # seal a torn line left by a killed writer
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ends_with_newline(fd: int) -> bool:
+    return os.pread(fd, 1, os.fstat(fd).st_size - 1) == b"\n"
+
+
+def _read_lines(path: Path) -> Iterator[str]:
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.endswith("\n") and line.strip():
+                yield line
+
+
+class RunStore:
+    """A run directory; creates its folders on first use."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.trajectory_dir = self.root / "trajectories"
+        self.checkpoint_dir = self.root / "checkpoints"
+        self.metrics_path = self.root / "metrics.jsonl"
+        self.config_path = self.root / "config.yaml"
+        self.trajectory_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, config: Any) -> None:
+        """Write ``config`` (a pydantic model or a dict) as YAML, atomically."""
+        import yaml
+
+        data = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
+        tmp = self.config_path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        os.replace(tmp, self.config_path)
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's config as a dict (empty when none was written)."""
+        import yaml
+
+        if not self.config_path.exists():
+            return {}
+        return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+
+    def append_trajectory(self, trajectory: Trajectory, name: str = "rollout") -> None:
+        """Append one trajectory to ``trajectories/<name>.jsonl``."""
+        _append_line(self.trajectory_dir / f"{name}.jsonl", trajectory.model_dump_json())
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one metrics record to ``metrics.jsonl``."""
+        _append_line(self.metrics_path, json.dumps(record, default=float))
+
+    def trajectory_files(self) -> list[Path]:
+        """The trajectory files of the run, sorted by name."""
+        return sorted(self.trajectory_dir.glob("*.jsonl"))
+
+    def load_trajectories(self, name: str | None = None) -> list[Trajectory]:
+        """Load trajectories (all files, or ``<name>.jsonl``); a torn last line is skipped."""
+        files = [self.trajectory_dir / f"{name}.jsonl"] if name else self.trajectory_files()
+        out = []
+        for path in files:
+            for line in _read_lines(path):
+                try:
+                    out.append(Trajectory.model_validate_json(line))
+                except ValueError:
+                    continue  # a line sealed after a crash
+        return out
+
+    def load_metrics(self) -> list[dict[str, Any]]:
+        """Load the metrics records."""
+        out = []
+        for line in _read_lines(self.metrics_path):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out

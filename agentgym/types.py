@@ -1,0 +1,157 @@
+"""The data model every part of agentgym shares (pydantic v2).
+
+A run is a list of :class:`Trajectory` objects. Each holds the :class:`Step` records of one
+episode, token-exact: the prompt token ids the policy saw, the token ids it sampled and their
+sampling logprobs, so training never re-tokenizes. JSON round-trips are lossless
+(``Trajectory.model_validate_json(t.model_dump_json()) == t``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Milestone(_Model):
+    """A verifiable sub-goal of a task, reported by the environment the step it is first reached."""
+
+    id: str
+    description: str = ""
+    weight: float = Field(1.0, description="Reward weight when milestones are used as a bonus.")
+
+
+class Task(_Model):
+    """One task instance: what the agent is asked and the data its environment needs to set up."""
+
+    id: str
+    env: str = Field(description="Registry id of the environment, e.g. 'household-v0'.")
+    split: Literal["train", "test"] = "train"
+    prompt: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    milestones: list[Milestone] = Field(default_factory=list)
+    max_turns: int = Field(50, gt=0)
+
+
+class ToolSpec(_Model):
+    """A tool the agent may call: name, description and JSON-schema parameters."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    def to_openai(self) -> dict[str, Any]:
+        """Render in the OpenAI ``tools`` format (also what chat templates expect)."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+class ToolCall(_Model):
+    """A parsed action: a tool name and its arguments."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+
+
+class Message(_Model):
+    """A chat message as policies and chat templates see it."""
+
+    role: Role
+    content: str = ""
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        """Render as an OpenAI chat message dict."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id or f"call_{i}", "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for i, c in enumerate(self.tool_calls)
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+class StepResult(_Model):
+    """What the environment returns for one action.
+
+    ``terminated`` means the task itself ended (solved or failed for good); ``truncated`` means a
+    limit cut the episode short (turns, time, context). Credit assignment treats them differently,
+    so they are never merged.
+    """
+
+    observation: str
+    reward: float = 0.0
+    milestones: list[str] = Field(default_factory=list, description="Milestone ids first reached this step.")
+    terminated: bool = False
+    truncated: bool = False
+    valid: bool = Field(True, description="False when the action could not be parsed or executed.")
+    state_key: str | None = Field(None, description="Canonical state identity after the step (GiGPO anchor).")
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class Step(_Model):
+    """One agent turn, fully recorded."""
+
+    index: int
+    agent: str = "agent"
+    kind: Literal["action", "summary"] = "action"
+    segment: int = Field(0, description="Context segment (increments after each summary, SUPO).")
+    state_key: str | None = Field(None, description="State identity the agent acted from (GiGPO anchor).")
+    messages: list[Message] | None = Field(None, description="The prompt messages the policy saw.")
+    prompt_ids: list[int] | None = None
+    response: str = ""
+    response_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    action: ToolCall | None = None
+    parse_error: str | None = None
+    result: StepResult | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def reward(self) -> float:
+        """The environment reward of this step (0 for summaries)."""
+        return self.result.reward if self.result is not None else 0.0
+
+    @property
+    def valid(self) -> bool:
+        """Whether the action parsed and was admissible."""
+        return self.result.valid if self.result is not None else self.kind == "summary"
+
+
+class Trajectory(_Model):
+    """One episode: the steps of one sample of one task."""
+
+    id: str
+    group_id: str = Field(description="Shared by all samples of one task in one batch.")
+    task_id: str
+    env: str
+    seed: int | None = None
+    steps: list[Step] = Field(default_factory=list)
+    reward: float = Field(0.0, description="Episode return: the sum of step rewards.")
+    success: bool = False
+    terminated: bool = False
+    truncated: bool = False
+    overlong: bool = Field(False, description="Ended because the summary budget ran out (SUPO).")
+    error: str | None = Field(None, description="Set when the episode failed for a system reason.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def num_turns(self) -> int:
+        """Number of action steps (summaries excluded)."""
+        return sum(1 for s in self.steps if s.kind == "action")

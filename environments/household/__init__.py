@@ -1,0 +1,1 @@
+"""Household: an ALFWorld-style text world, procedurally generated."""

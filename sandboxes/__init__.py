@@ -1,0 +1,1 @@
+"""Isolated execution back ends behind one Sandbox protocol."""

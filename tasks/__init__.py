@@ -1,0 +1,1 @@
+"""Task suites as data (JSONL, one folder per environment) and the seeded generators that made them."""

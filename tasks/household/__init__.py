@@ -1,0 +1,1 @@
+"""Seeded generator of the household task suites (train, test-seen, test-unseen)."""

@@ -1,0 +1,1 @@
+"""Reusable tools that environments compose: browser, search index, code execution, SQL execution."""

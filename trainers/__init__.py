@@ -1,0 +1,1 @@
+"""The RL trainer, the SFT warm start, losses, batching and checkpoints."""
