@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentgym import _gym_hook
 from agentgym.env import Environment, tool
 from agentgym.registry import load_tasks, make, register
 from agentgym.types import Task, Trajectory
 
 __version__ = "0.1.0"
+
+_gym_hook.install()
 
 __all__ = [
     "Environment",

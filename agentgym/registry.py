@@ -69,6 +69,9 @@ def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str |
     elif suites:
         spec.suites.update({k: Path(v) if isinstance(v, str) else v for k, v in suites.items()})
     _registry[id] = spec
+    from agentgym import _gym_hook
+
+    _gym_hook.register_one(id)
     return spec
 
 

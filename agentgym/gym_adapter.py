@@ -1,0 +1,110 @@
+"""Every agentgym environment as a ``gymnasium.Env`` with text observation and action spaces.
+
+Each registered environment is also registered with Gymnasium as ``agentgym/<id>``, so
+``gymnasium.make("agentgym/household-v0", suite="test-seen")`` works (see
+:mod:`agentgym._gym_hook` for how that happens without importing Gymnasium eagerly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import string
+import threading
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from agentgym import registry
+from agentgym.types import Task, ToolCall
+
+CHARSET = string.printable
+MAX_OBSERVATION_CHARS = 100_000
+MAX_ACTION_CHARS = 8_192
+
+
+def _to_charset(text: str) -> str:
+    allowed = _CHARSET_SET
+    return "".join(c if c in allowed else "?" for c in text[:MAX_OBSERVATION_CHARS])
+
+
+_CHARSET_SET = frozenset(CHARSET)
+
+
+class _LoopThread:
+    """A private event loop on a daemon thread, so the adapter works inside running loops too."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="agentgym-gym", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+class AgentGymEnv(gym.Env):
+    """A Gymnasium view of an agentgym environment.
+
+    Observations are the environment's text; actions are model text (or a tool call in any
+    format :mod:`agentgym.parsing` reads). ``reset(seed=...)`` picks a task of ``suite`` with the
+    seeded generator, or the task at ``options["task_index"]``. ``info`` carries the task id,
+    the step's validity, milestones and state key.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, env_id: str, suite: str = "train", tasks: list[Task] | None = None,
+                 render_mode: str | None = None, **env_kwargs: Any) -> None:
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.env_id = env_id
+        self.render_mode = render_mode
+        self.tasks = tasks if tasks is not None else registry.load_tasks(env_id, suite)
+        if not self.tasks:
+            raise ValueError(f"no tasks to run for {env_id!r} (suite {suite!r} is empty)")
+        self.observation_space = spaces.Text(max_length=MAX_OBSERVATION_CHARS, min_length=0, charset=CHARSET)
+        self.action_space = spaces.Text(max_length=MAX_ACTION_CHARS, min_length=0, charset=CHARSET)
+        self._runner = _LoopThread()
+        self._env = registry.make(env_id, **env_kwargs)
+        self._last = ""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """Start an episode on a task of the suite; returns (observation, info)."""
+        super().reset(seed=seed)
+        index = (options or {}).get("task_index")
+        if index is None:
+            index = int(self.np_random.integers(len(self.tasks)))
+        task = self.tasks[index]
+        self._last = _to_charset(self._runner.run(self._env.reset(task)))
+        return self._last, {"task_id": task.id, "task_index": index, "state_key": self._state_key()}
+
+    def step(self, action: str | ToolCall) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Act; returns (observation, reward, terminated, truncated, info)."""
+        result = self._runner.run(self._env.step(action))
+        self._last = _to_charset(result.observation)
+        info = {"valid": result.valid, "milestones": result.milestones, "state_key": result.state_key, **result.info}
+        return self._last, float(result.reward), result.terminated, result.truncated, info
+
+    def render(self) -> str | None:
+        """The last observation (``ansi`` mode)."""
+        return self._last if self.render_mode == "ansi" else None
+
+    def close(self) -> None:
+        """Close the wrapped environment and its event loop."""
+        if getattr(self, "_runner", None) is None:
+            return
+        self._runner.run(self._env.aclose())
+        self._runner.close()
+        self._runner = None  # type: ignore[assignment]
+
+    def _state_key(self) -> str | None:
+        try:
+            return self._env.state_key()
+        except NotImplementedError:
+            return None
