@@ -1,0 +1,144 @@
+"""The environment authoring API: tools, validation, errors as observations, lifecycle."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import agentgym as ag
+from agentgym.errors import EnvironmentClosedError, InvalidActionError
+from agentgym.types import Milestone, ToolCall
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from counter import Counter  # noqa: E402  (the DESIGN.md example, exactly as written)
+
+
+class Lamp(ag.Environment):
+    """A lamp to switch on; a sync tool, milestones and an inadmissible action."""
+
+    async def reset(self, task: ag.Task) -> str:
+        self.on = False
+        return "A lamp."
+
+    @ag.tool
+    def switch(self, state: bool, note: str = "") -> str:
+        """Switch the lamp.
+
+        Args:
+            state: True for on, False for off.
+            note: Anything to say.
+        """
+        if state == self.on:
+            raise InvalidActionError("Nothing happens.")
+        self.on = state
+        self.reach("touched")
+        if state:
+            self.reach("lit")
+            self.finish(reward=2.0)
+        return f"The lamp is {'on' if state else 'off'}."
+
+    def state_key(self) -> str:
+        return f"on={self.on}"
+
+    def on_text(self, text):
+        return ToolCall(name="switch", arguments={"state": True}) if text.lower() == "turn it on" else None
+
+
+def _task(**kw):
+    return ag.Task(id="t", env="x-v0", **kw)
+
+
+def test_tool_schema_comes_from_hints_and_docstring():
+    spec = {t.name: t for t in Lamp().tools}["switch"]
+    assert spec.description == "Switch the lamp."
+    props = spec.parameters["properties"]
+    assert props["state"]["type"] == "boolean" and props["state"]["description"] == "True for on, False for off."
+    assert props["note"]["default"] == ""
+    assert spec.parameters["required"] == ["state"]
+    rendered = spec.to_openai()
+    assert rendered["type"] == "function" and rendered["function"]["name"] == "switch"
+
+
+async def test_counter_example_runs_to_success():
+    env = Counter()
+    assert await env.reset(_task(data={"target": 5})) == "Reach 5. The value is 0."
+    r1 = await env.step(ToolCall(name="add", arguments={"n": 2}))
+    assert (r1.observation, r1.reward, r1.terminated, r1.valid, r1.state_key) == ("The value is 2.", 0.0, False, True, "2")
+    r2 = await env.step("add(n=3)")
+    assert r2.terminated and r2.reward == 1.0 and env.success and not r2.truncated
+
+
+@pytest.mark.parametrize("action, problem", [
+    (ToolCall(name="subtract", arguments={"n": 1}), "unknown tool 'subtract'"),
+    (ToolCall(name="add", arguments={}), "missing argument 'n'"),
+    (ToolCall(name="add", arguments={"n": "many"}), "argument 'n'"),
+    (ToolCall(name="add", arguments={"n": 1, "m": 2}), "unexpected argument 'm'"),
+    ("I am not sure what to do.", "no tool call found"),
+    ('<tool_call>{"name": "add", "arguments": {n: 1}}</tool_call>', "not valid JSON"),
+])
+async def test_bad_actions_become_invalid_error_observations(action, problem):
+    env = Counter()
+    await env.reset(_task(data={"target": 5}))
+    result = await env.step(action)
+    assert not result.valid and not result.terminated
+    assert problem in result.observation and "Valid tools: add." in result.observation
+    assert env.value == 0
+
+
+async def test_inadmissible_action_milestones_and_on_text():
+    env = Lamp()
+    await env.reset(_task(milestones=[Milestone(id="touched"), Milestone(id="lit")]))
+    bad = await env.step(ToolCall(name="switch", arguments={"state": False}))
+    assert (bad.observation, bad.valid, bad.milestones) == ("Nothing happens.", False, [])
+    good = await env.step("turn it on")
+    assert good.valid and good.milestones == ["touched", "lit"] and good.reward == 2.0 and good.terminated
+    assert env.episode_reward == 2.0
+    after = await env.step("turn it on")
+    assert not after.valid and after.observation == "The episode is over."
+
+
+async def test_milestones_count_only_the_first_time_and_must_be_declared():
+    env = Lamp()
+    await env.reset(_task(milestones=[Milestone(id="touched"), Milestone(id="lit")]))
+    env.on = True
+    first = await env.step(ToolCall(name="switch", arguments={"state": False}))
+    assert first.milestones == ["touched"]
+    env.task = _task(milestones=[Milestone(id="other")])
+    with pytest.raises(ValueError, match="not declared"):
+        await env.step(ToolCall(name="switch", arguments={"state": True}))
+
+
+async def test_turn_limit_truncates_without_terminating():
+    env = Counter()
+    await env.reset(_task(data={"target": 100}, max_turns=2))
+    assert not (await env.step("add(n=1)")).truncated
+    last = await env.step("add(n=1)")
+    assert last.truncated and not last.terminated
+
+
+async def test_reset_clears_episode_state():
+    env = Lamp()
+    await env.reset(_task())
+    await env.step("turn it on")
+    await env.reset(_task())
+    assert (env.turn, env.done, env.success, env.episode_reward, env.reached) == (0, False, False, 0.0, [])
+
+
+async def test_closed_environment_refuses_use():
+    async with Counter() as env:
+        await env.reset(_task(data={"target": 1}))
+    assert env.closed
+    with pytest.raises(EnvironmentClosedError):
+        await env.step("add(n=1)")
+    with pytest.raises(EnvironmentClosedError):
+        await env.reset(_task(data={"target": 1}))
+
+
+async def test_step_before_reset_is_a_programming_error():
+    with pytest.raises(RuntimeError, match="reset"):
+        await Counter().step("add(n=1)")
+
+
+def test_unknown_options_are_refused():
+    with pytest.raises(TypeError, match="takes no options"):
+        Counter(colour="red")

@@ -1,0 +1,58 @@
+"""Gymnasium adapter: gymnasium.make on agentgym ids, and Gymnasium's own env checker."""
+
+import asyncio
+import sys
+from pathlib import Path
+
+import gymnasium
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import agentgym as ag
+from agentgym import registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import counter  # noqa: E402,F401  (registers counter-v0)
+
+TASKS = [ag.Task(id=f"c{i}", env="counter-v0", data={"target": i + 2}, max_turns=6) for i in range(5)]
+registry.register_suite("counter-v0", "train", lambda: TASKS)
+
+
+def test_gymnasium_make_and_an_episode():
+    env = gymnasium.make("agentgym/counter-v0")
+    obs, info = env.reset(seed=1, options={"task_index": 1})
+    assert obs == "Reach 3. The value is 0." and info["task_id"] == "c1" and info["state_key"] == "0"
+    obs, reward, terminated, truncated, info = env.step("add(n=1)")
+    assert (obs, reward, terminated, truncated, info["valid"]) == ("The value is 1.", 0.0, False, False, True)
+    obs, reward, terminated, truncated, info = env.step("no idea")
+    assert not info["valid"] and "no tool call found" in obs
+    obs, reward, terminated, truncated, info = env.step('{"name": "add", "arguments": {"n": 2}}')
+    assert reward == 1.0 and terminated and not truncated
+    env.close()
+
+
+def test_env_checker_passes():
+    env = gymnasium.make("agentgym/counter-v0").unwrapped
+    check_env(env, skip_render_check=True)
+    env.close()
+
+
+def test_same_seed_same_task():
+    env = gymnasium.make("agentgym/counter-v0")
+    assert env.reset(seed=7)[1]["task_id"] == env.reset(seed=7)[1]["task_id"]
+    env.close()
+
+
+def test_adapter_works_inside_a_running_event_loop():
+    async def inside():
+        env = gymnasium.make("agentgym/counter-v0")
+        obs, _ = env.reset(seed=0, options={"task_index": 0})
+        env.close()
+        return obs
+
+    assert asyncio.run(inside()) == "Reach 2. The value is 0."
+
+
+def test_unknown_render_mode_is_refused():
+    with pytest.raises(ValueError, match="render_mode"):
+        gymnasium.make("agentgym/counter-v0", render_mode="human")

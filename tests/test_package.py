@@ -1,0 +1,59 @@
+"""Packaging: a light import, the curated public surface, the namespace mapping and the wheel."""
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import agentgym
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ["torch", "transformers", "playwright", "ray", "docker", "vllm", "gymnasium", "numpy"]
+
+
+def test_import_is_light():
+    code = f"import agentgym, sys; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_public_surface():
+    assert sorted(agentgym.__all__) == sorted(
+        ["Environment", "tool", "Task", "make", "register", "load_tasks", "Trajectory", "RolloutRunner"])
+
+
+def test_every_source_package_is_listed_in_pyproject():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = set()
+    for name, folder in config["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([name, *rel.parts]) if rel.parts else name)
+    assert found == listed
+
+
+def test_wheel_installs_only_the_agentgym_namespace(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("agentgym-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.startswith("agentgym-")}
+    assert tops == {"agentgym"}
+    assert "agentgym/environments/__init__.py" in names and "agentgym/trainers/__init__.py" in names
+    assert any(n.startswith("agentgym/tasks/household/") and n.endswith(".jsonl") for n in names)
+
+
+def test_cli_version_and_envs():
+    version = subprocess.run([sys.executable, "-m", "agentgym", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"agentgym {agentgym.__version__}"
+    envs = subprocess.run([sys.executable, "-m", "agentgym", "envs"], capture_output=True, text=True, check=True,
+                          env={"COLUMNS": "200", "PATH": ""})
+    assert "household-v0" in envs.stdout and "test-unseen" in envs.stdout
+
+
+def test_counter_example_runs():
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "counter.py")], capture_output=True, text=True,
+                         check=True)
+    assert "The value is 5.  (reward=1.0, valid=True, terminated=True)" in out.stdout

@@ -1,0 +1,83 @@
+"""Registry: versioned ids, lazy entry points, overrides, suites, plug-ins, helpful errors."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import agentgym as ag
+from agentgym import registry
+from agentgym.errors import UnknownEnvironmentError, UnknownSuiteError
+
+
+class Dial(ag.Environment):
+    """A dial with a configurable size."""
+
+    def __init__(self, size: int = 3):
+        super().__init__()
+        self.size = size
+
+    async def reset(self, task: ag.Task) -> str:
+        return f"size {self.size}"
+
+
+def test_make_uses_defaults_and_overrides():
+    ag.register("dial-v0", Dial, size=5)
+    assert ag.make("dial-v0").size == 5
+    assert ag.make("dial-v0", size=9).size == 9
+
+
+def test_lazy_string_entry_point_is_imported_on_make():
+    ag.register("dial-v1", f"{__name__}:Dial")
+    assert isinstance(registry.spec("dial-v1").entry_point, str)
+    assert type(ag.make("dial-v1")) is Dial
+
+
+def test_unknown_id_names_close_matches():
+    ag.register("dial-v0", Dial)
+    with pytest.raises(UnknownEnvironmentError, match="Did you mean 'dial-v0'"):
+        ag.make("dail-v0")
+
+
+@pytest.mark.parametrize("bad", ["Dial", "dial", "dial-v", "Dial-v0"])
+def test_ids_must_be_versioned_lowercase(bad):
+    with pytest.raises(ValueError, match="name-v0"):
+        ag.register(bad, Dial)
+
+
+def test_suites_from_files_and_callables(tmp_path):
+    tasks = [ag.Task(id=f"t{i}", env="dial-v2", data={"i": i}) for i in range(3)]
+    (tmp_path / "train.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in tasks))
+    ag.register("dial-v2", Dial, suites=tmp_path)
+    registry.register_suite("dial-v2", "tiny", lambda: tasks[:1])
+    assert registry.suites("dial-v2") == ["tiny", "train"]
+    assert ag.load_tasks("dial-v2", "train") == tasks
+    assert ag.load_tasks("dial-v2", "tiny") == tasks[:1]
+    assert registry.count_tasks("dial-v2", "train") == 3
+    with pytest.raises(UnknownSuiteError, match="its suites: tiny, train"):
+        ag.load_tasks("dial-v2", "test")
+
+
+def test_third_party_plugin_registers_through_entry_points(tmp_path):
+    (tmp_path / "myplugin.py").write_text(textwrap.dedent('''
+        import agentgym as ag
+
+        class Echo(ag.Environment):
+            async def reset(self, task):
+                return "echo"
+
+        def register():
+            ag.register("echo-v0", "myplugin:Echo")
+    '''))
+    dist = tmp_path / "myplugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[agentgym.environments]\necho = myplugin:register\n")
+    code = "import agentgym as ag, json; print(json.dumps([type(ag.make('echo-v0')).__name__, " \
+           "[s.id for s in ag.registry.registered()]]))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": ""}, cwd=tmp_path)
+    name, ids = json.loads(out.stdout)
+    assert name == "Echo" and "echo-v0" in ids and "household-v0" in ids

@@ -1,0 +1,75 @@
+"""Run store: round trips, and appends that survive a SIGKILL mid-write."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from agentgym.store import RunStore
+from agentgym.types import Message, Step, StepResult, ToolCall, Trajectory
+
+
+def _trajectory(i: int, size: int = 3) -> Trajectory:
+    steps = [Step(index=k, messages=[Message(role="user", content="x" * 50)], prompt_ids=list(range(40)),
+                  response="add(n=1)", response_ids=[5, 6, 7], logprobs=[-0.1, -0.2, -0.3],
+                  action=ToolCall(name="add", arguments={"n": 1}), state_key=str(k),
+                  result=StepResult(observation="ok", reward=float(k == size - 1), state_key=str(k + 1)))
+             for k in range(size)]
+    return Trajectory(id=f"traj-{i}", group_id=f"g{i // 4}", task_id="t", env="counter-v0", steps=steps,
+                      reward=1.0, success=True, terminated=True)
+
+
+def test_trajectories_metrics_and_config_round_trip(tmp_path):
+    store = RunStore(tmp_path / "run")
+    trajs = [_trajectory(i) for i in range(5)]
+    for t in trajs:
+        store.append_trajectory(t, name="train")
+    store.append_metrics({"step": 1, "success": 0.5})
+    store.write_config({"env": "counter-v0", "n": 4})
+    again = RunStore(tmp_path / "run")
+    assert again.load_trajectories() == trajs
+    assert again.load_metrics() == [{"step": 1, "success": 0.5}]
+    assert again.read_config() == {"env": "counter-v0", "n": 4}
+    assert (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_torn_last_line_is_skipped_and_sealed(tmp_path):
+    store = RunStore(tmp_path)
+    store.append_trajectory(_trajectory(0))
+    path = store.trajectory_dir / "rollout.jsonl"
+    with open(path, "a") as fh:
+        fh.write(_trajectory(1).model_dump_json()[:100])  # what a killed writer leaves
+    assert [t.id for t in store.load_trajectories()] == ["traj-0"]
+    store.append_trajectory(_trajectory(2))
+    assert [t.id for t in store.load_trajectories()] == ["traj-0", "traj-2"]
+
+
+def test_sigkill_mid_write_loses_at_most_the_trajectory_being_written(tmp_path):
+    writer = textwrap.dedent(f'''
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_store import _trajectory
+        from agentgym.store import RunStore
+        store = RunStore({str(tmp_path)!r})
+        print("ready", flush=True)
+        i = 0
+        while True:
+            store.append_trajectory(_trajectory(i, size=200))
+            i += 1
+    ''')
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    path = tmp_path / "trajectories" / "rollout.jsonl"
+    deadline = time.monotonic() + 60
+    while (not path.exists() or path.stat().st_size < 1_000_000) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the writer died before it was killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    loaded = RunStore(tmp_path).load_trajectories()
+    lines = path.read_bytes().count(b"\n")
+    assert len(loaded) >= 1 and len(loaded) == lines  # every complete line loads
+    assert [t.id for t in loaded] == [f"traj-{i}" for i in range(len(loaded))]  # no gaps, no duplicates
+    assert all(len(t.steps) == 200 for t in loaded)

@@ -1,0 +1,100 @@
+"""Run configs: YAML loading, --set overrides, and errors that name the key and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from agentgym.errors import ConfigError
+from agentgym.trainers.config import SFTConfig, TrainConfig, load_config, parse_overrides
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_defaults_validate():
+    cfg = load_config()
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.loss.loss_agg_mode == "token-mean" and cfg.loss.clip_ratio_c == 3.0
+
+
+def test_overrides_are_dotted_and_typed(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("loss:\n  clip_high: 0.2\nrollout:\n  group_size: 4\n")
+    cfg = load_config(path, ["loss.clip_high=0.28", "horizon.type=stepwise", "horizon.rounds=[2, 4]",
+                             "loss.clip_ratio_c=null", "credit.gigpo.gamma=0.9"])
+    assert cfg.loss.clip_high == 0.28 and cfg.rollout.group_size == 4
+    assert cfg.horizon.rounds == [2, 4] and cfg.loss.clip_ratio_c is None
+    assert cfg.credit["gigpo"]["gamma"] == 0.9
+
+
+def test_parse_overrides_rejects_missing_equals():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["loss.clip_high"])
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ConfigError, match=r"unknown key 'loss.clip_hihg'; did you mean 'loss.clip_high'"):
+        load_config({}, ["loss.clip_hihg=0.3"])
+
+
+def test_bad_value_names_key():
+    with pytest.raises(ConfigError, match=r"'loss.clip_low'.*got -0.1"):
+        load_config({}, ["loss.clip_low=-0.1"])
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["loss.clip_ratio_c=0.5"], "loss.clip_ratio_c must be greater than 1"),
+    (["loss.use_kl_loss=true", "loss.kl_loss_coef=0"], "kl_loss_coef is 0"),
+    (["rollout.group_size=1"], "rollout.group_size must be at least 2"),
+    (["rollout.tasks_per_step=1", "rollout.group_size=2", "update.mini_batches=4"], "update.mini_batches"),
+    (["horizon.type=stepwise", "horizon.rounds=[4, 2]"], "increasing"),
+    (["horizon.rounds=[4, 8]"], "horizon.type: stepwise"),
+    (["context.type=window"], "context.window"),
+])
+def test_cross_field_checks(sets, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({}, sets)
+
+
+def test_horizon_schedule_matches_tv_i():
+    cfg = load_config({}, ["horizon.type=stepwise", "horizon.rounds=[10, 20, 30]", "horizon.steps_per_stage=100"])
+    assert [cfg.horizon_at(k) for k in (1, 100, 101, 200, 201, 1000)] == [10, 10, 20, 20, 30, 30]
+    cfg = load_config({}, ["horizon.type=stepwise", "horizon.rounds=[8, 12, 15]", "horizon.steps_per_stage=80"])
+    assert [cfg.horizon_at(k) for k in (80, 81, 160, 161)] == [8, 12, 12, 15]
+    assert cfg.horizon_stage(161) == 2
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_sft_config_needs_data():
+    with pytest.raises(ConfigError, match="sft.data is empty"):
+        load_config({}, kind=SFTConfig)
+    assert load_config({"sft": {"data": ["runs/expert"]}}, kind=SFTConfig).sft.epochs == 2.0
+
+
+def test_every_field_has_help():
+    from pydantic import BaseModel
+
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no help text"
+            ann = field.annotation
+            for cand in (ann, *getattr(ann, "__args__", ())):
+                if isinstance(cand, type) and issubclass(cand, BaseModel):
+                    walk(cand)
+    walk(TrainConfig)
+    walk(SFTConfig)
+
+
+@pytest.mark.parametrize("name", ["household_quickstart.yaml", "household_gigpo.yaml", "household_grpo.yaml"])
+def test_example_configs_validate(name):
+    path = EXAMPLES / name
+    if not path.exists():
+        pytest.skip(f"{name} not written yet")
+    load_config(path)
