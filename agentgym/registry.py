@@ -25,6 +25,8 @@ ENTRY_POINT_GROUP = "agentgym.environments"
 # Shipped environments: id -> (entry point, folder of suites inside agentgym.tasks).
 _BUILTIN: dict[str, tuple[str, str]] = {
     "household-v0": ("agentgym.environments.household:HouseholdEnv", "household"),
+    "code-v0": ("agentgym.environments.code:CodeEnv", "code"),
+    "sql-v0": ("agentgym.environments.sql:SQLEnv", "sql"),
 }
 
 

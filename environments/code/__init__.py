@@ -1,0 +1,1 @@
+"""Code: write Python from a specification; hidden tests in a sandbox decide the reward."""

@@ -1,0 +1,1 @@
+"""SQL: text-to-SQL over real databases with execution rewards."""

@@ -1,0 +1,1 @@
+"""Seeded generator of the SQL databases and task suites."""
