@@ -16,6 +16,7 @@ app = typer.Typer(help="Build, run, evaluate and train LLM agents.", no_args_is_
 
 _COMMAND_MODULES = [
     "agentgym._cli_envs",
+    "agentgym._cli_bench",
 ]
 
 
