@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("task suites")
         for spec in registry.registered():
             try:
-                tools = ", ".join(t.name for t in spec.load()._tools.values())
+                tools = ", ".join(spec.load()._tools)
             except Exception as exc:  # a broken plug-in should not hide the others
                 tools = f"[red]cannot load: {exc}[/red]"
             suites = ", ".join(f"{name} ({registry.count_tasks(spec.id, name)})" for name in sorted(spec.suites))

@@ -21,6 +21,7 @@ class _Tool:
     spec: ToolSpec
     args_model: type[BaseModel]
     method_name: str
+    fields: tuple[str, ...] = ()  # argument names, cached: pydantic's model_fields lookup is slow per call
 
 
 def _doc_parts(fn: Callable) -> tuple[str, dict[str, str]]:
@@ -72,7 +73,8 @@ def _build_tool(method_name: str, fn: Callable, tool_name: str) -> _Tool:
     for prop in schema.get("properties", {}).values():
         prop.pop("title", None)
     schema.setdefault("required", [])
-    return _Tool(ToolSpec(name=tool_name, description=summary, parameters=schema), model, method_name)
+    return _Tool(ToolSpec(name=tool_name, description=summary, parameters=schema), model, method_name,
+                 tuple(fields))
 
 
 def _format_validation_error(tool_name: str, exc: ValidationError) -> str:
@@ -241,7 +243,7 @@ class Environment:
         except ValidationError as exc:
             return self._error(_format_validation_error(call.name, exc))
         method = getattr(self, tool_.method_name)
-        kwargs = {k: getattr(args, k) for k in type(args).model_fields}
+        kwargs = {k: getattr(args, k) for k in tool_.fields}
         try:
             out = method(**kwargs)
             if inspect.isawaitable(out):

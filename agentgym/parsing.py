@@ -54,7 +54,12 @@ def parse_action(text: str, tool_names: Iterable[str] | None = None) -> ParsedAc
         return ParsedAction(None, str(text), f"could not parse the action: {exc}")
 
 
+_CALL_MARKERS = ("<", "`", "{", "[", "(")
+
+
 def _parse(text: str, tool_names: set[str] | None) -> ParsedAction:
+    if not any(m in text for m in _CALL_MARKERS):  # plain text, the common case for text-command agents
+        return ParsedAction(None, text.strip())
     block = _TOOL_CALL_BLOCK.search(text)
     if block:
         call, error = _from_json_text(block.group(1))

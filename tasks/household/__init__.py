@@ -1,1 +1,2 @@
-"""Seeded generator of the household task suites (train, test-seen, test-unseen)."""
+"""The household task suites (JSONL, one file per suite) and ``generate``, which rewrites them:
+``python -m agentgym.tasks.household.generate`` (``--check`` only compares)."""
