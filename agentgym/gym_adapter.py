@@ -91,6 +91,11 @@ class AgentGymEnv(gym.Env):
         info = {"valid": result.valid, "milestones": result.milestones, "state_key": result.state_key, **result.info}
         return self._last, float(result.reward), result.terminated, result.truncated, info
 
+    @property
+    def agent_env(self) -> Any:
+        """The wrapped agentgym environment (for its expert, snapshots and state keys)."""
+        return self._env
+
     def render(self) -> str | None:
         """The last observation (``ansi`` mode)."""
         return self._last if self.render_mode == "ansi" else None

@@ -69,7 +69,7 @@ def test_gymnasium_make_runs_an_expert_episode():
     genv = gymnasium.make("agentgym/household-v0", suite="easy-test-seen")
     obs, info = genv.reset(seed=3)
     assert "Your task is to: " in obs and info["state_key"] == "at middle"
-    inner = genv.unwrapped._env
+    inner = genv.unwrapped.agent_env
     terminated = truncated = False
     while not (terminated or truncated):
         obs, reward, terminated, truncated, info = genv.step(inner.expert_action())
