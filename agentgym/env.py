@@ -145,6 +145,7 @@ class Environment:
         self.reached: list[str] = []
         self._step_reward = 0.0
         self._step_milestones: list[str] = []
+        self._step_info: dict[str, Any] = {}
         self._episode_started = True
 
     async def reset(self, task: Task) -> str:
@@ -169,6 +170,10 @@ class Environment:
     def add_reward(self, reward: float) -> None:
         """Add an intermediate reward to the current step without ending the episode."""
         self._step_reward += reward
+
+    def add_info(self, **fields: Any) -> None:
+        """Attach fields to this step's ``StepResult.info`` (e.g. a breakdown of the reward)."""
+        self._step_info.update(fields)
 
     def reach(self, milestone: str) -> None:
         """Report that ``milestone`` is reached; only the first time counts."""
@@ -204,7 +209,7 @@ class Environment:
     def _base_restore(self, state: dict[str, Any]) -> None:
         self.turn, self.done, self.success = state["turn"], state["done"], state["success"]
         self.episode_reward, self.reached = state["episode_reward"], list(state["reached"])
-        self._step_reward, self._step_milestones = 0.0, []
+        self._step_reward, self._step_milestones, self._step_info = 0.0, [], {}
 
     # ----- acting ----------------------------------------------------------------------------
     async def step(self, action: ToolCall | str) -> StepResult:
@@ -222,7 +227,7 @@ class Environment:
         if self.done:
             return self._result("The episode is over.", valid=False)
         self.turn += 1
-        self._step_reward, self._step_milestones = 0.0, []
+        self._step_reward, self._step_milestones, self._step_info = 0.0, [], {}
         observation, valid, error = await self._execute(action)
         return self._result(observation, valid=valid, error=error)
 
@@ -263,7 +268,7 @@ class Environment:
             key: str | None = self.state_key()
         except NotImplementedError:
             key = None
-        info: dict[str, Any] = {"success": self.success}
+        info: dict[str, Any] = {"success": self.success, **self._step_info}
         if error is not None:
             info["error"] = error
         return StepResult(observation=observation, reward=self._step_reward, milestones=list(self._step_milestones),

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-EXTRAS=${AGENTGYM_EXTRAS:-train,web,docker,dev}
-SYSTEM_PACKAGES=(${AGENTGYM_SYSTEM_PACKAGES:-})
+EXTRAS=${AGENTGYM_EXTRAS:-train,web,docker,sql,dev}
+SYSTEM_PACKAGES=(${AGENTGYM_SYSTEM_PACKAGES:-postgresql})
 stamp="$VENV/.agentgym-setup"
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$EXTRAS
 
