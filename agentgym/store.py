@@ -24,7 +24,7 @@ from agentgym.types import Trajectory
 
 def _append_line(path: Path, line: str) -> None:
     data = (line.rstrip("\n") + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         if os.fstat(fd).st_size and not _ends_with_newline(fd):
             data = b"\n" + data  # seal a torn line left by a killed writer
