@@ -17,6 +17,9 @@ app = typer.Typer(help="Build, run, evaluate and train LLM agents.", no_args_is_
 _COMMAND_MODULES = [
     "agentgym._cli_envs",
     "agentgym._cli_bench",
+    "agentgym._cli_rollout",
+    "agentgym._cli_serve",
+    "agentgym._cli_train",
 ]
 
 

@@ -1,0 +1,100 @@
+"""``agentgym rollout``: play a task suite with a policy and write a run directory."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``rollout`` command to ``app``."""
+
+    @app.command("rollout")
+    def rollout(
+        env: str = typer.Option("household-v0", help="Environment id (see `agentgym envs`)."),
+        suite: str = typer.Option("test-unseen", help="Task suite of the environment."),
+        policy: str = typer.Option("smollm2", help="expert, random, smollm2, hf:/path, openai:URL#model or vllm:/path."),
+        n: int = typer.Option(1, help="Samples per task (one group)."),
+        limit: Optional[int] = typer.Option(None, help="Play only the first N tasks of the suite."),
+        out: Optional[str] = typer.Option(None, help="Run directory (default: runs/rollout-<env>-<policy>-<time>)."),
+        max_turns: Optional[int] = typer.Option(None, help="Agent-turn limit (the task's own limit applies too)."),
+        step_timeout: float = typer.Option(60.0, help="Seconds for one environment call."),
+        episode_timeout: Optional[float] = typer.Option(None, help="Seconds for a whole episode."),
+        temperature: float = typer.Option(1.0, help="Sampling temperature (0 = greedy)."),
+        top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
+        max_new_tokens: int = typer.Option(64, help="Tokens per model turn."),
+        context: str = typer.Option("full", help="Context manager: full, window:K or summary:LIMIT[:MAX_SUMMARIES]."),
+        concurrency: int = typer.Option(64, help="Episodes alive at once."),
+        seed: int = typer.Option(0, help="Base seed of the episodes."),
+    ) -> None:
+        """Roll out a policy on a task suite; print success rate, mean turns, invalid actions and failures."""
+        import asyncio
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from agentgym.errors import AgentGymError
+        from agentgym.policies import SamplingParams, load_policy
+        from agentgym.registry import load_tasks
+        from agentgym.rollout import RolloutRunner
+        from agentgym.store import RunStore
+
+        console = Console()
+        try:
+            tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
+            sampling = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+        except (AgentGymError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy).strip("-")[:40]
+        store = RunStore(out or f"runs/rollout-{env}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}")
+        config = {"command": "rollout", "env": env, "suite": suite, "policy": policy, "n": n, "limit": limit,
+                  "max_turns": max_turns, "step_timeout": step_timeout, "episode_timeout": episode_timeout,
+                  "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "context": context,
+                  "concurrency": concurrency, "seed": seed}
+        store.write_config(config)
+
+        async def main() -> dict:
+            with console.status(f"loading policy {policy}"):
+                loaded = load_policy(policy)
+            try:
+                runner = RolloutRunner(loaded, env, n=n, concurrency=concurrency, max_turns=max_turns,
+                                       step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
+                                       sampling=sampling, store=store, seed=seed)
+                columns = [TextColumn("[bold]rollout"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("success {task.fields[success]:.0%}  failed {task.fields[failed]}"),
+                           TimeElapsedColumn()]
+                with Progress(*columns, console=console) as progress:
+                    bar = progress.add_task("episodes", total=len(tasks) * n, success=0.0, failed=0)
+                    done = {"n": 0, "ok": 0, "failed": 0}
+
+                    def advance(traj) -> None:
+                        done["n"] += 1
+                        done["ok"] += traj.success
+                        done["failed"] += traj.error is not None
+                        progress.update(bar, advance=1, success=done["ok"] / done["n"], failed=done["failed"])
+
+                    result = await runner.run(tasks, on_trajectory=advance)
+                return result.summary()
+            finally:
+                await loaded.aclose()
+
+        try:
+            summary = asyncio.run(main())
+        except AgentGymError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        store.append_metrics({"event": "rollout", **summary})
+        console.print(f"[bold]{summary['episodes']} episodes[/bold] of {env}/{suite} with {policy} "
+                      f"in {summary['elapsed_s']:.1f} s -> {store.root}")
+        console.print(f"success rate        {summary['success_rate']:.1%}")
+        console.print(f"mean reward         {summary['mean_reward']:.3f}")
+        console.print(f"mean turns          {summary['mean_turns']:.2f}")
+        console.print(f"invalid-action rate {summary['invalid_action_rate']:.1%}")
+        if summary["overlong"]:
+            console.print(f"overlong            {summary['overlong']}")
+        console.print(f"failures            {summary['failed']}")
+        for reason, count in list(summary["failures"].items())[:5]:
+            console.print(f"  {count} x {reason}")

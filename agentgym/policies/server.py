@@ -1,0 +1,285 @@
+"""``agentgym serve``: an OpenAI-compatible HTTP server in front of a :class:`TransformersPolicy`.
+
+Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions`` (no
+streaming). Concurrent requests with the same sampling parameters are batched into one
+``generate`` call. Responses carry vLLM's extra fields: ``prompt_token_ids`` and per-choice
+``token_ids`` (always), and per-token ``logprobs`` when asked for (``logprobs: true``; with
+``return_tokens_as_token_ids: true`` each token is written ``token_id:N``). Logprobs are those of
+the sampling distribution (see :mod:`agentgym.policies.hf`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from agentgym.errors import PolicyError
+from agentgym.policies._batching import Batcher
+from agentgym.policies.base import Completion, SamplingParams
+from agentgym.types import Message, ToolCall, ToolSpec
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PolicyServer:
+    """Serves ``policy`` (a :class:`~agentgym.policies.hf.TransformersPolicy` or anything with
+    ``render``, ``generate_tokens``, ``encode`` and ``decode``) under the model name ``served_name``.
+
+    Use as an async context manager or call :meth:`start` and :meth:`aclose`; ``port=0`` picks a
+    free port (read it from :attr:`url`). ``batch_sizes`` lists the size of every batched call.
+    """
+
+    def __init__(self, policy: Any, *, served_name: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+                 max_batch_size: int | None = None, max_wait: float = 0.01) -> None:
+        for attr in ("render", "generate_tokens", "encode", "decode"):
+            if not hasattr(policy, attr):
+                raise PolicyError(f"agentgym serve needs a local model policy (transformers); {policy!r} has no {attr}")
+        self.policy = policy
+        self.served_name = served_name or getattr(policy, "name", "model")
+        self.host, self.port = host, port
+        self._batcher: Batcher[list[int], Completion] = Batcher(
+            self._generate, max_batch=max_batch_size or getattr(policy, "max_batch_size", 8), max_wait=max_wait)
+        self._runner: Any = None
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The size of every batched ``generate`` call so far."""
+        return self._batcher.batch_sizes
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use, e.g. ``http://127.0.0.1:8000/v1``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    async def _generate(self, key: Any, prompts: list[list[int]]) -> list[Completion]:
+        temperature, top_p, max_new_tokens, stop, seed = key
+        params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                                stop=list(stop), seed=seed)
+        return await self.policy.generate_tokens(prompts, params)
+
+    # ----- lifecycle ---------------------------------------------------------------------------
+    def app(self) -> Any:
+        """The aiohttp application."""
+        from aiohttp import web
+
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/health", self._health)
+        return app
+
+    async def start(self) -> None:
+        """Start listening on ``host:port``."""
+        from aiohttp import web
+
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        """Stop the server and cancel queued requests."""
+        await self._batcher.aclose()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "PolicyServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ----- handlers ----------------------------------------------------------------------------
+    async def _health(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({"status": "ok"})
+
+    async def _models(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({"object": "list", "data": [
+            {"id": self.served_name, "object": "model", "created": 0, "owned_by": "agentgym"}]})
+
+    async def _chat(self, request: Any) -> Any:
+        return await self._handle(request, self._chat_body)
+
+    async def _completions(self, request: Any) -> Any:
+        return await self._handle(request, self._completions_body)
+
+    async def _handle(self, request: Any, build: Any) -> Any:
+        from aiohttp import web
+
+        try:
+            try:
+                body = await request.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise _BadRequest("the request body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise _BadRequest("the request body must be a JSON object")
+            if body.get("stream"):
+                raise _BadRequest("streaming is not supported by agentgym serve")
+            if body.get("model") != self.served_name:
+                raise _BadRequest(f"The model `{body.get('model')}` does not exist; this server serves "
+                                  f"`{self.served_name}`.", status=404)
+            return web.json_response(await build(body))
+        except _BadRequest as exc:
+            return _error(str(exc), exc.status)
+        except PolicyError as exc:
+            return _error(str(exc), 500)
+
+    async def _run(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        return list(await asyncio.gather(*(self._batcher.submit(params.key(), p) for p in prompts)))
+
+    async def _chat_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        messages = _parse_messages(body.get("messages"))
+        tools = _parse_tools(body.get("tools"))
+        params = _params(body, body.get("max_completion_tokens") or body.get("max_tokens"))
+        n = _int(body.get("n", 1), "n")
+        prompt = self.policy.render(messages, tools)
+        outs = await self._run([prompt] * n, params)
+        as_ids = bool(body.get("return_tokens_as_token_ids"))
+        choices = []
+        for i, c in enumerate(outs):
+            choice: dict[str, Any] = {"index": i, "message": {"role": "assistant", "content": c.text},
+                                      "finish_reason": c.finish_reason, "logprobs": None, "token_ids": c.token_ids}
+            if body.get("logprobs"):
+                choice["logprobs"] = {"content": [
+                    {"token": tok, "logprob": lp, "bytes": list(tok.encode("utf-8")), "top_logprobs": []}
+                    for tok, lp in zip(self._token_strings(c.token_ids, as_ids), c.logprobs)]}
+            choices.append(choice)
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": self.served_name, "choices": choices, "usage": _usage(prompt, outs),
+                "prompt_token_ids": prompt}
+
+    async def _completions_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        prompts = self._parse_prompts(body.get("prompt"))
+        params = _params(body, body.get("max_tokens", 16))
+        n = _int(body.get("n", 1), "n")
+        outs = await self._run([p for p in prompts for _ in range(n)], params)
+        as_ids = bool(body.get("return_tokens_as_token_ids"))
+        choices = []
+        for i, c in enumerate(outs):
+            choice: dict[str, Any] = {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None,
+                                      "token_ids": c.token_ids, "prompt_token_ids": c.prompt_ids}
+            if body.get("logprobs") is not None:
+                choice["logprobs"] = {"tokens": self._token_strings(c.token_ids, as_ids), "token_logprobs": c.logprobs,
+                                      "top_logprobs": None, "text_offset": None}
+            choices.append(choice)
+        usage = {"prompt_tokens": sum(len(c.prompt_ids) for c in outs),
+                 "completion_tokens": sum(len(c.token_ids) for c in outs)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                "model": self.served_name, "choices": choices, "usage": usage}
+
+    def _parse_prompts(self, prompt: Any) -> list[list[int]]:
+        if isinstance(prompt, str):
+            prompt = [prompt]
+        if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+            prompt = [prompt]
+        if not isinstance(prompt, list) or not prompt:
+            raise _BadRequest("'prompt' must be a string, a list of strings, or token ids")
+        out = []
+        for p in prompt:
+            if isinstance(p, str):
+                out.append(self.policy.encode(p))
+            elif isinstance(p, list) and p and all(isinstance(t, int) for t in p):
+                out.append(p)
+            else:
+                raise _BadRequest("'prompt' must be a string, a list of strings, or token ids")
+        if any(not p for p in out):
+            raise _BadRequest("'prompt' must not be empty")
+        return out
+
+    def _token_strings(self, ids: list[int], as_ids: bool) -> list[str]:
+        if as_ids:
+            return [f"token_id:{t}" for t in ids]
+        return [self.policy.decode([t], skip_special_tokens=False) for t in ids]
+
+
+def _error(message: str, status: int) -> Any:
+    from aiohttp import web
+
+    kind = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "InternalServerError")
+    return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise _BadRequest(f"'{name}' must be a positive integer, got {value!r}")
+    return value
+
+
+def _params(body: dict[str, Any], max_tokens: Any) -> SamplingParams:
+    stop = body.get("stop") or []
+    if isinstance(stop, str):
+        stop = [stop]
+    temperature = body.get("temperature")
+    top_p = body.get("top_p")
+    try:
+        return SamplingParams(temperature=1.0 if temperature is None else float(temperature),
+                              top_p=1.0 if top_p is None else float(top_p),
+                              max_new_tokens=_int(max_tokens or 256, "max_tokens"),
+                              stop=[str(s) for s in stop], seed=body.get("seed"))
+    except (TypeError, ValueError) as exc:
+        raise _BadRequest(str(exc)) from None
+
+
+def _parse_messages(raw: Any) -> list[Message]:
+    if not isinstance(raw, list) or not raw:
+        raise _BadRequest("'messages' must be a non-empty list")
+    out = []
+    for m in raw:
+        if not isinstance(m, dict):
+            raise _BadRequest("each message must be an object with 'role' and 'content'")
+        try:
+            content = m.get("content") or ""
+            if isinstance(content, list):  # content parts: keep the text ones
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            calls = None
+            if m.get("tool_calls"):
+                calls = []
+                for c in m["tool_calls"]:
+                    fn = c.get("function", {})
+                    args = fn.get("arguments") or {}
+                    calls.append(ToolCall(name=fn.get("name", ""), id=c.get("id"),
+                                          arguments=json.loads(args) if isinstance(args, str) else args))
+            out.append(Message(role=m.get("role"), content=content, tool_calls=calls,
+                               tool_call_id=m.get("tool_call_id"), name=m.get("name")))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise _BadRequest(f"invalid message: {exc}") from None
+    return out
+
+
+def _parse_tools(raw: Any) -> list[ToolSpec] | None:
+    if not raw:
+        return None
+    try:
+        return [ToolSpec(name=t["function"]["name"], description=t["function"].get("description", ""),
+                         parameters=t["function"].get("parameters") or {"type": "object", "properties": {}})
+                for t in raw]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _BadRequest(f"invalid tools: {exc}") from None
+
+
+def _usage(prompt: list[int], outs: list[Completion]) -> dict[str, int]:
+    completion = sum(len(c.token_ids) for c in outs)
+    return {"prompt_tokens": len(prompt), "completion_tokens": completion, "total_tokens": len(prompt) + completion}
+
+
+async def serve_forever(server: PolicyServer) -> None:
+    """Run ``server`` until the task is cancelled (Ctrl-C)."""
+    async with server:
+        await asyncio.Event().wait()

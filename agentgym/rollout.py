@@ -1,0 +1,534 @@
+"""The async rollout engine: many episodes at once on one event loop.
+
+:class:`RolloutRunner` plays ``n`` samples of every task (one group per task, sharing a
+``group_id``) with at most ``concurrency`` episodes alive at a time. Each turn of each episode:
+
+    env.state_key() ─► context.messages() ─► policy (batched across episodes) ─► parse ─► env.step
+                                                                                            │
+    Step (token ids, logprobs, messages, action or parse error, StepResult, timings) ◄──────┘
+
+Concurrent episodes' generation requests are coalesced into one ``Policy.generate`` call (until
+the batch is full or ``batch_wait`` seconds pass). Scripted policies (:class:`EnvPolicy`) get the
+episode's environment instead of a prompt.
+
+Error isolation: an environment that raises, or takes longer than ``step_timeout`` for one call
+or ``episode_timeout`` for the episode, ends that episode with ``error`` set and ``truncated``;
+a policy failure is retried ``policy_retries`` times with backoff and then recorded the same way.
+The other episodes go on and the steps collected so far are kept. (A step that blocks the event
+loop without awaiting cannot be interrupted in-process; such environments must run their blocking
+work in a thread or subprocess, as DESIGN.md asks.)
+
+Limits: an episode stops at ``min(task.max_turns, H)`` agent turns, where ``H`` is ``max_turns``,
+or ``max_turns(step)`` when it is a schedule over training steps (:func:`horizon_schedule`,
+ScalingInter-RL, ALGORITHMS.md §6). A summarizing context (:class:`agentgym.context.Summarize`)
+adds summary steps and may end an episode as ``overlong``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+from agentgym.context import ContextManager, Summarize, context_factory, estimate_tokens
+from agentgym.env import Environment
+from agentgym.errors import ConfigError
+from agentgym.parsing import parse_action
+from agentgym.policies._batching import Batcher
+from agentgym.policies.base import Completion, EnvPolicy, Policy, SamplingParams
+from agentgym.registry import make
+from agentgym.store import RunStore
+from agentgym.types import Message, Step, StepResult, Task, ToolCall, ToolSpec, Trajectory
+
+T = TypeVar("T")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an agent acting in an environment through tools. Each turn, read the latest observation "
+    "and reply with exactly one tool call and nothing else."
+)
+
+
+class _EpisodeFailure(Exception):
+    """Ends one episode with ``Trajectory.error`` set to the message."""
+
+
+class _Deadline:
+    """A movable deadline for the running task: when it passes, the task is cancelled.
+
+    Like ``asyncio.timeout`` (3.11+ only), but one per episode, moved around each environment
+    call for the step limit. Moving it later costs nothing: the armed timer re-arms itself when
+    it fires early, so a fast step schedules no timer at all. ``reason`` names the armed limit.
+    """
+
+    def __init__(self, when: float | None, reason: str) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._handle: asyncio.TimerHandle | None = None
+        self.when: float | None = None
+        self.reason, self.expired = reason, False
+        self.move(when, reason)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def move(self, when: float | None, reason: str) -> None:
+        """Arm the deadline at loop time ``when`` (None: no deadline); no effect once it expired."""
+        if self.expired:
+            return
+        self.when, self.reason = when, reason
+        if when is not None and (self._handle is None or self._handle.when() > when):
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self.when is None:
+            return
+        if self._loop.time() < self.when:  # moved later since this timer was set
+            self._handle = self._loop.call_at(self.when, self._fire)
+            return
+        self.expired = True
+        assert self._task is not None
+        self._task.cancel()
+
+    def close(self) -> None:
+        """Disarm for good."""
+        self.when = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def absorb(self) -> None:
+        """Undo our cancellation of the task after catching its CancelledError."""
+        uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
+
+
+def horizon_schedule(rounds: Sequence[int] | int, steps_per_stage: int) -> Callable[[int], int]:
+    """ScalingInter-RL's turn limit for training step ``k``: ``rounds[min((k-1)//K, M-1)]`` (ALGORITHMS.md §6)."""
+    def schedule(step: int) -> int:
+        from agentgym.credit import horizon
+
+        return horizon(step, rounds, steps_per_stage)
+
+    return schedule
+
+
+def format_tool_call(call: ToolCall) -> str:
+    """Render a tool call as model text in the Hermes format the parser reads first."""
+    return f"<tool_call>{json.dumps({'name': call.name, 'arguments': call.arguments})}</tool_call>"
+
+
+@dataclass
+class RolloutResult:
+    """The trajectories of one :meth:`RolloutRunner.run`, in task order (samples of a task together)."""
+
+    trajectories: list[Trajectory]
+    elapsed: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def __repr__(self) -> str:  # cheap: asyncio.run formats the main task's result when it restores SIGINT
+        return f"RolloutResult({len(self.trajectories)} trajectories, {self.elapsed:.2f} s)"
+
+    def summary(self) -> dict[str, Any]:
+        """Success rate, mean turns, invalid-action rate, failures and throughput."""
+        return {**summarize(self.trajectories), "elapsed_s": round(self.elapsed, 3),
+                "episodes_per_s": round(len(self.trajectories) / self.elapsed, 3) if self.elapsed else None,
+                "mean_batch_size": (round(sum(self.batch_sizes) / len(self.batch_sizes), 2)
+                                    if self.batch_sizes else None)}
+
+
+def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+    """Aggregate figures of a set of trajectories.
+
+    ``failures`` counts episodes that ended with a system error, by error message; failed episodes
+    still count in the other figures (as unsuccessful).
+    """
+    n = len(trajectories)
+    actions = [s for t in trajectories for s in t.steps if s.kind == "action"]
+    failures = Counter(t.error for t in trajectories if t.error)
+    return {
+        "episodes": n,
+        "success_rate": sum(t.success for t in trajectories) / n if n else 0.0,
+        "mean_reward": sum(t.reward for t in trajectories) / n if n else 0.0,
+        "mean_turns": len(actions) / n if n else 0.0,
+        "invalid_action_rate": sum(not s.valid for s in actions) / len(actions) if actions else 0.0,
+        "overlong": sum(t.overlong for t in trajectories),
+        "failed": sum(failures.values()),
+        "failures": dict(failures.most_common()),
+    }
+
+
+class RolloutRunner:
+    """Runs episodes of tasks with a policy; see the module docstring for the loop and its guarantees.
+
+    Args:
+        policy: a :class:`Policy`, an :class:`EnvPolicy`, or a policy name for
+            :func:`agentgym.policies.load_policy` (the runner then owns it and closes it in :meth:`aclose`).
+        env: a registry id or a zero-argument factory of environments; default: each task's ``env``.
+        n: samples per task (one group).
+        concurrency: most episodes alive at once.
+        max_turns: agent-turn limit, an int or a function of the training step (:func:`horizon_schedule`);
+            the task's own ``max_turns`` applies too.
+        step_timeout: seconds for one environment call (reset, step, close); None for no limit.
+        episode_timeout: seconds for a whole episode; None for no limit.
+        context: a context spec (``full``, ``window:K``, ``summary:LIMIT[:S]``) or a factory of
+            :class:`~agentgym.context.ContextManager`.
+        sampling: sampling parameters of every action.
+        system_prompt: the system message of every episode (None for none).
+        policy_retries: extra attempts after a failed generation before the episode fails.
+        batch_size: most conversations per policy call (default: the policy's ``max_batch_size``, else 8).
+        batch_wait: seconds to wait for a batch to fill.
+        store: a run directory (or :class:`RunStore`) that trajectories stream into as they finish,
+            as ``trajectories/<store_name>.jsonl``.
+        record_messages: keep each step's prompt messages (``Step.messages``).
+        seed: base of the per-episode seeds (recorded in ``Trajectory.seed``).
+        env_options: keyword arguments for :func:`agentgym.make`.
+    """
+
+    def __init__(self, policy: Policy | EnvPolicy | str, env: str | Callable[[], Environment] | None = None, *,
+                 n: int = 1, concurrency: int = 64, max_turns: int | Callable[[int], int] | None = None,
+                 step_timeout: float | None = 60.0, episode_timeout: float | None = None,
+                 context: str | Callable[[], ContextManager] = "full", sampling: SamplingParams | None = None,
+                 system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, policy_retries: int = 2,
+                 retry_backoff: float = 0.5, batch_size: int | None = None, batch_wait: float = 0.005,
+                 store: RunStore | str | Path | None = None, store_name: str = "rollout",
+                 record_messages: bool = True, seed: int = 0, env_options: dict[str, Any] | None = None) -> None:
+        if n <= 0:
+            raise ConfigError(f"n (samples per task) must be positive, got {n}")
+        if concurrency <= 0:
+            raise ConfigError(f"concurrency must be positive, got {concurrency}")
+        if isinstance(max_turns, int) and max_turns <= 0:
+            raise ConfigError(f"max_turns must be positive, got {max_turns}")
+        for name, value in (("step_timeout", step_timeout), ("episode_timeout", episode_timeout)):
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive or None, got {value}")
+        self._owns_policy = isinstance(policy, str)
+        if isinstance(policy, str):
+            from agentgym.policies import load_policy
+
+            policy = load_policy(policy)
+        self.policy = policy
+        self.scripted = isinstance(policy, EnvPolicy) and not isinstance(policy, Policy)
+        if not self.scripted and not isinstance(policy, Policy):
+            raise ConfigError(f"{policy!r} is neither a Policy (generate) nor an EnvPolicy (act)")
+        self.env = env
+        self.env_options = env_options or {}
+        self.n, self.concurrency, self.max_turns = n, concurrency, max_turns
+        self.step_timeout, self.episode_timeout = step_timeout, episode_timeout
+        self.context = context_factory(context)
+        if self.scripted and isinstance(self.context(), Summarize):
+            raise ConfigError("summarization needs a model policy; scripted policies cannot write summaries")
+        self.sampling = sampling or SamplingParams()
+        self.system_prompt = system_prompt
+        self.policy_retries, self.retry_backoff = policy_retries, retry_backoff
+        self.batch_size = batch_size or getattr(policy, "max_batch_size", 8)
+        self.batch_wait = batch_wait
+        self.store = RunStore(store) if isinstance(store, (str, Path)) else store
+        self.store_name = store_name
+        self.record_messages = record_messages
+        self.seed = seed
+        self._batcher: Batcher[list[Message], Completion] | None = None
+        self._batch_args: dict[Any, tuple[list[ToolSpec] | None, SamplingParams]] = {}
+        self._tools_keys: dict[tuple[int, ...], tuple[list[ToolSpec], str]] = {}
+
+    # ----- public API ----------------------------------------------------------------------------
+    async def run(self, tasks: Sequence[Task], *, step: int | None = None,
+                  on_trajectory: Callable[[Trajectory], None] | None = None) -> RolloutResult:
+        """Play ``n`` samples of each task and return every trajectory, failed ones included.
+
+        ``step`` is the training step (1-indexed) a ``max_turns`` schedule is evaluated at.
+        ``on_trajectory`` is called with each trajectory as it finishes (after it is stored).
+        """
+        if self._batcher is not None:
+            raise RuntimeError("this RolloutRunner is already running; use one runner per concurrent run")
+        horizon = self._horizon(step)
+        run_id = uuid.uuid4().hex[:8]
+        # a task listed twice makes two groups
+        jobs = [(task, f"{run_id}-{ti}-{task.id}", i) for ti, task in enumerate(tasks) for i in range(self.n)]
+        results: list[Trajectory | None] = [None] * len(jobs)
+        self._batcher = Batcher(self._generate_batch, max_batch=self.batch_size, max_wait=self.batch_wait,
+                                max_inflight=getattr(self.policy, "max_inflight_batches", 1))
+        write_lock = asyncio.Lock()
+        next_job = iter(range(len(jobs)))
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            for index in next_job:
+                task, group_id, sample = jobs[index]
+                traj = await self._episode(task, sample, group_id, horizon)
+                results[index] = traj
+                if self.store is not None:
+                    async with write_lock:
+                        await asyncio.to_thread(self.store.append_trajectory, traj, self.store_name)
+                if on_trajectory is not None:
+                    on_trajectory(traj)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(jobs)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:  # a failing callback or store, or a cancelled run: stop every worker
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        finally:
+            batch_sizes = list(self._batcher.batch_sizes)
+            await self._batcher.aclose()
+            self._batcher = None
+        trajectories = [t for t in results if t is not None]
+        return RolloutResult(trajectories, time.perf_counter() - started, batch_sizes)
+
+    def run_sync(self, tasks: Sequence[Task], **kwargs: Any) -> RolloutResult:
+        """:meth:`run` from synchronous code (starts its own event loop)."""
+        return asyncio.run(self.run(tasks, **kwargs))
+
+    async def aclose(self) -> None:
+        """Close the policy if the runner loaded it from a name."""
+        if self._owns_policy:
+            await self.policy.aclose()
+
+    async def __aenter__(self) -> "RolloutRunner":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ----- one episode -----------------------------------------------------------------------------
+    def _horizon(self, step: int | None) -> int | None:
+        if self.max_turns is None or isinstance(self.max_turns, int):
+            return self.max_turns
+        if step is None:
+            raise ConfigError("max_turns is a schedule over training steps: pass run(tasks, step=k)")
+        return int(self.max_turns(step))
+
+    def _episode_seed(self, task: Task, sample: int) -> int:
+        return zlib.crc32(f"{self.seed}:{task.id}:{sample}".encode())
+
+    async def _episode(self, task: Task, sample: int, group_id: str, horizon: int | None) -> Trajectory:
+        seed = self._episode_seed(task, sample)
+        traj = Trajectory(id=f"{group_id}-{sample}", group_id=group_id, task_id=task.id,
+                          env=self.env if isinstance(self.env, str) else task.env, seed=seed,
+                          metadata={"sample": sample,
+                                    "policy": getattr(self.policy, "name", type(self.policy).__name__)})
+        env: Environment | None = None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        end = None if self.episode_timeout is None else started + self.episode_timeout
+        deadline = _Deadline(end, f"episode timed out after {self.episode_timeout:g} s" if end else "")
+        try:
+            try:
+                env = self._make_env(task)
+                await self._play(env, task, traj, seed, horizon, deadline)
+            finally:
+                deadline.close()
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise
+            deadline.absorb()
+            traj.error, traj.truncated = deadline.reason, True
+        except _EpisodeFailure as exc:
+            traj.error, traj.truncated = str(exc), True
+        except Exception as exc:  # a bug outside the environment: isolate it all the same
+            traj.error, traj.truncated = f"{type(exc).__name__}: {exc}", True
+        finally:
+            if env is not None:
+                await self._close_env(env, traj)
+        traj.reward = sum(s.reward for s in traj.steps)
+        traj.metadata["elapsed_s"] = round(loop.time() - started, 4)
+        return traj
+
+    def _make_env(self, task: Task) -> Environment:
+        try:
+            if callable(self.env):
+                return self.env()
+            return make(self.env or task.env, **self.env_options)
+        except Exception as exc:
+            raise _EpisodeFailure(f"cannot create environment {self.env or task.env!r}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+
+    async def _close_env(self, env: Environment, traj: Trajectory) -> None:
+        end = None if self.step_timeout is None else asyncio.get_running_loop().time() + self.step_timeout
+        deadline = _Deadline(end, "close timed out")
+        try:
+            try:
+                await env.aclose()
+            finally:
+                deadline.close()
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise
+            deadline.absorb()
+            traj.metadata["close_error"] = f"aclose() timed out after {self.step_timeout:g} s"
+        except Exception as exc:
+            traj.metadata["close_error"] = f"{type(exc).__name__}: {exc}"
+
+    async def _env_call(self, awaitable: Awaitable[T], what: str, deadline: _Deadline) -> T:
+        """Await an environment call under the step limit; its errors end the episode."""
+        episode_end, episode_reason = deadline.when, deadline.reason
+        step_end = None if self.step_timeout is None else deadline.now() + self.step_timeout
+        moved = step_end is not None and (episode_end is None or step_end < episode_end)
+        if moved:
+            deadline.move(step_end, f"environment {what} timed out after {self.step_timeout:g} s")
+        try:
+            return await awaitable
+        except Exception as exc:
+            raise _EpisodeFailure(f"environment {what} raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            if moved:
+                deadline.move(episode_end, episode_reason)
+
+    def _env_sync(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            raise _EpisodeFailure(f"environment {what} raised {type(exc).__name__}: {exc}") from exc
+
+    async def _play(self, env: Environment, task: Task, traj: Trajectory, seed: int, horizon: int | None,
+                    deadline: _Deadline) -> None:
+        observation = await self._env_call(env.reset(task), "reset", deadline)
+        tools = env.tools
+        tool_names = [t.name for t in tools]
+        tools_key = "" if self.scripted else self._tools_key(tools)
+        keep_context = self.record_messages or not self.scripted  # a scripted policy reads no prompt
+        context = self.context()
+        if keep_context:
+            context.reset(self._initial_messages(task, observation),
+                          estimate_tokens if self.scripted else self._token_counter(tools))
+        rng = random.Random(seed) if self.scripted and getattr(self.policy, "uses_rng", True) else None
+        limit = task.max_turns if horizon is None else min(task.max_turns, horizon)
+        result: StepResult | None = None
+        for turn in range(limit):
+            t0 = time.perf_counter()
+            # the state the agent acts from: what the last step reported, or the env itself after reset
+            state_key = result.state_key if result is not None else self._env_sync("state_key", _state_key, env)
+            prompt = context.messages() if keep_context else None
+            completion = None
+            if self.scripted:
+                try:
+                    action = await self.policy.act(env, rng)  # type: ignore[union-attr]
+                except Exception as exc:
+                    raise _EpisodeFailure(f"scripted policy failed: {type(exc).__name__}: {exc}") from exc
+                if isinstance(action, ToolCall):
+                    response, call, parse_error = format_tool_call(action), action, None
+                else:
+                    response = action
+                    call, parse_error = self._parse(env, response, tool_names)
+            else:
+                completion = await self._generate(prompt, tools, tools_key, self.sampling)
+                response = completion.text
+                call, parse_error = self._parse(env, response, tool_names)
+            t1 = time.perf_counter()
+            result = await self._env_call(env.step(call or response), "step", deadline)
+            t2 = time.perf_counter()
+            traj.steps.append(Step(
+                index=len(traj.steps), kind="action", segment=context.segment, state_key=state_key,
+                messages=prompt if self.record_messages else None, response=response,
+                prompt_ids=completion.prompt_ids or None if completion else None,
+                response_ids=completion.token_ids or None if completion else None,
+                logprobs=completion.logprobs or None if completion else None,
+                action=call, parse_error=parse_error, result=result,
+                timings={"policy_s": t1 - t0, "env_s": t2 - t1}))
+            if result.terminated or result.truncated:
+                traj.terminated, traj.truncated = result.terminated, result.truncated
+                break
+            if turn + 1 >= limit:
+                traj.truncated = True  # the turn limit cut the episode
+                break
+            if not keep_context:
+                continue
+            verdict = context.add_turn(Message(role="assistant", content=response),
+                                       Message(role="user", content=result.observation))
+            if verdict != "continue":
+                traj.metadata.setdefault("discarded_steps", []).append(traj.steps[-1].index)
+            if verdict == "overlong":
+                traj.overlong = traj.truncated = True
+                break
+            if verdict == "summarize":
+                await self._summarize(context, traj, tools, tools_key)
+        traj.success = bool(getattr(env, "success", False))
+
+    def _parse(self, env: Environment, response: str, tool_names: list[str]) -> tuple[ToolCall | None, str | None]:
+        """The tool call a response makes (also through the environment's ``on_text``) or why there is none."""
+        parsed = parse_action(response, tool_names)
+        if parsed.error:
+            return None, parsed.error
+        if parsed.call is not None:
+            return parsed.call, None
+        call = self._env_sync("on_text", env.on_text, parsed.text)
+        return (call, None) if call is not None else (None, "no tool call found in the response")
+
+    async def _summarize(self, context: ContextManager, traj: Trajectory, tools: list[ToolSpec],
+                         tools_key: str) -> None:
+        t0 = time.perf_counter()
+        prompt = context.summary_prompt()
+        tokens = getattr(context, "summary_tokens", None)
+        params = replace(self.sampling, max_new_tokens=tokens) if tokens else self.sampling
+        completion = await self._generate(prompt, tools, tools_key, params)
+        traj.steps.append(Step(
+            index=len(traj.steps), kind="summary", segment=context.segment,
+            state_key=traj.steps[-1].result.state_key if traj.steps and traj.steps[-1].result else None,
+            messages=prompt if self.record_messages else None, response=completion.text,
+            prompt_ids=completion.prompt_ids or None, response_ids=completion.token_ids or None,
+            logprobs=completion.logprobs or None, timings={"policy_s": time.perf_counter() - t0}))
+        context.add_summary(completion.text)
+
+    def _tools_key(self, tools: list[ToolSpec]) -> str:
+        """A batching key for a tool list, computed once per distinct list of spec objects."""
+        ids = tuple(map(id, tools))
+        hit = self._tools_keys.get(ids)
+        if hit is None:
+            if len(self._tools_keys) > 256:
+                self._tools_keys.clear()
+            # the cache holds the specs, so their ids cannot be reused while the entry lives
+            hit = self._tools_keys[ids] = (tools, json.dumps([t.to_openai() for t in tools], sort_keys=True))
+        return hit[1]
+
+    def _initial_messages(self, task: Task, observation: str) -> list[Message]:
+        first = observation if not task.prompt or task.prompt in observation else f"{task.prompt}\n\n{observation}"
+        messages = [Message(role="user", content=first)]
+        if self.system_prompt:
+            messages.insert(0, Message(role="system", content=self.system_prompt))
+        return messages
+
+    def _token_counter(self, tools: list[ToolSpec]) -> Callable[[list[Message]], int]:
+        count = getattr(self.policy, "count_tokens", None)
+        if count is None:
+            return estimate_tokens
+        return lambda messages: count(messages, tools)
+
+    # ----- generation --------------------------------------------------------------------------------
+    async def _generate(self, prompt: list[Message], tools: list[ToolSpec], tools_key: str,
+                        params: SamplingParams) -> Completion:
+        assert self._batcher is not None
+        key = (tools_key, params.key())
+        self._batch_args.setdefault(key, (tools or None, params))
+        last: Exception | None = None
+        for attempt in range(self.policy_retries + 1):
+            if attempt:
+                await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+            try:
+                return await self._batcher.submit(key, prompt)
+            except Exception as exc:
+                last = exc
+        raise _EpisodeFailure(f"policy failed after {self.policy_retries + 1} attempts: {type(last).__name__}: {last}")
+
+    async def _generate_batch(self, key: Any, prompts: list[list[Message]]) -> list[Completion]:
+        tools, params = self._batch_args[key]
+        return await self.policy.generate(prompts, tools, params)  # type: ignore[union-attr]
+
+
+def _state_key(env: Environment) -> str | None:
+    try:
+        return env.state_key()
+    except NotImplementedError:
+        return None

@@ -1,0 +1,161 @@
+"""Rollout engine and policy figures.
+
+    python bench/bench_rollout.py                  # all three (about a minute on an idle 2-core machine)
+    python bench/bench_rollout.py --skip-model     # without the transformers generation figure
+
+Figures:
+- runner throughput: ``RolloutRunner`` with the expert policy on household-v0 (full records:
+  steps, messages, state keys, timings; step time limit armed) as a ratio of a bare
+  ``reset``/``expert_action``/``step`` loop over the same tasks that records nothing (target >= 0.8);
+  best of several interleaved passes, by wall clock and by this process's CPU time (on a shared
+  machine the CPU figure does not count other processes' turns);
+- memory: peak resident memory of one process holding 1,000 household episodes alive at once
+  (each waits 5 ms for its "model" every turn, so all 1,000 are in flight together), measured in
+  a fresh subprocess;
+- generation: tokens per second of the transformers policy (SmolLM2-135M) at batch 8 as a ratio
+  of batch 1 (target >= 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+import weakref
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import agentgym as ag  # noqa: E402
+from agentgym.rollout import RolloutRunner  # noqa: E402
+
+
+async def bare_loop(tasks: list[ag.Task]) -> int:
+    steps = 0
+    for task in tasks:
+        env = ag.make("household-v0")
+        await env.reset(task)
+        while not env.done:
+            result = await env.step(env.expert_action())
+            steps += 1
+            if result.truncated:
+                break
+        await env.aclose()
+    return steps
+
+
+def timed(fn) -> tuple[float, float, object]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, out
+
+
+def bench_runner(n_tasks: int, repeats: int) -> None:
+    tasks = ag.load_tasks("household-v0", "train")[:n_tasks]
+    runners = {"runner": RolloutRunner("expert"),
+               "runner, no messages": RolloutRunner("expert", record_messages=False)}
+    asyncio.run(bare_loop(tasks))  # warm the world cache for all
+    times: dict[str, list[tuple[float, float]]] = {"bare loop": [], **{name: [] for name in runners}}
+    steps = 0
+    for _ in range(repeats):  # interleaved, so a busy spell on a shared machine hits all alike
+        wall, cpu, steps = timed(lambda: asyncio.run(bare_loop(tasks)))
+        times["bare loop"].append((wall, cpu))
+        for name, runner in runners.items():
+            wall, cpu, result = timed(lambda: runner.run_sync(tasks))
+            times[name].append((wall, cpu))
+            assert result.summary()["success_rate"] == 1.0
+    best = {name: (min(w for w, _ in runs), min(c for _, c in runs)) for name, runs in times.items()}
+    bw, bc = best["bare loop"]
+    print(f"runner throughput (expert, household-v0, {n_tasks} episodes, {steps} steps, best of {repeats}):")
+    for name, (w, c) in best.items():
+        ratio = "" if name == "bare loop" else f"  ratio {bw / w:.2f} wall, {bc / c:.2f} cpu (target >= 0.8)"
+        print(f"  {name:20s} {steps / w:7.0f} steps/s wall {steps / c:7.0f} cpu ({w / steps * 1e6:4.0f} us/step){ratio}")
+
+
+class WaitingExpert:
+    """The expert, after a 5 ms wait for a pretend model: keeps every episode in flight at once."""
+
+    uses_rng = False
+
+    def __init__(self) -> None:
+        self.envs: weakref.WeakSet = weakref.WeakSet()  # environments of the episodes still running
+        self.peak = 0
+
+    async def act(self, env: ag.Environment, rng: object) -> str:
+        self.envs.add(env)
+        self.peak = max(self.peak, len(self.envs))
+        await asyncio.sleep(0.005)
+        return env.expert_action()
+
+    async def aclose(self) -> None:
+        pass
+
+
+def bench_memory_child(episodes: int) -> None:
+    tasks = ag.load_tasks("household-v0", "train")[:episodes]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    policy = WaitingExpert()
+    t0 = time.perf_counter()
+    result = RolloutRunner(policy, concurrency=episodes).run_sync(tasks)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    steps = sum(t.num_turns for t in result.trajectories)
+    print(f"memory: {episodes} household episodes in one process, {policy.peak} alive at once, {steps} steps "
+          f"in {wall:.1f} s, success {result.summary()['success_rate']:.0%}")
+    print(f"  peak RSS {peak / 1024:.0f} MB (after imports {base / 1024:.0f} MB; "
+          f"{(peak - base) / episodes:.0f} KB per episode, records included)")
+
+
+def bench_generation(new_tokens: int) -> None:
+    from agentgym.policies import SamplingParams
+    from agentgym.policies.hf import TransformersPolicy, smollm2_path
+    from agentgym.types import Message
+
+    t0 = time.perf_counter()
+    path = smollm2_path()
+    convert = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    policy = TransformersPolicy(path, max_batch_size=8)
+    load = time.perf_counter() - t0
+    topics = ["a lighthouse", "a lost key", "the first snow", "a robot cook", "an old map", "a night train",
+              "a small dragon", "a quiet library"]
+    convs = [[Message(role="user", content=f"Write a long story about {t}.")] for t in topics]
+    params = SamplingParams(temperature=1.0, max_new_tokens=new_tokens, seed=0)
+    policy.generate_tokens_sync([policy.render(convs[0])], SamplingParams(max_new_tokens=4))  # warm up
+    t0 = time.perf_counter()
+    single = [policy.generate_tokens_sync([policy.render(c)], params)[0] for c in convs]
+    t1 = time.perf_counter()
+    batched = policy.generate_tokens_sync([policy.render(c) for c in convs], params)
+    t2 = time.perf_counter()
+    rate1 = sum(len(c.token_ids) for c in single) / (t1 - t0)
+    rate8 = sum(len(c.token_ids) for c in batched) / (t2 - t1)
+    print(f"generation (transformers, SmolLM2-135M, {new_tokens} new tokens, {os.cpu_count()} cores; "
+          f"model cache {path}: ready in {convert:.2f} s, loaded in {load:.2f} s):")
+    print(f"  batch 1  {rate1:6.1f} tok/s")
+    print(f"  batch 8  {rate8:6.1f} tok/s")
+    print(f"  ratio    {rate8 / rate1:6.2f}  (target >= 3)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=300, help="episodes in the throughput comparison")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--episodes", type=int, default=1000, help="concurrent episodes in the memory figure")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--skip-model", action="store_true", help="leave out the generation figure")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        bench_memory_child(args.episodes)
+        return
+    bench_runner(args.tasks, args.repeats)
+    subprocess.run([sys.executable, __file__, "--memory-child", "--episodes", str(args.episodes)], check=True)
+    if not args.skip_model:
+        bench_generation(args.new_tokens)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The openai back end against our own OpenAI-compatible server (`agentgym serve`) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import agentgym as ag
+from agentgym.errors import PolicyError
+from agentgym.policies import OpenAIPolicy, PolicyServer, SamplingParams, load_policy
+from agentgym.rollout import RolloutRunner
+from agentgym.types import Message, ToolSpec
+
+ADD = ToolSpec(name="add", description="Add n to the value.",
+               parameters={"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+CONV = [Message(role="system", content="You are terse."), Message(role="user", content="Say hello to Ada.")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def server(smollm2):
+    async with PolicyServer(smollm2, served_name="smollm2", port=0, max_wait=0.05) as srv:
+        yield srv
+
+
+@pytest.mark.slow
+async def test_chat_completions_carry_the_servers_exact_tokens(server, smollm2):
+    params = SamplingParams(temperature=0, max_new_tokens=8)
+    async with OpenAIPolicy(server.url, "smollm2") as remote:
+        (got,) = await remote.generate([CONV], [ADD], params)
+    (local,) = await smollm2.generate([CONV], [ADD], params)
+    assert got.text == local.text and got.token_ids == local.token_ids
+    assert got.prompt_ids == local.prompt_ids == smollm2.render(CONV, [ADD])
+    assert got.logprobs == pytest.approx(local.logprobs, abs=1e-4)
+    assert got.finish_reason == local.finish_reason
+
+
+@pytest.mark.slow
+async def test_concurrent_requests_share_one_batch_and_the_model_is_found(server):
+    async with load_policy(f"openai:{server.url}") as remote:  # the only served model is used
+        params = SamplingParams(temperature=1.0, max_new_tokens=4, seed=1)
+        outs = await asyncio.gather(*(remote.generate([CONV], None, params) for _ in range(4)))
+        assert remote.model == "smollm2"
+    assert all(len(o[0].token_ids) == len(o[0].logprobs) >= 1 for o in outs)
+    assert max(server.batch_sizes) > 1
+
+
+@pytest.mark.slow
+async def test_completions_and_models_endpoints(server, smollm2):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/models") as r:
+            assert [m["id"] for m in (await r.json())["data"]] == ["smollm2"]
+        body = {"model": "smollm2", "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0,
+                "logprobs": 0, "return_tokens_as_token_ids": True}
+        async with http.post(f"{server.url}/completions", json=body) as r:
+            data = await r.json()
+        choice = data["choices"][0]
+        assert choice["prompt_token_ids"] == smollm2.tokenizer("The capital of France is")["input_ids"]
+        assert smollm2.tokenizer.decode(choice["token_ids"], skip_special_tokens=True) == choice["text"]
+        assert choice["logprobs"]["tokens"] == [f"token_id:{t}" for t in choice["token_ids"]]
+        assert data["usage"]["completion_tokens"] == len(choice["token_ids"])
+        async with http.post(f"{server.url}/chat/completions", json={"model": "smollm2", "messages": [], "stream": True}) as r:
+            assert r.status == 400 and "streaming" in (await r.json())["error"]["message"]
+        async with http.post(f"{server.url}/chat/completions", json={"model": "smollm2", "messages": "hi"}) as r:
+            assert r.status == 400
+
+
+@pytest.mark.slow
+async def test_wrong_model_name_is_a_clear_policy_error(server):
+    async with OpenAIPolicy(server.url, "gpt-7") as remote:
+        with pytest.raises(PolicyError, match=r"model 'gpt-7' is not served at .*it serves \['smollm2'\]"):
+            await remote.generate([CONV], None, SamplingParams(max_new_tokens=2))
+
+
+async def test_wrong_url_is_a_clear_policy_error():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    async with OpenAIPolicy(url, "m", max_retries=1, backoff=0.01) as remote:
+        with pytest.raises(PolicyError, match="cannot reach an OpenAI-compatible server at .* after 2 attempts"):
+            await remote.generate([CONV], None, SamplingParams())
+    with pytest.raises(PolicyError, match="must start with http"):
+        OpenAIPolicy("localhost:8000", "m")
+
+
+async def test_retries_on_overload_and_reads_vllm_token_fields():
+    """A stand-in remote server that is overloaded twice, then answers the way vLLM does."""
+    hits = {"chat": 0}
+
+    async def models(request):
+        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+    async def chat(request):
+        hits["chat"] += 1
+        if hits["chat"] <= 2:
+            return web.json_response({"error": {"message": "busy"}}, status=503)
+        return web.json_response({"choices": [{"index": 0, "finish_reason": "length",
+                                               "message": {"role": "assistant", "content": "add(n=1)"},
+                                               "logprobs": {"content": [{"token": "token_id:5", "logprob": -0.1},
+                                                                        {"token": "token_id:9", "logprob": -0.2}]}}],
+                                  "prompt_token_ids": [1, 2, 3]})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with OpenAIPolicy(f"http://127.0.0.1:{port}/v1", "m", backoff=0.01) as remote:
+            (c,) = await remote.generate([CONV], [ADD], SamplingParams())
+        assert hits["chat"] == 3
+        assert (c.text, c.token_ids, c.logprobs, c.prompt_ids, c.finish_reason) == (
+            "add(n=1)", [5, 9], [-0.1, -0.2], [1, 2, 3], "length")
+        hits["chat"] = 0
+        async with OpenAIPolicy(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff=0.01) as remote:
+            with pytest.raises(PolicyError, match="HTTP 503: busy"):
+                await remote.generate([CONV], None, SamplingParams())
+    finally:
+        await runner.cleanup()
+
+
+class Counter(ag.Environment):
+    async def reset(self, task: ag.Task) -> str:
+        self.value = 0
+        return "Reach 3 by calling add. The value is 0."
+
+    @ag.tool
+    def add(self, n: int) -> str:
+        """Add n to the value."""
+        self.value += n
+        return f"The value is {self.value}."
+
+    def state_key(self) -> str:
+        return str(self.value)
+
+
+@pytest.mark.slow
+async def test_rollout_through_the_server_records_tokens(server, smollm2):
+    remote = OpenAIPolicy(server.url, "smollm2")
+    runner = RolloutRunner(remote, Counter, n=2, max_turns=2, sampling=SamplingParams(max_new_tokens=10, seed=5))
+    try:
+        result = await runner.run([ag.Task(id="t", env="counter-v0")])
+    finally:
+        await remote.aclose()
+    assert [t.error for t in result.trajectories] == [None, None]
+    for step in (s for t in result.trajectories for s in t.steps):
+        assert smollm2.tokenizer.decode(step.response_ids, skip_special_tokens=True) == step.response
+        assert step.prompt_ids == smollm2.render(step.messages, Counter().tools)
+        assert len(step.logprobs) == len(step.response_ids)
