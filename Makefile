@@ -10,7 +10,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	$(VENV)/bin/agentgym rollout --env household-v0 --suite test-unseen --policy expert --n 2 --limit 50 --out runs/quickstart
+	$(VENV)/bin/agentgym train examples/household_quickstart.yaml
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -20,10 +20,10 @@ def test_overrides_are_dotted_and_typed(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("loss:\n  clip_high: 0.2\nrollout:\n  group_size: 4\n")
     cfg = load_config(path, ["loss.clip_high=0.28", "horizon.type=stepwise", "horizon.rounds=[2, 4]",
-                             "loss.clip_ratio_c=null", "credit.gigpo.gamma=0.9"])
+                             "loss.clip_ratio_c=null", "credit.gamma=0.9"])
     assert cfg.loss.clip_high == 0.28 and cfg.rollout.group_size == 4
     assert cfg.horizon.rounds == [2, 4] and cfg.loss.clip_ratio_c is None
-    assert cfg.credit["gigpo"]["gamma"] == 0.9
+    assert cfg.credit.gamma == 0.9
 
 
 def test_parse_overrides_rejects_missing_equals():
@@ -98,3 +98,13 @@ def test_example_configs_validate(name):
     if not path.exists():
         pytest.skip(f"{name} not written yet")
     load_config(path)
+
+
+def test_written_config_loads_back(tmp_path):
+    from agentgym.store import RunStore
+    from agentgym.trainers.rl import config_record
+
+    cfg = load_config({}, ["credit.estimator=grpo", "loss.clip_high=0.28", "horizon.type=stepwise", "horizon.rounds=[2, 4]"])
+    store = RunStore(tmp_path)
+    store.write_config(config_record(cfg))
+    assert load_config(store.read_config()) == cfg

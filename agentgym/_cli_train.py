@@ -1,0 +1,127 @@
+"""``agentgym train`` and ``agentgym sft``: RL training and the SFT warm start from YAML configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+_SET_HELP = "Override a config key, dotted: --set loss.clip_high=0.28 (repeatable; values are YAML)."
+
+
+def _keys_table(kind: Any) -> None:
+    """Print every config key with its default and help text (taken from the config model)."""
+    from pydantic import BaseModel
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{kind.__name__} keys")
+    for col in ("key", "default", "help"):
+        table.add_column(col)
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            nested = next((c for c in (ann, *getattr(ann, "__args__", ())) if isinstance(c, type) and issubclass(c, BaseModel)), None)
+            if nested is not None:
+                walk(nested, f"{prefix}{name}.")
+            else:
+                default = field.get_default(call_default_factory=True)
+                table.add_row(f"{prefix}{name}", repr(default), field.description or "")
+
+    walk(kind, "")
+    Console().print(table)
+
+
+def _load(kind: Any, config: Optional[Path], sets: Optional[list[str]], extra: dict[str, Any]) -> Any:
+    from agentgym.trainers.config import load_config
+
+    overrides = list(sets or []) + [f"{k}={v}" for k, v in extra.items() if v is not None]
+    return load_config(config, overrides, kind=kind)
+
+
+def _fail(exc: Exception) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+    raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` and ``sft`` commands to ``app``."""
+
+    @app.command("train")
+    def train(
+        config: Optional[Path] = typer.Argument(None, help="Run config (YAML). Optional with --resume."),
+        set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in RUN_DIR from its newest checkpoint."),
+        run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>-<time>)."),
+        keys: bool = typer.Option(False, "--keys", help="List every config key with its default and help, then exit."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    ) -> None:
+        """Train a policy with RL (GiGPO, GRPO, RLOO) as CONFIG says; optional SFT warm start first.
+
+        Writes RUN_DIR/config.yaml, metrics.jsonl, trajectories/ and checkpoints/. A killed run
+        continues with --resume RUN_DIR and ends with the same number of steps.
+        """
+        from agentgym.errors import AgentGymError
+        from agentgym.trainers.config import TrainConfig
+
+        if keys:
+            _keys_table(TrainConfig)
+            return
+        try:
+            if resume is not None:
+                if not resume.is_dir():
+                    raise AgentGymError(f"--resume {resume}: no such run directory")
+                cfg = _load(TrainConfig, config, set_, {}) if config is not None else None
+                if cfg is None:
+                    from agentgym.store import RunStore
+                    from agentgym.trainers.config import load_config
+
+                    saved = RunStore(resume).read_config()
+                    if not saved:
+                        raise AgentGymError(f"--resume {resume}: the run has no config.yaml; pass the CONFIG too")
+                    cfg = load_config(saved, list(set_ or []))
+            elif config is None:
+                raise AgentGymError("give a CONFIG file (see examples/household_quickstart.yaml) or --resume RUN_DIR")
+            else:
+                cfg = _load(TrainConfig, config, set_, {"run_dir": str(run_dir) if run_dir else None})
+            from agentgym.trainers.rl import train as run_training
+
+            out = run_training(cfg, resume=resume, progress=progress)
+        except AgentGymError as exc:
+            _fail(exc)
+        typer.echo(f"run directory: {out}")
+
+    @app.command("sft")
+    def sft(
+        config: Path = typer.Argument(..., help="SFT config (YAML): policy, sft.data, schedule."),
+        set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+        data: Optional[list[Path]] = typer.Option(None, "--data", help="Expert run directory or .jsonl (replaces sft.data)."),
+        run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>-<time>)."),
+        keys: bool = typer.Option(False, "--keys", help="List every config key with its default and help, then exit."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    ) -> None:
+        """Supervised warm start on expert trajectories (from `agentgym rollout --policy expert`).
+
+        Loss only on the agent's turns; saves the model to RUN_DIR/model (use it as hf:RUN_DIR/model).
+        """
+        from agentgym.errors import AgentGymError
+        from agentgym.trainers.config import SFTConfig
+
+        if keys:
+            _keys_table(SFTConfig)
+            return
+        try:
+            extra: dict[str, Any] = {"run_dir": str(run_dir) if run_dir else None}
+            if data:
+                extra["sft.data"] = "[" + ", ".join(f"'{d}'" for d in data) + "]"
+            cfg = _load(SFTConfig, config, set_, extra)
+            from agentgym.trainers.sft import run_sft
+
+            out = run_sft(cfg, progress=progress)
+        except AgentGymError as exc:
+            _fail(exc)
+        typer.echo(f"run directory: {out}")

@@ -1,0 +1,64 @@
+"""Train a tiny random Llama model with GiGPO on a small multi-step environment, end to end, on CPU.
+
+Everything is built locally in a temporary directory (no downloads): a word-level tokenizer, a
+2-layer Llama model (``agentgym.trainers.tiny.make_tiny_model``) and the ``tiny-doors-v0``
+environment (say the color of each door to open it; two doors per task). The real trainer loop,
+the real ``TransformersPolicy`` (loaded as ``hf:/path``) and the real rollout engine run; held-out
+success (greedy, unseen color sequences) climbs from 0 to about 100% in 100-150 steps, 1-3 minutes.
+
+    python examples/train_tiny.py                 # GiGPO
+    python examples/train_tiny.py --sign -1       # wrong-sign advantages: does not learn
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from agentgym.trainers import load_config, train
+from agentgym.trainers.tiny import make_tiny_model
+
+
+def tiny_config(model_dir: Path, run_dir: Path, *, steps: int = 150, lr: float = 5e-3, entropy: float = 0.01,
+                seed: int = 0, sign: int = 1, estimator: str = "gigpo") -> dict:
+    """The run config as a dict (the same keys a YAML file would hold)."""
+    return {
+        "name": "tiny-doors", "run_dir": str(run_dir), "seed": seed,
+        "env": {"id": "tiny-doors-v0", "train_suite": "train", "eval_suites": ["test"],
+                "plugins": ["agentgym.trainers.tiny:register_doors"]},
+        "policy": {"model": f"hf:{model_dir}", "device": "cpu", "gradient_checkpointing": False,
+                   "generation_batch_size": 64},
+        "sampling": {"temperature": 1.0, "max_new_tokens": 2},
+        "rollout": {"tasks_per_step": 8, "group_size": 8, "system_prompt": ""},
+        "credit": {"estimator": estimator},
+        "loss": {"entropy_coeff": entropy},
+        "optim": {"lr": lr},
+        "update": {"total_steps": steps, "micro_batch_size": 64, "advantage_sign": sign},
+        "eval": {"every": 10},
+        "checkpoint": {"every": 50, "keep_last": 1},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--entropy", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sign", type=int, default=1, choices=[1, -1])
+    parser.add_argument("--estimator", default="gigpo", choices=["gigpo", "grpo", "rloo"])
+    parser.add_argument("--run-dir", type=Path, default=None)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="agentgym-tiny-"))
+    model_dir = make_tiny_model(work / "model", seed=args.seed)
+    run_dir = args.run_dir or work / "run"
+    config = load_config(tiny_config(model_dir, run_dir, steps=args.steps, lr=args.lr, entropy=args.entropy,
+                                     seed=args.seed, sign=args.sign, estimator=args.estimator))
+    train(config)
+    print(f"run directory: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Short real training runs through every update path: PPO epochs and mini-batches (recomputed old
+log-probs), KL to a frozen copy or to the LoRA base, the sampler's log-probs as the ratio
+denominator, every aggregation mode, a stepwise horizon, resume from a finished run."""
+
+import math
+
+import pytest
+
+from agentgym.store import RunStore
+from agentgym.trainers.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+def _train(tmp_path, tiny_model_dir, tiny_config, name, **over):
+    from agentgym.trainers.rl import train
+
+    base = {"update": {"total_steps": 2, "micro_batch_size": 8}, "rollout": {"tasks_per_step": 2, "group_size": 4},
+            "eval": {"every": 0}, "checkpoint": {"every": 0, "save_final": True}}
+    for k, v in over.items():
+        base[k] = {**base.get(k, {}), **v}
+    run = train(load_config(tiny_config(tiny_model_dir, tmp_path / name, **base)), progress=False, log=lambda _l: None)
+    return run, [m for m in RunStore(run).load_metrics() if "merged_rows" in m]
+
+
+def test_epochs_minibatches_and_kl_full(tmp_path, tiny_model_dir, tiny_config):
+    _, ms = _train(tmp_path, tiny_model_dir, tiny_config, "full",
+                   update={"ppo_epochs": 2, "mini_batches": 2},
+                   loss={"use_kl_loss": True, "kl_loss_type": "k3", "kl_loss_coef": 0.1})
+    assert [m["updates"] for m in ms] == [4, 4]
+    assert ms[0]["sampler_logp_diff"] < 1e-4  # recomputed before any update: equals the sampler
+    assert all(m["kl"] >= 0 and math.isfinite(m["ppo_kl"]) for m in ms)
+    assert ms[1]["kl"] > 0  # the policy moved away from the frozen reference
+
+
+def test_lora_with_kl_to_the_base_and_resume(tmp_path, tiny_model_dir, tiny_config):
+    from agentgym.trainers.rl import train
+
+    run, ms = _train(tmp_path, tiny_model_dir, tiny_config, "lora",
+                     policy={"lora": {"enable": True, "r": 4, "alpha": 8}},
+                     loss={"use_kl_loss": True, "kl_loss_coef": 0.1}, optim={"lr": 1e-2},
+                     update={"ppo_epochs": 2})
+    assert ms[1]["kl"] > 0 and (run / "checkpoints" / "step_00000002" / "adapter").is_dir()
+    cfg = load_config(RunStore(run).read_config(), ["update.total_steps=3"])
+    train(cfg, resume=run, progress=False, log=lambda _l: None)
+    steps = [m["step"] for m in RunStore(run).load_metrics() if "merged_rows" in m]
+    assert steps == [1, 2, 3]
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"])
+def test_aggregation_modes_and_sampler_ratio(tmp_path, tiny_model_dir, tiny_config, agg):
+    _, ms = _train(tmp_path, tiny_model_dir, tiny_config, agg, loss={"loss_agg_mode": agg},
+                   update={"old_logprobs": "sampler"})
+    assert all(math.isfinite(m["loss"]) and m["updates"] == 1 for m in ms)
+
+
+def test_stepwise_horizon_caps_turns(tmp_path, tiny_model_dir, tiny_config):
+    _, ms = _train(tmp_path, tiny_model_dir, tiny_config, "horizon",
+                   horizon={"type": "stepwise", "rounds": [1, 3], "steps_per_stage": 1})
+    assert [m["horizon"] for m in ms] == [1, 3]
+    assert ms[0]["turns"] == 1.0
+
+
+def test_sft_then_rl_in_one_run(tmp_path, tiny_model_dir, tiny_config):
+    run, ms = _train(tmp_path, tiny_model_dir, tiny_config, "chain",
+                     sft={"expert_tasks": 12, "epochs": 30, "lr": 5e-3, "batch_size": 16, "micro_batch_size": 16},
+                     eval={"every": 2, "max_tasks": 4})
+    metrics = RunStore(run).load_metrics()
+    before = next(m for m in metrics if "eval_before_sft/test/success" in m)
+    sft = next(m for m in metrics if "sft_loss_last" in m)
+    after = next(m for m in metrics if m["step"] == 0 and "eval/test/success" in m)
+    assert sft["sft_loss_last"] < sft["sft_loss_first"]
+    assert after["eval/test/success"] > before["eval_before_sft/test/success"]
+    assert (run / "trajectories" / "expert.jsonl").exists()
+    import json
+
+    state = json.loads((run / "checkpoints" / "step_00000002" / "trainer_state.json").read_text())
+    assert state["sft_done"] is True  # a resume will not train SFT again

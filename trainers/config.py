@@ -1,0 +1,348 @@
+"""Run configs for ``agentgym train`` and ``agentgym sft``: pydantic models loaded from YAML.
+
+Every field has a one-line help text (the CLI shows it); cross-field checks raise
+:class:`~agentgym.errors.ConfigError` naming the key and the fix. ``--set key=value`` overrides
+use dotted keys (``loss.clip_high=0.28``); values are read as YAML scalars.
+
+This module imports pydantic, yaml and agentgym.credit (numpy) only.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentgym.credit import CreditConfig, horizon
+from agentgym.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvSection(_Section):
+    id: str = Field("household-v0", description="Registry id of the environment.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword overrides passed to agentgym.make.")
+    train_suite: str = Field("train", description="Task suite the trainer samples rollout tasks from.")
+    eval_suites: list[str] = Field(default_factory=lambda: ["test-unseen"], description="Held-out suites evaluated every eval.every steps.")
+    max_turns: int | None = Field(None, gt=0, description="Cap on agent turns per episode (None: the task's own max_turns).")
+    plugins: list[str] = Field(default_factory=list, description="Modules ('pkg.mod') or callables ('pkg.mod:fn') loaded first; they register custom environments.")
+
+    def load_plugins(self) -> None:
+        """Import each plug-in module and call the named function, if any."""
+        import importlib
+
+        for spec in self.plugins:
+            module, _, fn = spec.partition(":")
+            try:
+                mod = importlib.import_module(module)
+            except ImportError as exc:
+                raise ConfigError(f"env.plugins: cannot import {module!r} ({exc}); fix the module path") from None
+            if fn:
+                if not callable(getattr(mod, fn, None)):
+                    raise ConfigError(f"env.plugins: {module!r} has no function {fn!r}")
+                getattr(mod, fn)()
+
+
+class LoraSection(_Section):
+    enable: bool = Field(False, description="Train LoRA adapters instead of all weights (peft); the reference is the base with adapters off.")
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: 'all-linear' or a list of module names.")
+
+
+class PolicySection(_Section):
+    model: str = Field("smollm2", description="Policy name for agentgym.policies.load_policy: 'smollm2' or 'hf:/path/to/model_dir'.")
+    device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Training dtype; 'auto' is bfloat16 on GPU and float32 on CPU.")
+    generation_batch_size: int = Field(8, gt=0, description="Conversations per generate call of the embedded policy.")
+    gradient_checkpointing: bool = Field(True, description="Recompute activations in backward (less memory, about 20% slower).")
+    lora: LoraSection = Field(default_factory=LoraSection, description="LoRA adapters (peft).")
+
+
+class SamplingSection(_Section):
+    temperature: float = Field(1.0, gt=0.0, description="Rollout sampling temperature (training log-probs use the same temperature).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Rollout nucleus sampling; below 1 the ratio is taken against a truncated sampler.")
+    max_new_tokens: int = Field(64, gt=0, description="Token budget of one agent turn.")
+    eval_temperature: float = Field(0.0, ge=0.0, description="Sampling temperature at evaluation (0 = greedy).")
+
+
+class ContextSection(_Section):
+    type: Literal["full", "window", "summary"] = Field("full", description="What the policy sees: the full history, the last `window` turns, or summaries.")
+    window: int | None = Field(None, gt=0, description="Turns kept by the 'window' context manager.")
+    max_tokens: int | None = Field(None, gt=0, description="Token budget that triggers a summary ('summary' context).")
+    max_summaries: int | None = Field(None, ge=0, description="Summary rounds before an episode ends as overlong ('summary' context).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Further keyword options for the context manager.")
+
+
+class RolloutSection(_Section):
+    tasks_per_step: int = Field(8, gt=0, description="Task groups collected per training step.")
+    group_size: int = Field(8, gt=0, description="Samples per task (one group, shared group_id).")
+    concurrency: int = Field(64, gt=0, description="Episodes run at once.")
+    step_timeout: float | None = Field(60.0, gt=0, description="Seconds one environment step may take.")
+    episode_timeout: float | None = Field(None, gt=0, description="Seconds one episode may take.")
+    system_prompt: str | None = Field(None, description="System message of every episode (null: the rollout engine's default; '' for none).")
+
+
+class HorizonSection(_Section):
+    type: Literal["fixed", "stepwise"] = Field("fixed", description="Interaction-horizon schedule (ScalingInter-RL, ALGORITHMS.md §6).")
+    rounds: list[int] = Field(default_factory=list, description="Horizons h_0 < h_1 < ...; 'fixed' uses rounds[0] or the env's max_turns when empty.")
+    steps_per_stage: int = Field(100, gt=0, description="Training steps per horizon stage (K).")
+
+
+class LossSection(_Section):
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = Field(
+        "token-mean", description="How token losses reduce to a scalar (ALGORITHMS.md §8.4).")
+    clip_low: float = Field(0.2, ge=0.0, lt=1.0, description="Lower ratio clip ε_low: ρ ≥ 1 − ε_low.")
+    clip_high: float = Field(0.2, ge=0.0, description="Upper ratio clip ε_high: ρ ≤ 1 + ε_high (DAPO clip-higher: 0.28).")
+    clip_ratio_c: float | None = Field(3.0, description="Dual-clip bound c (> 1) for negative advantages; null turns dual-clip off.")
+    use_kl_loss: bool = Field(False, description="Add β·KL(π‖π_ref) to the loss (reference: frozen initial weights, or the base without LoRA).")
+    kl_loss_type: Literal["k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl"] = Field("low_var_kl", description="KL estimator (ALGORITHMS.md §8.5).")
+    kl_loss_coef: float = Field(0.01, ge=0.0, description="β, the KL loss weight.")
+    entropy_coeff: float = Field(0.0, ge=0.0, description="Entropy bonus weight c_ent (loss − c_ent·H).")
+    norm_length: int | None = Field(None, gt=0, description="L_max for seq-mean-token-sum-norm (default: sampling.max_new_tokens).")
+
+
+class OptimSection(_Section):
+    lr: float = Field(1e-6, gt=0.0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0.0, description="AdamW epsilon.")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping by global norm (null: off).")
+    warmup_steps: int = Field(0, ge=0, description="Optimizer updates of linear warm-up.")
+    schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Learning-rate decay after warm-up.")
+
+
+class UpdateSection(_Section):
+    total_steps: int = Field(100, gt=0, description="Training steps (rollout batch + update) in the run.")
+    ppo_epochs: int = Field(1, gt=0, description="Passes over each rollout batch.")
+    mini_batches: int = Field(1, gt=0, description="Optimizer updates per epoch (the batch is split into this many mini-batches).")
+    micro_batch_size: int = Field(4, gt=0, description="Sequences per forward/backward (gradient accumulation inside a mini-batch).")
+    max_seq_len: int | None = Field(None, gt=0, description="Drop (and count) training sequences longer than this many tokens.")
+    old_logprobs: Literal["recompute", "sampler"] = Field("recompute", description="Ratio denominator: recomputed by the trainer after rollout, or the sampler's logprobs.")
+    train_agents: list[str] | None = Field(None, description="Agent ids whose steps carry loss (null: every agent).")
+    advantage_sign: Literal[1, -1] = Field(1, description="-1 flips every advantage: a negative control for tests, never for training.")
+
+
+class EvalSection(_Section):
+    every: int = Field(10, ge=0, description="Evaluate every this many steps (0: never).")
+    at_start: bool = Field(True, description="Also evaluate before the first update (step 0).")
+    max_tasks: int | None = Field(None, gt=0, description="Evaluate on the first N tasks of each suite (null: all).")
+    samples: int = Field(1, gt=0, description="Samples per evaluation task.")
+
+
+class CheckpointSection(_Section):
+    every: int = Field(10, ge=0, description="Write a checkpoint every this many steps (0: only at the end).")
+    keep_last: int = Field(2, gt=0, description="Checkpoints kept; older ones are deleted after a new one is complete.")
+    save_final: bool = Field(True, description="Write a checkpoint after the last step.")
+
+
+class SFTSection(_Section):
+    data: list[str] = Field(default_factory=list, description="Expert trajectories: run directories or .jsonl files (from `agentgym rollout --policy expert`).")
+    expert_tasks: int | None = Field(None, gt=0, description="When data is empty: first roll out the expert on this many training tasks (saved as trajectories/expert.jsonl).")
+    only_successful: bool = Field(True, description="Train only on trajectories that succeeded.")
+    epochs: float = Field(2.0, gt=0.0, description="Passes over the SFT data.")
+    lr: float = Field(5e-5, gt=0.0, description="AdamW learning rate for SFT.")
+    batch_size: int = Field(8, gt=0, description="Samples (agent turns) per optimizer update.")
+    micro_batch_size: int = Field(4, gt=0, description="Samples per forward/backward.")
+    max_seq_len: int | None = Field(None, gt=0, description="Keep only the last tokens of longer samples' prompts (left truncation).")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping by global norm.")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer updates (null: run all epochs).")
+
+
+class _RunConfig(_Section):
+    name: str = Field("run", description="Run name, used for the default run directory runs/<name>.")
+    run_dir: str | None = Field(None, description="Run directory (default: runs/<name>-<timestamp>).")
+    seed: int = Field(0, description="Seed for task sampling, rollout sampling and initialization.")
+    policy: PolicySection = Field(default_factory=PolicySection, description="Model, device, dtype and LoRA.")
+
+
+class SFTConfig(_RunConfig):
+    """Config of ``agentgym sft``: supervised training on expert trajectories."""
+
+    name: str = Field("sft", description="Run name, used for the default run directory runs/<name>.")
+    sft: SFTSection = Field(default_factory=SFTSection, description="SFT data and schedule.")
+    env: EnvSection = Field(default_factory=EnvSection, description="Environment (only for the optional evaluation).")
+    sampling: SamplingSection = Field(default_factory=SamplingSection, description="Sampling for the optional evaluation.")
+    context: ContextSection = Field(default_factory=ContextSection, description="Context manager for the optional evaluation.")
+    rollout: RolloutSection = Field(default_factory=RolloutSection, description="Concurrency and limits of the optional evaluation.")
+    eval: EvalSection = Field(default_factory=lambda: EvalSection(every=0, at_start=False), description="Evaluate after SFT when every > 0.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTConfig":
+        if not self.sft.data and self.sft.expert_tasks is None:
+            raise ValueError("sft.data is empty: list expert run directories or .jsonl files "
+                             "(make them with `agentgym rollout --policy expert`), or set sft.expert_tasks")
+        if self.sft.micro_batch_size > self.sft.batch_size:
+            raise ValueError(f"sft.micro_batch_size ({self.sft.micro_batch_size}) must not exceed "
+                             f"sft.batch_size ({self.sft.batch_size})")
+        return self
+
+
+class TrainConfig(_RunConfig):
+    """Config of ``agentgym train``: one RL run, optionally preceded by an SFT warm start."""
+
+    env: EnvSection = Field(default_factory=EnvSection, description="Environment and task suites.")
+    sampling: SamplingSection = Field(default_factory=SamplingSection, description="Rollout sampling.")
+    context: ContextSection = Field(default_factory=ContextSection, description="Context manager (full history, window, summaries).")
+    rollout: RolloutSection = Field(default_factory=RolloutSection, description="Groups per step and concurrency.")
+    credit: CreditConfig = Field(default_factory=lambda: CreditConfig(estimator="gigpo"),
+                                 description="Credit assignment (agentgym.credit.CreditConfig: estimator, norm, gamma, omega, ...).")
+    horizon: HorizonSection = Field(default_factory=HorizonSection, description="Interaction-horizon schedule.")
+    loss: LossSection = Field(default_factory=LossSection, description="Policy loss (ALGORITHMS.md §8).")
+    optim: OptimSection = Field(default_factory=OptimSection, description="Optimizer and learning-rate schedule.")
+    update: UpdateSection = Field(default_factory=UpdateSection, description="Steps, epochs and batching of the update.")
+    eval: EvalSection = Field(default_factory=EvalSection, description="Held-out evaluation.")
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection, description="Atomic checkpoints.")
+    sft: SFTSection | None = Field(None, description="Optional SFT warm start run before RL (same model).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_estimator(cls, data: Any) -> Any:
+        # a credit section without an estimator means the trainer's default, GiGPO
+        if isinstance(data, dict) and isinstance(data.get("credit"), dict) and "estimator" not in data["credit"]:
+            data = {**data, "credit": {"estimator": "gigpo", **data["credit"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        loss, upd, roll = self.loss, self.update, self.rollout
+        if loss.clip_ratio_c is not None and loss.clip_ratio_c <= 1.0:
+            raise ValueError(f"loss.clip_ratio_c must be greater than 1 (or null to turn dual-clip off), got {loss.clip_ratio_c}")
+        if loss.use_kl_loss and loss.kl_loss_coef == 0.0:
+            raise ValueError("loss.use_kl_loss is true but loss.kl_loss_coef is 0: set a coefficient such as 0.01 or turn use_kl_loss off")
+        rows = roll.tasks_per_step * roll.group_size
+        if upd.mini_batches > rows:
+            raise ValueError(f"update.mini_batches ({upd.mini_batches}) exceeds the episodes per step "
+                             f"(rollout.tasks_per_step × rollout.group_size = {rows}); lower it")
+        estimator = self.credit.estimator
+        if roll.group_size < 2 and estimator in ("gigpo", "grpo", "rloo"):
+            raise ValueError(f"rollout.group_size must be at least 2 for {estimator} (advantages are relative "
+                             f"within a group), got {roll.group_size}")
+        h = self.horizon
+        if h.type == "stepwise":
+            if len(h.rounds) < 1 or any(b <= a for a, b in zip(h.rounds, h.rounds[1:])):
+                raise ValueError(f"horizon.rounds must be a non-empty increasing list for a stepwise schedule, got {h.rounds}")
+        elif len(h.rounds) > 1:
+            raise ValueError(f"horizon.type is 'fixed' but horizon.rounds has {len(h.rounds)} values; "
+                             "give one value or set horizon.type: stepwise")
+        if self.context.type == "window" and self.context.window is None:
+            raise ValueError("context.type is 'window' but context.window is not set: give the number of turns to keep")
+        if self.context.type == "summary" and self.context.max_tokens is None:
+            raise ValueError("context.type is 'summary' but context.max_tokens is not set: give the token budget")
+        if self.sft is not None and not self.sft.data and self.sft.expert_tasks is None:
+            raise ValueError("sft.data is empty: list expert trajectories or set sft.expert_tasks, "
+                             "or remove the sft section to skip the warm start")
+        return self
+
+    def horizon_at(self, step: int) -> int | None:
+        """H(k) of ALGORITHMS.md §6.1 for training step ``step`` (1-indexed); None means the env's own limit."""
+        h = self.horizon
+        if not h.rounds:
+            return self.env.max_turns
+        return horizon(step, h.rounds if h.type == "stepwise" else h.rounds[0], h.steps_per_stage)
+
+    def horizon_stage(self, step: int) -> int:
+        """Index of the horizon stage that training step ``step`` is in."""
+        h = self.horizon
+        if h.type != "stepwise" or not h.rounds:
+            return 0
+        return min((step - 1) // h.steps_per_stage, len(h.rounds) - 1)
+
+
+# ----- loading ------------------------------------------------------------------------------------
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=[1, 2]"]`` into a nested dict; values are YAML scalars or lists."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value with a dotted key (e.g. loss.clip_high=0.28), got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: '{part}' was already set to a value, not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    cls: Any = model
+    for part in path:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for cand in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                cls = cand
+                break
+        else:
+            return []
+    return list(getattr(cls, "model_fields", {}))
+
+
+def _explain(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = prefix + ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            known = _fields_at(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
+            hint = f"; did you mean '{prefix}{'.'.join([*map(str, loc[:-1]), close[0]])}'?" if close else ""
+            lines.append(f"unknown key '{key}'{hint} Known keys here: {', '.join(known)}")
+        elif not key:
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+        else:
+            lines.append(f"'{key}': {str(err['msg']).removeprefix('Value error, ')} (got {err.get('input')!r})")
+    return "bad config: " + "; ".join(lines)
+
+
+def load_config(source: str | Path | dict[str, Any] | None = None, overrides: list[str] | dict[str, Any] | None = None,
+                kind: type[BaseModel] = TrainConfig) -> Any:
+    """Load a config from a YAML path or a dict, apply ``--set`` overrides, validate.
+
+    Raises :class:`ConfigError` naming the bad key and what to change.
+    """
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
+    extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    data = _merge(data, extra)
+    try:
+        config = kind.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, kind)) from None
+    return config

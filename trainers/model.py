@@ -1,0 +1,164 @@
+"""The trainable model: device and dtype, the policy it lives in, LoRA, the reference, and
+per-token log-probs of sampled tokens.
+
+Log-probs are computed only where the loss needs them: the decoder runs over the whole
+sequence, but the output head runs only at the positions that predict a loss token. With short
+actions after long prompts this saves most of the ``[tokens, vocabulary]`` logits memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from agentgym.trainers.checkpoint import is_peft
+
+
+def resolve_device(name: str) -> Any:
+    """``auto`` means CUDA when available, else CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: Any) -> Any:
+    """``auto`` means bfloat16 on GPU and float32 on CPU (bf16 matmuls are slow on most CPUs)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8) -> Any:
+    """A :class:`~agentgym.policies.hf.TransformersPolicy` for ``smollm2`` or ``hf:/path``.
+
+    Uses ``agentgym.policies.load_policy`` when it exists; otherwise builds the policy directly.
+    """
+    from agentgym.errors import ConfigError
+
+    try:
+        from agentgym.policies import load_policy as _load
+    except ImportError:
+        _load = None
+    if not (name == "smollm2" or name.startswith("hf:")):
+        raise ConfigError(f"policy.model must be 'smollm2' or 'hf:/path/to/model_dir' to be trained, got {name!r}")
+    dtype_name = str(dtype).removeprefix("torch.")
+    if _load is not None:
+        try:
+            policy = _load(name, dtype=dtype_name, device=str(device), max_batch_size=max_batch_size)
+        except TypeError:
+            policy = _load(name)
+    else:
+        from agentgym.policies.hf import TransformersPolicy
+
+        path = None if name == "smollm2" else name[3:]
+        policy = TransformersPolicy(path, max_batch_size=max_batch_size, dtype=dtype_name, device=str(device))
+    if not hasattr(policy, "model") or not hasattr(policy, "tokenizer"):
+        raise ConfigError(f"policy {name!r} has no trainable model (.model and .tokenizer)")
+    policy.model.to(device=device, dtype=dtype)
+    policy.max_batch_size = max_batch_size
+    return policy
+
+
+def add_lora(model: Any, r: int, alpha: int, dropout: float, target_modules: Any) -> Any:
+    """Inject LoRA adapters into ``model`` in place and return the peft wrapper (train it)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def frozen_copy(model: Any) -> Any:
+    """A frozen copy of ``model`` (the full fine-tuning reference)."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+@contextlib.contextmanager
+def reference_mode(model: Any, ref: Any) -> Iterator[Any]:
+    """Yield the module that computes reference log-probs: ``ref``, or ``model`` with adapters off."""
+    if ref is not None:
+        yield ref
+    elif is_peft(model):
+        with model.disable_adapter():
+            yield model
+    else:
+        raise RuntimeError("no reference model: enable loss.use_kl_loss before building the trainer")
+
+
+def _parts(model: Any) -> tuple[Any, Any] | None:
+    inner = model.get_base_model() if is_peft(model) else model
+    try:
+        decoder, head = inner.get_decoder(), inner.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    if decoder is None or head is None or getattr(inner.config, "final_logit_softcapping", None):
+        return None
+    return decoder, head
+
+
+def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, loss_mask: Any, *, temperature: float = 1.0,
+                   with_entropy: bool = False) -> tuple[Any, Any]:
+    """Log-probs (and entropies) of ``input_ids[:, j]`` wherever ``loss_mask[:, j]`` is set.
+
+    Returns two ``[batch, tokens]`` tensors, zero where the mask is 0: ``log_softmax(z/T)`` of the
+    token (T is the sampling temperature, so the ratio is taken against the distribution the
+    tokens were drawn from) and the entropy of that distribution (zeros unless ``with_entropy``).
+    """
+    import torch
+
+    from agentgym.trainers.loss import entropy_from_logits
+
+    select = loss_mask[:, 1:].bool()
+    targets = input_ids[:, 1:][select]
+    parts = _parts(model)
+    if parts is not None:
+        decoder, head = parts
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        logits = head(hidden[:, :-1][select])
+    else:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1][select]
+    logits = logits.float() / temperature
+    lp = logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    shape = (input_ids.shape[0], input_ids.shape[1] - 1)
+    pad = torch.zeros(input_ids.shape[0], 1, dtype=lp.dtype, device=lp.device)
+    logp = torch.cat([pad, torch.zeros(shape, dtype=lp.dtype, device=lp.device).masked_scatter(select, lp)], dim=1)
+    if not with_entropy:
+        return logp, torch.zeros_like(logp)
+    ent = entropy_from_logits(logits)
+    entropy = torch.cat([pad, torch.zeros(shape, dtype=ent.dtype, device=ent.device).masked_scatter(select, ent)], dim=1)
+    return logp, entropy
+
+
+def collate(seqs: list[Any], pad_id: int, device: Any) -> dict[str, Any]:
+    """Right-pad :class:`~agentgym.trainers.batching.Sequence` objects into tensors on ``device``."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    n = len(seqs)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.float32)
+    adv = torch.zeros((n, width), dtype=torch.float32)
+    old = torch.zeros((n, width), dtype=torch.float32)
+    known = torch.zeros((n, width), dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        k = len(s)
+        ids[i, :k] = torch.tensor(s.input_ids, dtype=torch.long)
+        attn[i, :k] = 1
+        mask[i, :k] = torch.tensor(s.loss_mask, dtype=torch.float32)
+        adv[i, :k] = torch.tensor(s.advantages, dtype=torch.float32)
+        lp = torch.tensor(s.old_logprobs, dtype=torch.float32)
+        known[i, :k] = ~lp.isnan() & (mask[i, :k] > 0)
+        old[i, :k] = lp.nan_to_num(0.0)
+    return {"input_ids": ids.to(device), "attention_mask": attn.to(device), "loss_mask": mask.to(device),
+            "advantages": adv.to(device), "sampler_logprobs": old.to(device), "sampler_known": known.to(device)}

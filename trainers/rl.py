@@ -1,0 +1,413 @@
+"""The RL trainer: collect groups, assign credit, build token batches, update, evaluate, checkpoint.
+
+Read :func:`train` top to bottom; it is the algorithm. One training step k:
+
+1. **Rollout.** Sample ``tasks_per_step`` training tasks (seeded by ``(seed, k)``, so a resumed
+   run sees the same tasks) and run ``group_size`` episodes of each with the current policy,
+   capped at the horizon ``H(k)`` (ALGORITHMS.md §6). Trajectories stream into the run directory.
+2. **Credit.** ``agentgym.credit.compute`` turns rewards into one advantage per step row
+   (GiGPO: ``A = A_E + omega * A_S``; GRPO; RLOO; ...), computed before any batching.
+3. **Token batches.** Each step's sampled ``response_ids`` carry its advantage; everything else
+   is masked. Append-only contexts are forwarded once per trajectory (``batching``).
+4. **Update.** ``ppo_epochs`` passes of ``mini_batches`` optimizer updates, each accumulating
+   micro-batches: clipped surrogate with dual-clip, ``− c_ent·H``, ``+ β·KL(π‖π_ref)``
+   (ALGORITHMS.md §8), gradient clipping, AdamW.
+5. **Log** a metrics line and append it to ``metrics.jsonl``; **evaluate** on held-out suites
+   every ``eval.every`` steps; **checkpoint** every ``checkpoint.every`` steps (atomically).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from agentgym.store import RunStore
+from agentgym.trainers import checkpoint as ckpt
+from agentgym.trainers.batching import BatchStats, Sequence, build_sequences, split
+from agentgym.trainers.config import TrainConfig
+from agentgym.trainers.rollouts import Collector, progress_bar, rollout_metrics, training_tasks
+from agentgym.types import Trajectory
+
+Logger = Callable[[str], None]
+
+
+def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any = None,
+          log: Logger | None = None, progress: bool = True) -> Path:
+    """Run RL training as configured; returns the run directory.
+
+    ``resume`` names a run directory: model, optimizer, RNG states, step counter and horizon stage
+    come from its newest checkpoint, and trajectories and metrics written after that checkpoint
+    are discarded, so the resumed run ends with the same steps and no duplicated records.
+    ``policy`` is an already loaded TransformersPolicy (tests); otherwise ``config.policy.model``
+    is loaded.
+    """
+    import torch
+
+    from agentgym.trainers import model as M
+    from agentgym.trainers.loss import aggregate, clipped_surrogate, kl_penalty
+
+    # ---- setup --------------------------------------------------------------------------------
+    run_dir = Path(resume) if resume is not None else _new_run_dir(config)
+    store = RunStore(run_dir)
+    say = log or _console_logger()
+    start_step, state = 0, {}
+    latest = ckpt.latest_checkpoint(store.checkpoint_dir) if resume is not None else None
+    store.write_config(config_record(config))
+    config.env.load_plugins()
+    _seed_everything(config.seed)
+    device = M.resolve_device(config.policy.device)
+    dtype = M.resolve_dtype(config.policy.dtype, device)
+    if policy is None:
+        policy = M.load_policy(config.policy.model, device=device, dtype=dtype,
+                               max_batch_size=config.policy.generation_batch_size)
+    tokenizer = policy.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model = policy.model  # the policy samples with these weights; we update them in place
+    if config.policy.lora.enable:
+        lora = config.policy.lora
+        model = M.add_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+    if config.policy.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    ref = M.frozen_copy(model) if config.loss.use_kl_loss and not config.policy.lora.enable else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.optim.lr, betas=config.optim.betas, eps=config.optim.eps,
+                                  weight_decay=config.optim.weight_decay)
+    updates_per_step = config.update.ppo_epochs * config.update.mini_batches
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(config, updates_per_step * config.update.total_steps))
+
+    if latest is not None:
+        state = ckpt.load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler)
+        start_step = int(state["step"])
+        _discard_after(store, start_step)
+        say(f"resumed {run_dir} from {latest.name} (step {start_step}, horizon stage {state.get('horizon_stage', 0)})")
+    elif resume is not None:
+        _discard_after(store, -1)
+        say(f"no checkpoint in {run_dir}: starting it again from step 0")
+    collector = Collector(config, policy, store, progress=progress)
+    if config.sft is not None and not state.get("sft_done", False):
+        from agentgym.trainers.sft import collect_expert, load_trajectories, sft_train
+
+        if config.eval.every and config.eval.at_start:
+            zero = collector.evaluate(step=0, tag="before-sft")
+            store.append_metrics({"step": 0, "phase": "sft", **{f"eval_before_sft/{k}": v for k, v in zero.items()}})
+            say("before SFT: " + "  ".join(f"{k} {v:.3f}" for k, v in zero.items()))
+        say("SFT warm start")
+        data = (load_trajectories(config.sft.data) if config.sft.data
+                else collect_expert(config, store, progress=progress))
+        sft_metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
+                                progress=progress, trajectories=data)
+        store.append_metrics({"step": 0, "phase": "sft", **sft_metrics})
+        state["sft_done"] = True
+        ckpt.save_checkpoint(store.checkpoint_dir, 0, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                             scheduler=scheduler, state={"horizon_stage": 0, "sft_done": True},
+                             keep_last=config.checkpoint.keep_last)
+
+    train_tasks = training_tasks(config)
+    if start_step == 0 and config.eval.every and config.eval.at_start:
+        _log_eval(store, say, 0, collector.evaluate(step=0))
+
+    # ---- training steps -----------------------------------------------------------------------
+    for step in range(start_step + 1, config.update.total_steps + 1):
+        t_start = time.perf_counter()
+
+        # 1. rollout: groups of the current policy, capped at the horizon H(k)
+        horizon = config.horizon_at(step)
+        tasks = _tasks_for_step(train_tasks, config, step)
+        trajectories = collector.collect(tasks, step=step, horizon=horizon)
+        t_rollout = time.perf_counter() - t_start
+
+        # 2. credit assignment: one advantage per (trajectory, step) row
+        advantages, row_mask = compute_advantages(trajectories, config, tasks)
+        if config.update.advantage_sign < 0:  # deliberate sign flip for the negative-control test
+            advantages = {row: -a for row, a in advantages.items()}
+
+        # 3. token batches: sampled tokens only, append-only chains forwarded once
+        stats = BatchStats()
+        seqs = build_sequences(trajectories, advantages, row_mask, train_agents=config.update.train_agents,
+                               max_len=config.update.max_seq_len, stats=stats)
+
+        # 4. update
+        t_update = time.perf_counter()
+        model.train()
+        upd = _update(model, ref, seqs, optimizer, scheduler, params, config, step, pad_id, device,
+                      aggregate=aggregate, clipped_surrogate=clipped_surrogate, kl_penalty=kl_penalty,
+                      progress=progress)
+        model.eval()
+        t_update = time.perf_counter() - t_update
+
+        # 5. log, evaluate, checkpoint
+        record = {"step": step, "horizon": horizon, **rollout_metrics(trajectories), **upd,
+                  "sequences": stats.sequences, "rows": stats.rows, "merged_rows": stats.merged_rows,
+                  "loss_tokens": stats.loss_tokens, "dropped_long": stats.dropped_long,
+                  "time_rollout": t_rollout, "time_update": t_update,
+                  "time_step": time.perf_counter() - t_start,
+                  "adv_mean": float(np.mean(list(advantages.values()))) if advantages else 0.0,
+                  "adv_abs": float(np.mean(np.abs(list(advantages.values())))) if advantages else 0.0}
+        if config.eval.every and step % config.eval.every == 0:
+            record.update(_prefixed(collector.evaluate(step=step)))
+        store.append_metrics(record)
+        say(_metrics_line(record, config.update.total_steps))
+        if (config.checkpoint.every and step % config.checkpoint.every == 0) or \
+                (step == config.update.total_steps and config.checkpoint.save_final):
+            ckpt.save_checkpoint(store.checkpoint_dir, step, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                                 scheduler=scheduler, keep_last=config.checkpoint.keep_last,
+                                 state={"horizon_stage": config.horizon_stage(step),
+                                        "sft_done": state.get("sft_done", False)})
+    collector.close()
+    return run_dir
+
+
+def config_record(config: TrainConfig) -> dict[str, Any]:
+    """The config as written to RUN_DIR/config.yaml; loading it back gives the same config.
+
+    The credit section keeps only the keys that were given: CreditConfig rejects keys that have
+    no effect under the chosen estimator, and a full dump would list them all.
+    """
+    data = config.model_dump(mode="json")
+    data["credit"] = config.credit.model_dump(mode="json", exclude_unset=True)
+    return data
+
+
+# ---- credit -------------------------------------------------------------------------------------
+
+def compute_advantages(trajectories: list[Trajectory], config: TrainConfig, tasks: list | None = None) -> tuple[dict, dict]:
+    """Advantages and loss masks per ``(trajectory index, step index)`` row via ``agentgym.credit``."""
+    from agentgym.trainers.rollouts import credit_rows
+
+    return credit_rows(trajectories, config.credit, tasks)
+
+
+# ---- update -------------------------------------------------------------------------------------
+
+def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, scheduler: Any, params: list, config: TrainConfig,
+            step: int, pad_id: int, device: Any, *, aggregate: Any, clipped_surrogate: Any, kl_penalty: Any,
+            progress: bool) -> dict[str, float]:
+    """PPO epochs over mini-batches of ``seqs``; returns the update metrics."""
+    import torch
+
+    from agentgym.trainers import model as M
+
+    loss_cfg, upd = config.loss, config.update
+    temperature = config.sampling.temperature
+    norm_length = loss_cfg.norm_length or config.sampling.max_new_tokens
+    out = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "ppo_kl": 0.0,
+           "grad_norm": 0.0, "lr": scheduler.get_last_lr()[0], "updates": 0, "skipped_updates": 0,
+           "sampler_logp_diff": float("nan"), "tokens_per_s": 0.0}
+    if not seqs:
+        return out
+    single_pass = upd.ppo_epochs == 1 and upd.mini_batches == 1
+    use_sampler = upd.old_logprobs == "sampler"
+    need_entropy = loss_cfg.entropy_coeff > 0
+
+    # old (and reference) log-probs, fixed for the whole rollout batch
+    old_lp: list[Any] = [None] * len(seqs)
+    ref_lp: list[Any] = [None] * len(seqs)
+    diffs: list[float] = []
+    if not single_pass or loss_cfg.use_kl_loss or not use_sampler:
+        with torch.no_grad():
+            for idx in _micro_batches(list(range(len(seqs))), seqs, upd.micro_batch_size):
+                batch = M.collate([seqs[i] for i in idx], pad_id, device)
+                if not single_pass and not use_sampler:
+                    lp, _ = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"],
+                                             temperature=temperature)
+                    known = batch["sampler_known"]
+                    if known.any():
+                        diffs.append((lp - batch["sampler_logprobs"]).abs()[known].mean().item())
+                    for k, i in enumerate(idx):
+                        old_lp[i] = lp[k, :len(seqs[i])].cpu()
+                if loss_cfg.use_kl_loss:
+                    with M.reference_mode(model, ref) as reference:
+                        rlp, _ = M.token_logprobs(reference, batch["input_ids"], batch["attention_mask"],
+                                                  batch["loss_mask"], temperature=temperature)
+                    for k, i in enumerate(idx):
+                        ref_lp[i] = rlp[k, :len(seqs[i])].cpu()
+
+    rng = np.random.default_rng([config.seed, step, 1])
+    sums = {k: 0.0 for k in ("pg_loss", "kl", "entropy", "clip_frac", "ppo_kl")}
+    total_tokens = 0.0
+    grad_norms: list[float] = []
+    t0 = time.perf_counter()
+    processed = 0
+    bar = progress_bar(f"update {step}", upd.ppo_epochs * len(seqs), progress)
+    advance = bar.__enter__()
+    for _epoch in range(upd.ppo_epochs):
+        order = [int(i) for i in rng.permutation(len(seqs))]
+        for mb in split(order, upd.mini_batches):
+            n_tok = float(sum(seqs[i].num_loss_tokens for i in mb))
+            n_seq = float(len(mb))
+            optimizer.zero_grad(set_to_none=True)
+            for idx in _micro_batches(mb, seqs, upd.micro_batch_size):
+                batch = M.collate([seqs[i] for i in idx], pad_id, device)
+                mask = batch["loss_mask"]
+                logp, ent = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], mask,
+                                             temperature=temperature, with_entropy=True)
+                if single_pass and not use_sampler:
+                    old = logp.detach()  # no update has happened yet: the old policy is this one
+                    known = batch["sampler_known"]
+                    if known.any():
+                        diffs.append((old - batch["sampler_logprobs"]).abs()[known].mean().item())
+                elif use_sampler:
+                    old = batch["sampler_logprobs"]
+                else:
+                    old = _pad_stack([old_lp[i] for i in idx], logp.shape[1], device)
+                pg, clipped = clipped_surrogate(logp, old, batch["advantages"], clip_low=loss_cfg.clip_low,
+                                                clip_high=loss_cfg.clip_high, clip_c=loss_cfg.clip_ratio_c)
+                norms = {"num_tokens": n_tok, "num_seqs": n_seq, "norm_length": norm_length}
+                pg_loss = aggregate(pg, mask, loss_cfg.loss_agg_mode, **norms)
+                ent_loss = aggregate(ent, mask, loss_cfg.loss_agg_mode, **norms)
+                loss = pg_loss - loss_cfg.entropy_coeff * ent_loss if need_entropy else pg_loss
+                if loss_cfg.use_kl_loss:
+                    kl = aggregate(kl_penalty(logp, _pad_stack([ref_lp[i] for i in idx], logp.shape[1], device),
+                                              loss_cfg.kl_loss_type), mask, loss_cfg.loss_agg_mode, **norms)
+                    loss = loss + loss_cfg.kl_loss_coef * kl
+                    sums["kl"] += kl.item()
+                loss.backward()
+                with torch.no_grad():
+                    tm = mask.sum().clamp(min=1)
+                    frac = tm.item() / max(n_tok, 1.0)
+                    sums["pg_loss"] += pg_loss.item()
+                    sums["entropy"] += ((ent.detach() * mask).sum() / tm).item() * frac
+                    sums["clip_frac"] += ((clipped * mask).sum() / tm).item() * frac
+                    sums["ppo_kl"] += (((old - logp.detach()) * mask).sum() / tm).item() * frac
+                total_tokens += batch["attention_mask"].sum().item()
+                processed += len(idx)
+                for _ in idx:
+                    advance()
+            max_norm = config.optim.max_grad_norm or float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            if not math.isfinite(grad_norm):
+                optimizer.zero_grad(set_to_none=True)
+                out["skipped_updates"] += 1
+            else:
+                optimizer.step()
+                out["updates"] += 1
+            scheduler.step()
+            grad_norms.append(grad_norm)
+    bar.__exit__(None, None, None)
+    n_mb = upd.ppo_epochs * len(split(list(range(len(seqs))), upd.mini_batches))
+    elapsed = time.perf_counter() - t0
+    out.update({k: v / n_mb for k, v in sums.items()})
+    out["loss"] = out["pg_loss"] - loss_cfg.entropy_coeff * out["entropy"] + loss_cfg.kl_loss_coef * out["kl"] * loss_cfg.use_kl_loss
+    out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
+    out["tokens_per_s"] = total_tokens / elapsed if elapsed > 0 else 0.0
+    if diffs:
+        out["sampler_logp_diff"] = float(np.mean(diffs))
+    return out
+
+
+def _micro_batches(indices: list[int], seqs: list[Sequence], size: int) -> list[list[int]]:
+    """Chunks of ``size`` sequences, grouped by length so little padding is forwarded."""
+    ordered = sorted(indices, key=lambda i: len(seqs[i]))
+    return [ordered[k:k + size] for k in range(0, len(ordered), size)]
+
+
+def _pad_stack(rows: list[Any], width: int, device: Any) -> Any:
+    import torch
+
+    out = torch.zeros(len(rows), width)
+    for k, r in enumerate(rows):
+        out[k, :len(r)] = r
+    return out.to(device)
+
+
+def _lr_lambda(config: TrainConfig, total_updates: int) -> Callable[[int], float]:
+    warm, kind = config.optim.warmup_steps, config.optim.schedule
+
+    def factor(n: int) -> float:
+        if warm and n < warm:
+            return (n + 1) / warm
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (n - warm) / max(1, total_updates - warm))
+        return 1.0 - progress if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+# ---- tasks, seeds, run directory ----------------------------------------------------------------
+
+def _tasks_for_step(tasks: list, config: TrainConfig, step: int) -> list:
+    """``tasks_per_step`` tasks drawn without replacement by a generator seeded with (seed, step)."""
+    rng = np.random.default_rng([config.seed, step])
+    k = config.rollout.tasks_per_step
+    picks = rng.choice(len(tasks), size=k, replace=k > len(tasks))
+    return [tasks[int(i)] for i in picks]
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _new_run_dir(config: TrainConfig) -> Path:
+    if config.run_dir:
+        return Path(config.run_dir)
+    return Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _discard_after(store: RunStore, step: int) -> None:
+    """Drop what a killed run wrote after its checkpoint of ``step`` (-1: no checkpoint at all).
+
+    Trajectory files and metrics of later steps go; at step 0 the start-of-run evaluation goes
+    too, since it runs after the step-0 (post-SFT) checkpoint. Metrics are rewritten atomically.
+    """
+    import json
+    import os
+
+    def stale(s: int, phase: Any = None) -> bool:
+        return s > step or (s == 0 and step == 0 and phase != "sft")
+
+    for path in store.trajectory_files():
+        s = _step_of(path.stem)
+        if s is not None and stale(s):
+            path.unlink()
+    if store.metrics_path.exists():
+        keep = [m for m in store.load_metrics() if not stale(int(m.get("step", 0)), m.get("phase"))]
+        tmp = store.metrics_path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(m) + "\n" for m in keep), encoding="utf-8")
+        os.replace(tmp, store.metrics_path)
+
+
+def _step_of(stem: str) -> int | None:
+    tail = stem.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+# ---- output -------------------------------------------------------------------------------------
+
+def _prefixed(evals: dict[str, float]) -> dict[str, float]:
+    return {f"eval/{k}": v for k, v in evals.items()}
+
+
+def _log_eval(store: RunStore, say: Logger, step: int, evals: dict[str, float]) -> None:
+    store.append_metrics({"step": step, **_prefixed(evals)})
+    say(f"step {step:>4} eval " + "  ".join(f"{k} {v:.3f}" for k, v in evals.items()))
+
+
+def _metrics_line(r: dict[str, Any], total: int) -> str:
+    parts = [f"step {r['step']:>4}/{total}",
+             f"success {r.get('success', 0):.2f}", f"reward {r.get('reward', 0):.2f}",
+             f"invalid {r.get('invalid_rate', 0):.2f}", f"turns {r.get('turns', 0):.1f}",
+             f"loss {r.get('loss', 0):+.4f}", f"kl {r.get('kl', 0):.4f}", f"ent {r.get('entropy', 0):.3f}",
+             f"clip {r.get('clip_frac', 0):.3f}", f"gnorm {r.get('grad_norm', 0):.3f}",
+             f"tok/s {r.get('tokens_per_s', 0):.0f}",
+             f"time {r.get('time_rollout', 0):.1f}s roll + {r.get('time_update', 0):.1f}s upd"]
+    evals = [f"{k.removeprefix('eval/')} {v:.3f}" for k, v in r.items() if k.startswith("eval/")]
+    return "  ".join(parts + evals)
+
+
+def _console_logger() -> Logger:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    return lambda line: console.print(line, soft_wrap=True)

@@ -1,0 +1,159 @@
+"""The trainer's side of rollout and credit: collect groups into the run directory, evaluate on
+held-out suites, and turn ``agentgym.credit`` results into per-row advantages.
+
+Trajectories are stored one file per training step (``trajectories/train-000012.jsonl``,
+``trajectories/eval-test-unseen-000010.jsonl``), so a resumed run can drop exactly the steps that
+came after its checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from agentgym.store import RunStore
+from agentgym.trainers.config import TrainConfig
+from agentgym.types import Task, Trajectory
+
+Row = tuple[int, int]
+
+
+def training_tasks(config: TrainConfig) -> list[Task]:
+    """The training suite's tasks."""
+    from agentgym.registry import load_tasks
+
+    return load_tasks(config.env.id, config.env.train_suite)
+
+
+def _cap(task: Task, horizon: int | None) -> Task:
+    if horizon is None or horizon >= task.max_turns:
+        return task
+    return task.model_copy(update={"max_turns": horizon})
+
+
+def _sampling(config: Any, *, evaluation: bool) -> Any:
+    from agentgym.policies.base import SamplingParams
+
+    s = config.sampling
+    return SamplingParams(temperature=s.eval_temperature if evaluation else s.temperature,
+                          top_p=1.0 if evaluation else s.top_p, max_new_tokens=s.max_new_tokens)
+
+
+class Collector:
+    """Runs groups of episodes with the policy and writes them to the run store."""
+
+    def __init__(self, config: Any, policy: Any, store: RunStore, *, progress: bool = True) -> None:
+        self.config, self.policy, self.store, self.progress = config, policy, store, progress
+        self._loop = asyncio.new_event_loop()
+
+    def close(self) -> None:
+        """Close the event loop."""
+        self._loop.close()
+
+    def collect(self, tasks: list[Task], *, step: int, horizon: int | None) -> list[Trajectory]:
+        """``group_size`` episodes of each task, in task order; each group shares one group_id."""
+        cfg = self.config
+        tasks = [_cap(t, horizon) for t in tasks]
+        params = _sampling(cfg, evaluation=False)
+        return self._run(tasks, cfg.rollout.group_size, params, name=f"train-{step:06d}",
+                         seed=_seed(cfg.seed, step, 1), label=f"rollout {step}", step=step)
+
+    def evaluate(self, *, step: int, tag: str | None = None) -> dict[str, float]:
+        """Success and reward on each held-out suite (``<suite>/success`` ...).
+
+        Trajectories go to ``eval-<suite>-<step>.jsonl``, or ``eval-<suite>-<tag>.jsonl`` (replaced).
+        """
+        from agentgym.registry import load_tasks
+
+        cfg = self.config
+        out: dict[str, float] = {}
+        for suite in cfg.env.eval_suites:
+            tasks = load_tasks(cfg.env.id, suite)
+            if cfg.eval.max_tasks is not None:
+                tasks = tasks[:cfg.eval.max_tasks]
+            params = _sampling(cfg, evaluation=True)
+            name = f"eval-{suite}-{tag}" if tag else f"eval-{suite}-{step:06d}"
+            if tag:
+                (self.store.trajectory_dir / f"{name}.jsonl").unlink(missing_ok=True)
+            trajs = self._run(tasks, cfg.eval.samples, params, name=name,
+                              seed=_seed(cfg.seed, step, 3), label=f"eval {suite}")
+            for k, v in rollout_metrics(trajs).items():
+                if k in ("success", "reward", "invalid_rate", "turns"):
+                    out[f"{suite}/{k}"] = v
+        return out
+
+    def _run(self, tasks: list[Task], n: int, params: Any, *, name: str, seed: int, label: str,
+             step: int | None = None) -> list[Trajectory]:
+        from agentgym.rollout import RolloutRunner
+
+        cfg = self.config
+        runner = RolloutRunner(self.policy, n=n, concurrency=cfg.rollout.concurrency, max_turns=cfg.env.max_turns,
+                               step_timeout=cfg.rollout.step_timeout, episode_timeout=cfg.rollout.episode_timeout,
+                               context=context_spec(cfg.context), sampling=params, store=self.store, store_name=name,
+                               seed=seed, env_options=dict(cfg.env.options), **_system_prompt(cfg))
+        with progress_bar(label, len(tasks) * n, self.progress) as advance:
+            result = self._loop.run_until_complete(runner.run(tasks, step=step, on_trajectory=lambda _t: advance()))
+        return result.trajectories
+
+
+def _system_prompt(cfg: Any) -> dict[str, Any]:
+    sp = cfg.rollout.system_prompt
+    return {} if sp is None else {"system_prompt": sp or None}
+
+
+def context_spec(context: Any) -> str:
+    """The rollout engine's context spec for a :class:`ContextSection`."""
+    if context.type == "window":
+        return f"window:{context.window}"
+    if context.type == "summary":
+        most = "" if context.max_summaries is None else f":{context.max_summaries}"
+        return f"summary:{context.max_tokens}{most}"
+    return "full"
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    """A transient rich progress bar; yields a function that advances it by one."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.default_rng(list(parts)).integers(0, 2**31 - 1))
+
+
+def rollout_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
+    """Success rate, mean return, invalid-action rate, turns and response length of a batch."""
+    if not trajectories:
+        return {"success": 0.0, "reward": 0.0, "invalid_rate": 0.0, "turns": 0.0, "errors": 0.0}
+    actions = [s for t in trajectories for s in t.steps if s.kind == "action"]
+    return {
+        "success": float(np.mean([t.success for t in trajectories])),
+        "reward": float(np.mean([t.reward for t in trajectories])),
+        "invalid_rate": float(np.mean([not s.valid for s in actions])) if actions else 0.0,
+        "turns": float(np.mean([t.num_turns for t in trajectories])),
+        "response_tokens": float(np.mean([len(s.response_ids or []) for s in actions])) if actions else 0.0,
+        "errors": float(sum(t.error is not None for t in trajectories)),
+    }
+
+
+# ---- credit ---------------------------------------------------------------------------------------
+
+def credit_rows(trajectories: list[Trajectory], credit: Any,
+                tasks: list[Task] | None = None) -> tuple[dict[Row, float], dict[Row, bool]]:
+    """Advantages and loss masks of ``agentgym.credit.compute``, keyed by ``(trajectory, step)``."""
+    from agentgym.credit import compute
+
+    result = compute(trajectories, credit, tasks=tasks)
+    rows = list(zip(result.traj_index.tolist(), result.step_index.tolist()))
+    return dict(zip(rows, result.advantages.tolist())), dict(zip(rows, result.loss_mask.tolist()))

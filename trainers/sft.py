@@ -1,0 +1,219 @@
+"""SFT warm start: supervised training on expert trajectories, with the RL trainer's masking.
+
+Each agent turn of an expert trajectory is one sample: the prompt the agent saw, and the
+response it gave. Loss (token-mean cross-entropy) is only on the response tokens and the end-of-turn
+token after them; the system prompt, task, observations and earlier turns are masked, as in RL.
+
+Expert trajectories (``agentgym rollout --policy expert``) carry messages but no token ids: a
+scripted policy has no tokenizer. Here, and only here, text is tokenized on purpose: the prompt
+is rendered exactly as the policy renders it for generation (``TransformersPolicy.render``: the
+chat template with the environment's tools), and the response is ``tokenizer(response) + [eos]``,
+the token sequence the policy would have to sample to say the same thing and stop. Steps that
+already carry ``prompt_ids``/``response_ids`` (sampled by a model) are used as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from agentgym.store import RunStore
+from agentgym.trainers.batching import Sequence
+from agentgym.trainers.config import SFTConfig, SFTSection
+from agentgym.types import Trajectory
+
+
+def load_trajectories(sources: list[str]) -> list[Trajectory]:
+    """Trajectories from run directories (every ``trajectories/*.jsonl``) or single .jsonl files."""
+    out: list[Trajectory] = []
+    for src in sources:
+        path = Path(src).expanduser()
+        if path.is_dir():
+            out.extend(RunStore(path).load_trajectories())
+        elif path.is_file():
+            with open(path, encoding="utf-8") as fh:
+                out.extend(Trajectory.model_validate_json(line) for line in fh if line.strip().endswith("}"))
+        else:
+            from agentgym.errors import ConfigError
+
+            raise ConfigError(f"sft.data: {str(path)!r} is neither a run directory nor a .jsonl file")
+    return out
+
+
+def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successful: bool = True,
+                  max_seq_len: int | None = None) -> list[Sequence]:
+    """One :class:`Sequence` per agent turn, loss on the response and its end-of-turn token."""
+    from agentgym.registry import make
+
+    tokenizer = policy.tokenizer
+    eos = tokenizer.eos_token_id
+    tools_of: dict[str, Any] = {}
+    out: list[Sequence] = []
+    for i, traj in enumerate(trajectories):
+        if (only_successful and not traj.success) or traj.error:
+            continue
+        if traj.env not in tools_of:
+            tools_of[traj.env] = make(traj.env).tools
+        for t, step in enumerate(traj.steps):
+            if step.prompt_ids is not None and step.response_ids:
+                prompt, target = list(step.prompt_ids), list(step.response_ids)
+            elif step.messages is not None:
+                prompt = policy.render(step.messages, tools_of[traj.env])
+                target = list(tokenizer(step.response, add_special_tokens=False)["input_ids"]) + [eos]
+            else:
+                continue
+            if max_seq_len is not None and len(prompt) + len(target) > max_seq_len:
+                keep = max_seq_len - len(target)
+                if keep <= 0:
+                    continue
+                prompt = prompt[-keep:]
+            ids = prompt + target
+            mask = [0.0] * len(prompt) + [1.0] * len(target)
+            out.append(Sequence(ids, mask, [1.0] * len(ids), [math.nan] * len(ids), i, [(i, t)]))
+    return out
+
+
+def collect_expert(config: Any, store: RunStore, *, progress: bool = True) -> list[Trajectory]:
+    """Roll out the environment's expert on ``sft.expert_tasks`` training tasks (seeded choice).
+
+    Reuses ``trajectories/expert.jsonl`` when a previous (killed) run completed it.
+    """
+    from agentgym.registry import load_tasks
+    from agentgym.rollout import RolloutRunner
+    from agentgym.trainers.rollouts import context_spec, progress_bar
+
+    path = store.trajectory_dir / "expert.jsonl"
+    tasks = load_tasks(config.env.id, config.env.train_suite)
+    picks = np.random.default_rng([config.seed, 7]).permutation(len(tasks))[:config.sft.expert_tasks]
+    tasks = [tasks[int(i)] for i in picks]
+    if path.exists():
+        done = store.load_trajectories("expert")
+        if len(done) == len(tasks):
+            return done
+        path.unlink()
+    import asyncio
+
+    extra = {} if config.rollout.system_prompt is None else {"system_prompt": config.rollout.system_prompt or None}
+    runner = RolloutRunner("expert", n=1, concurrency=config.rollout.concurrency, max_turns=config.env.max_turns,
+                           context=context_spec(config.context), store=store, store_name="expert",
+                           seed=config.seed, env_options=dict(config.env.options), **extra)
+    with progress_bar("expert rollouts", len(tasks), progress) as advance:
+        result = asyncio.run(runner.run(tasks, on_trajectory=lambda _t: advance()))
+    return result.trajectories
+
+
+def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_id: int, seed: int = 0,
+              log: Callable[[str], None] = print, progress: bool = True,
+              trajectories: list[Trajectory] | None = None) -> dict[str, float]:
+    """Train ``model`` (the policy's weights, or its LoRA wrapper) on expert trajectories; returns metrics.
+
+    ``trajectories`` defaults to those named by ``section.data``.
+    """
+    import torch
+
+    from agentgym.trainers import model as M
+    from agentgym.trainers.rollouts import progress_bar
+
+    if trajectories is None:
+        trajectories = load_trajectories(section.data)
+    samples = build_samples(trajectories, policy, only_successful=section.only_successful,
+                            max_seq_len=section.max_seq_len)
+    if not samples:
+        from agentgym.errors import ConfigError
+
+        raise ConfigError(f"sft.data gave no training samples ({len(trajectories)} trajectories; "
+                          "only_successful keeps successful ones only)")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=section.lr, weight_decay=0.0)
+    batches_per_epoch = math.ceil(len(samples) / section.batch_size)
+    total = math.ceil(section.epochs * batches_per_epoch)
+    if section.max_steps is not None:
+        total = min(total, section.max_steps)
+    log(f"SFT: {len(samples)} samples from {len(trajectories)} trajectories, {total} updates")
+    rng = np.random.default_rng(seed)
+    losses: list[float] = []
+    tokens = 0
+    t0 = time.perf_counter()
+    model.train()
+    order: list[int] = []
+    with progress_bar("sft", total, progress) as advance:
+        for update in range(total):
+            if len(order) < section.batch_size:
+                order += [int(i) for i in rng.permutation(len(samples))]
+            batch_idx, order = order[:section.batch_size], order[section.batch_size:]
+            n_tok = float(sum(samples[i].num_loss_tokens for i in batch_idx))
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss = 0.0
+            for k in range(0, len(batch_idx), section.micro_batch_size):
+                micro = [samples[i] for i in batch_idx[k:k + section.micro_batch_size]]
+                batch = M.collate(micro, pad_id, device)
+                logp, _ = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
+                loss = -(logp * batch["loss_mask"]).sum() / n_tok
+                loss.backward()
+                batch_loss += loss.item()
+                tokens += int(batch["attention_mask"].sum().item())
+            torch.nn.utils.clip_grad_norm_(params, section.max_grad_norm or float("inf"))
+            optimizer.step()
+            losses.append(batch_loss)
+            advance()
+            if (update + 1) % max(1, total // 10) == 0 or update + 1 == total:
+                log(f"sft update {update + 1:>4}/{total}  loss {np.mean(losses[-max(1, total // 10):]):.4f}")
+    model.eval()
+    elapsed = time.perf_counter() - t0
+    return {"sft_samples": float(len(samples)), "sft_updates": float(total), "sft_loss_first": losses[0],
+            "sft_loss_last": float(np.mean(losses[-max(1, total // 10):])), "sft_time": elapsed,
+            "sft_tokens_per_s": tokens / elapsed if elapsed else 0.0}
+
+
+def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] | None = None,
+        progress: bool = True) -> Path:
+    """``agentgym sft``: SFT a policy on expert trajectories and save it as ``RUN_DIR/model``.
+
+    The saved directory is a Hugging Face model directory (``hf:RUN_DIR/model`` loads it; with
+    LoRA the adapters are merged first). Returns the run directory.
+    """
+    from agentgym.trainers import model as M
+    from agentgym.trainers.rl import _console_logger, _new_run_dir, _seed_everything
+
+    say = log or _console_logger()
+    run_dir = _new_run_dir(config)  # type: ignore[arg-type]
+    store = RunStore(run_dir)
+    store.write_config(config)
+    config.env.load_plugins()
+    _seed_everything(config.seed)
+    device = M.resolve_device(config.policy.device)
+    dtype = M.resolve_dtype(config.policy.dtype, device)
+    if policy is None:
+        policy = M.load_policy(config.policy.model, device=device, dtype=dtype,
+                               max_batch_size=config.policy.generation_batch_size)
+    tokenizer = policy.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model = policy.model
+    if config.policy.lora.enable:
+        lora = config.policy.lora
+        model = M.add_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+    if config.policy.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    data = load_trajectories(config.sft.data) if config.sft.data else collect_expert(config, store, progress=progress)
+    metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
+                        progress=progress, trajectories=data)
+    if config.policy.lora.enable:
+        model = model.merge_and_unload()
+        policy.model = model
+    model.save_pretrained(run_dir / "model")
+    tokenizer.save_pretrained(run_dir / "model")
+    store.append_metrics({"step": 0, "phase": "sft", **metrics})
+    say(f"SFT done: loss {metrics['sft_loss_first']:.4f} -> {metrics['sft_loss_last']:.4f}; model saved to {run_dir / 'model'}")
+    if config.eval.every:
+        from agentgym.trainers.rollouts import Collector
+
+        collector = Collector(config, policy, store, progress=progress)
+        evals = collector.evaluate(step=0)
+        collector.close()
+        store.append_metrics({"step": 0, "phase": "eval", **{f"eval/{k}": v for k, v in evals.items()}})
+        say("eval " + "  ".join(f"{k} {v:.3f}" for k, v in evals.items()))
+    return run_dir
