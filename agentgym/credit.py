@@ -732,7 +732,10 @@ class CreditConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> CreditConfig:
-        given = self.model_fields_set
+        # A field counts as "given" only when it differs from its default, so a full dump of a
+        # valid config (as a run directory stores it) loads back.
+        given = {n for n in self.model_fields_set
+                 if getattr(self, n) != type(self).model_fields[n].get_default(call_default_factory=True)}
         if self.estimator != "gigpo":
             for name in ("omega", "similarity"):
                 if name in given and getattr(self, name) is not None:

@@ -518,3 +518,9 @@ def test_config_fields_are_described_and_checked():
 def test_module_does_not_import_torch():
     code = "import sys, agentgym.credit; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "gigpo"])
+def test_config_full_dump_loads_back(estimator):
+    cfg = credit.CreditConfig(estimator=estimator)
+    assert credit.CreditConfig.model_validate(cfg.model_dump(mode="json")) == cfg

@@ -163,14 +163,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
 
 
 def config_record(config: TrainConfig) -> dict[str, Any]:
-    """The config as written to RUN_DIR/config.yaml; loading it back gives the same config.
-
-    The credit section keeps only the keys that were given: CreditConfig rejects keys that have
-    no effect under the chosen estimator, and a full dump would list them all.
-    """
-    data = config.model_dump(mode="json")
-    data["credit"] = config.credit.model_dump(mode="json", exclude_unset=True)
-    return data
+    """The config as written to RUN_DIR/config.yaml; loading it back gives the same config."""
+    return config.model_dump(mode="json")
 
 
 # ---- credit -------------------------------------------------------------------------------------
