@@ -22,11 +22,12 @@ from agentgym.types import Task
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
 ENTRY_POINT_GROUP = "agentgym.environments"
 
-# Shipped environments: id -> (entry point, folder of suites inside agentgym.tasks).
-_BUILTIN: dict[str, tuple[str, str]] = {
-    "household-v0": ("agentgym.environments.household:HouseholdEnv", "household"),
-    "code-v0": ("agentgym.environments.code:CodeEnv", "code"),
-    "sql-v0": ("agentgym.environments.sql:SQLEnv", "sql"),
+# Shipped environments: id -> (entry point, folder of JSONL suites inside agentgym.tasks,
+# optional "module:function" that registers suites made at load time).
+_BUILTIN: dict[str, tuple[str, str, str | None]] = {
+    "household-v0": ("agentgym.environments.household:HouseholdEnv", "household", None),
+    "code-v0": ("agentgym.environments.code:CodeEnv", "code", "agentgym.tasks.code:register_suites"),
+    "sql-v0": ("agentgym.environments.sql:SQLEnv", "sql", None),
 }
 
 
@@ -98,9 +99,12 @@ def _ensure_loaded() -> None:
         tasks_root = Path(tasks_pkg.__file__).parent
     except ImportError:
         pass
-    for env_id, (entry, folder) in _BUILTIN.items():
+    for env_id, (entry, folder, extra_suites) in _BUILTIN.items():
         if env_id not in _registry:
             register(env_id, entry, suites=tasks_root / folder)
+            if extra_suites:
+                module, _, func = extra_suites.partition(":")
+                getattr(importlib.import_module(module), func)()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         ep.load()()
 

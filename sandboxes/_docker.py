@@ -1,0 +1,330 @@
+"""The Docker sandbox: the same protocol on a container per session, through any Docker API.
+
+Each session (and each one-shot run) gets its own container: no network, read-only root, a
+size-capped tmpfs ``/work`` and ``/tmp``, all capabilities dropped, ``no-new-privileges``, an
+unprivileged user, cgroup memory and process limits, and an idle PID 1. Every call is a
+``docker exec`` of the same launcher the process sandbox uses (``_bootstrap.py``, request in argv),
+which applies the per-call rlimits, runs the code, kills what it left behind and reports its status
+on the last stderr line. A timeout kills every process of the sandbox user but PID 1.
+
+Works against Docker or podman (``podman system service``), found by ``base_url`` or
+``DOCKER_HOST``. The image needs only ``python3`` (3.7+) and coreutils.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import time
+from typing import Any, Mapping
+
+from agentgym.errors import EnvironmentClosedError, SandboxError
+
+from ._base import BOOTSTRAP, Argv, ExecResult, Files, Limits, OutputBuffer, classify, make_request, parse_status
+
+DEFAULT_IMAGE = "localhost/agentgym-python:bookworm"
+_USER = "65534:65534"
+_MAX_REQUEST = 1_500_000  # base64 bytes that fit in an exec's argv (ARG_MAX is about 2 MB)
+_KILL_ALL = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
+
+
+class DockerSandbox:
+    """A sandbox whose sessions are Docker (or podman) containers.
+
+    Keyword arguments: default limits as for :class:`~agentgym.sandboxes.ProcessSandbox`;
+    ``image`` (needs ``python3``; default ``localhost/agentgym-python:bookworm``, see the tests'
+    fixture for building it without a registry), ``base_url`` (a Docker API endpoint such as
+    ``unix:///run/podman/podman.sock``; default ``DOCKER_HOST`` or the local socket), ``python``
+    (the interpreter inside the image), ``warm=N`` (containers created ahead of time),
+    ``runtime`` (an OCI runtime name such as ``runc``).
+    """
+
+    def __init__(self, *, image: str = DEFAULT_IMAGE, base_url: str | None = None, python: str = "python3",
+                 warm: int = 0, runtime: str | None = None, **limits: Any):
+        self.limits = Limits(**limits)
+        if warm < 0:
+            raise ValueError(f"warm must be >= 0 (the number of containers kept ready), got {warm}")
+        self.image, self.base_url, self.python, self.warm, self.runtime = image, base_url, python, warm, runtime
+        self._client: Any = None
+        self._idle: list[str] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._containers: set[str] = set()
+        self._sessions: set[DockerSession] = set()
+        self._start_lock = asyncio.Lock()
+        self._closed = False
+
+    # ----- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> "DockerSandbox":
+        """Connect, check the image and fill the warm pool (called by ``async with``)."""
+        if self._closed:
+            raise EnvironmentClosedError("this DockerSandbox is closed; create a new one")
+        async with self._start_lock:
+            if self._client is None:
+                self._client = await asyncio.to_thread(self._connect)
+                self._fill_pool()
+        return self
+
+    def _connect(self) -> Any:
+        try:
+            import docker
+        except ImportError:
+            raise SandboxError("DockerSandbox needs the docker SDK: pip install 'agentgym[docker]'") from None
+        where = self.base_url or "DOCKER_HOST or the default socket"
+        try:
+            client = docker.DockerClient(base_url=self.base_url) if self.base_url else docker.from_env()
+            client.ping()
+        except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds here
+            raise SandboxError(f"no Docker API at {where} ({exc}). Start Docker, or serve podman's Docker API with "
+                               "`podman system service --time=0 unix:///path/podman.sock` and pass "
+                               "base_url='unix:///path/podman.sock'; or use ProcessSandbox (bubblewrap)") from None
+        try:
+            client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            client.close()
+            raise SandboxError(f"image {self.image!r} is not present at {where}: build one with python3, e.g. "
+                               "`debootstrap --variant=minbase --include=python3 bookworm DIR && "
+                               f"tar -C DIR -c . | podman import - {self.image}`, or pass image=") from None
+        return client
+
+    async def aclose(self) -> None:
+        """Remove every container this sandbox made; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for session in list(self._sessions):
+            await session.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await asyncio.gather(*(asyncio.to_thread(self._remove, cid) for cid in list(self._containers)))
+            self._client.close()
+        self._idle.clear()
+
+    async def __aenter__(self) -> "DockerSandbox":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ----- containers ---------------------------------------------------------------------------
+    def _create(self) -> str:
+        import docker
+
+        lim = self.limits
+        options: dict[str, Any] = dict(
+            detach=True, network_mode="none", user=_USER, read_only=True, working_dir="/work", hostname="sandbox",
+            tmpfs={"/work": f"size={lim.disk_mb}m,mode=1777", "/tmp": f"size={lim.disk_mb}m,mode=1777"},
+            mem_limit=f"{max(2 * lim.memory_mb, 256)}m", memswap_limit=f"{max(2 * lim.memory_mb, 256)}m",
+            pids_limit=lim.max_processes + 16, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
+                     docker.types.Ulimit(name="nproc", soft=4096, hard=4096)],
+            environment={}, labels={"agentgym.sandbox": "1"}, stop_signal="SIGKILL")
+        if self.runtime:
+            options["runtime"] = self.runtime
+        container = self._client.containers.run(self.image, ["sleep", "infinity"], **options)
+        self._containers.add(container.id)
+        return container.id
+
+    def _remove(self, cid: str) -> None:
+        try:
+            self._client.api.remove_container(cid, force=True)
+        except Exception:  # noqa: BLE001 - already gone is fine
+            pass
+        self._containers.discard(cid)
+
+    def _fill_pool(self) -> None:
+        missing = self.warm - len(self._idle) - sum(1 for t in self._tasks if t.get_name() == "warm")
+        for _ in range(max(missing, 0)):
+            self._spawn(self._warm_one(), "warm")
+
+    async def _warm_one(self) -> None:
+        cid = await asyncio.to_thread(self._create)
+        if self._closed:
+            await asyncio.to_thread(self._remove, cid)
+        else:
+            self._idle.append(cid)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take(self) -> str:
+        await self.start()
+        if self._idle:
+            cid = self._idle.pop()
+            self._fill_pool()
+            return cid
+        self._fill_pool()
+        return await asyncio.to_thread(self._create)
+
+    def _release(self, cid: str) -> None:
+        self._spawn(asyncio.to_thread(self._remove, cid), "remove")
+
+    # ----- running ------------------------------------------------------------------------------
+    async def run(self, argv: Argv, *, files: Files | None = None, stdin: str | bytes | None = None,
+                  timeout: float | None = None, memory_mb: int | None = None, cpu_seconds: float | None = None,
+                  max_output_bytes: int | None = None, env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run a command (a list, or a string for ``sh -c``) in a fresh container."""
+        limits = self.limits.override(timeout=timeout, memory_mb=memory_mb, cpu_seconds=cpu_seconds,
+                                      max_output_bytes=max_output_bytes)
+        request = make_request("exec", argv, files=files, stdin=stdin, env=env, limits=limits)
+        cid = await self._take()
+        try:
+            return await self._exec(cid, request, limits)
+        finally:
+            self._release(cid)
+
+    async def run_python(self, code: str, *, files: Files | None = None, stdin: str | bytes | None = None,
+                         timeout: float | None = None, memory_mb: int | None = None,
+                         cpu_seconds: float | None = None, max_output_bytes: int | None = None,
+                         env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run Python source in a fresh container."""
+        limits = self.limits.override(timeout=timeout, memory_mb=memory_mb, cpu_seconds=cpu_seconds,
+                                      max_output_bytes=max_output_bytes)
+        request = make_request("python", code, files=files, stdin=stdin, env=env, limits=limits)
+        cid = await self._take()
+        try:
+            return await self._exec(cid, request, limits)
+        finally:
+            self._release(cid)
+
+    def session(self) -> "DockerSession":
+        """A :class:`DockerSession`: calls in one container that share ``/work``."""
+        if self._closed:
+            raise EnvironmentClosedError("this DockerSandbox is closed; create a new one")
+        session = DockerSession(self)
+        self._sessions.add(session)
+        return session
+
+    async def _exec(self, cid: str, request: dict[str, Any], limits: Limits) -> ExecResult:
+        # Processes in containers share the host uid, so RLIMIT_NPROC would count other
+        # containers' processes; the container's pids cgroup limits the count instead.
+        request["rlimits"].pop("nproc", None)
+        marker = f"agentgym-status-{secrets.token_hex(8)}:"
+        request["marker"] = marker
+        payload = base64.b64encode(json.dumps(request).encode()).decode()
+        if len(payload) > _MAX_REQUEST:
+            raise SandboxError(f"the request ({len(payload)} bytes encoded) is too large for a docker exec "
+                               f"(at most {_MAX_REQUEST}); pass fewer or smaller files")
+        chunks = [payload[i:i + 100_000] for i in range(0, len(payload), 100_000)]
+        api = self._client.api
+        exec_id = (await asyncio.to_thread(api.exec_create, cid, [self.python, "-I", "-S", "-c", BOOTSTRAP, "arg",
+                                                                   *chunks], user=_USER, workdir="/work"))["Id"]
+        out = OutputBuffer(limits.max_output_bytes)
+        err = OutputBuffer(limits.max_output_bytes + 1024)  # room for the status line
+        tail = bytearray()
+        stop = {"flag": False}
+
+        def pump() -> None:
+            nonlocal tail
+            for o, e in api.exec_start(exec_id, stream=True, demux=True):
+                if o:
+                    out.feed(o)
+                if e:
+                    err.feed(e)
+                    tail = (tail + e)[-4096:]
+                if out.overflow or len(err.data) > limits.max_output_bytes + 1024 or stop["flag"]:
+                    return
+
+        start = time.perf_counter()
+        pumping = asyncio.ensure_future(asyncio.to_thread(pump))
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.shield(pumping), limits.timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+        wall = time.perf_counter() - start
+        overflow = out.overflow or err.overflow
+        if timed_out or overflow:
+            stop["flag"] = True
+            await asyncio.to_thread(self._kill_all, cid)
+            try:
+                await asyncio.wait_for(asyncio.shield(pumping), 10)
+            except asyncio.TimeoutError:
+                pass
+        text = bytes(tail).decode("utf-8", "replace")
+        at = text.rfind(marker)
+        status = parse_status(text[at + len(marker):].split("\n", 1)[0]) if at >= 0 else None
+        stderr_bytes = bytes(err.data)
+        cut = stderr_bytes.rfind(b"\n" + marker.encode())
+        if cut >= 0:
+            stderr_bytes = stderr_bytes[:cut]
+        err_truncated = len(stderr_bytes) > limits.max_output_bytes or (err.overflow and cut < 0)
+        stderr = stderr_bytes[:limits.max_output_bytes].decode("utf-8", "replace")
+        if status is not None and not timed_out:
+            exit_code, cpu = status
+        else:
+            inspected = await asyncio.to_thread(api.exec_inspect, exec_id)
+            code = inspected.get("ExitCode")
+            exit_code = -9 if timed_out or overflow or code is None else (-(code - 128) if 128 < code < 160 else code)
+            cpu = 0.0
+        limit = classify(exit_code=exit_code, stderr=stderr, timed_out=timed_out, overflow=overflow and not timed_out,
+                         cpu_time=cpu, limits=limits)
+        return ExecResult(exit_code=exit_code, stdout=out.text(), stderr=stderr, stdout_truncated=out.overflow,
+                          stderr_truncated=err_truncated, wall_time=wall, cpu_time=cpu, limit=limit)
+
+    def _kill_all(self, cid: str) -> None:
+        """SIGKILL every process of the sandbox user except PID 1 (the killer itself is spared too)."""
+        try:
+            self._client.containers.get(cid).exec_run([self.python, "-I", "-S", "-c", _KILL_ALL], user=_USER)
+        except Exception:  # noqa: BLE001 - a container that is gone has nothing left to kill
+            pass
+
+
+class DockerSession:
+    """Calls in one container that share ``/work``; ``run``/``run_python`` as on the sandbox."""
+
+    def __init__(self, sandbox: DockerSandbox):
+        self._sandbox = sandbox
+        self._cid: str | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def _prepare(self) -> str:
+        if self._closed:
+            raise EnvironmentClosedError("this sandbox session is closed; open a new one with sandbox.session()")
+        if self._cid is None:
+            self._cid = await self._sandbox._take()
+        return self._cid
+
+    async def __aenter__(self) -> "DockerSession":
+        await self._prepare()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def run(self, argv: Argv, **kwargs: Any) -> ExecResult:
+        """Run a command in the session's container."""
+        return await self._call("exec", argv, **kwargs)
+
+    async def run_python(self, code: str, **kwargs: Any) -> ExecResult:
+        """Run Python source in the session's container."""
+        return await self._call("python", code, **kwargs)
+
+    async def _call(self, kind: str, payload: Argv, *, files: Files | None = None, stdin: str | bytes | None = None,
+                    timeout: float | None = None, memory_mb: int | None = None, cpu_seconds: float | None = None,
+                    max_output_bytes: int | None = None, env: Mapping[str, str] | None = None) -> ExecResult:
+        sb = self._sandbox
+        limits = sb.limits.override(timeout=timeout, memory_mb=memory_mb, cpu_seconds=cpu_seconds,
+                                    max_output_bytes=max_output_bytes)
+        request = make_request(kind, payload, files=files, stdin=stdin, env=env, limits=limits)
+        async with self._lock:
+            cid = await self._prepare()
+            return await sb._exec(cid, request, limits)
+
+    async def aclose(self) -> None:
+        """Remove the session's container; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            if self._cid is not None:
+                await asyncio.to_thread(self._sandbox._remove, self._cid)
+                self._cid = None
+        self._sandbox._sessions.discard(self)
