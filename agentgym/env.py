@@ -22,6 +22,7 @@ class _Tool:
     args_model: type[BaseModel]
     method_name: str
     fields: tuple[str, ...] = ()  # argument names, cached: pydantic's model_fields lookup is slow per call
+    is_async: bool = True
 
 
 def _doc_parts(fn: Callable) -> tuple[str, dict[str, str]]:
@@ -74,7 +75,7 @@ def _build_tool(method_name: str, fn: Callable, tool_name: str) -> _Tool:
         prop.pop("title", None)
     schema.setdefault("required", [])
     return _Tool(ToolSpec(name=tool_name, description=summary, parameters=schema), model, method_name,
-                 tuple(fields))
+                 tuple(fields), inspect.iscoroutinefunction(fn))
 
 
 def _format_validation_error(tool_name: str, exc: ValidationError) -> str:
@@ -250,9 +251,7 @@ class Environment:
         method = getattr(self, tool_.method_name)
         kwargs = {k: getattr(args, k) for k in tool_.fields}
         try:
-            out = method(**kwargs)
-            if inspect.isawaitable(out):
-                out = await out
+            out = await method(**kwargs) if tool_.is_async else method(**kwargs)
         except InvalidActionError as exc:
             return str(exc), False, str(exc)
         return str(out), True, None

@@ -27,6 +27,9 @@ _FENCE = re.compile(r"```(?:json|tool_call)?\s*(.*?)```", re.DOTALL)
 _COMPACT = re.compile(r"^\s*`?([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)`?\s*\.?\s*$", re.DOTALL)
 
 
+_CALL_MARKERS = ("<", "`", "{", "[", "(")  # text with none of these cannot hold a tool call
+
+
 @dataclass(frozen=True)
 class ParsedAction:
     """The result of parsing model text: a tool call, a plain answer, or a malformed call."""
@@ -49,17 +52,15 @@ def parse_action(text: str, tool_names: Iterable[str] | None = None) -> ParsedAc
     environment reports unknown tools.
     """
     try:
-        return _parse(text if isinstance(text, str) else str(text), set(tool_names) if tool_names else None)
+        text = text if isinstance(text, str) else str(text)
+        if not any(m in text for m in _CALL_MARKERS):  # plain text, the common case for text-command agents
+            return ParsedAction(None, text.strip())
+        return _parse(text, set(tool_names) if tool_names else None)
     except Exception as exc:  # a parser must not take an episode down
         return ParsedAction(None, str(text), f"could not parse the action: {exc}")
 
 
-_CALL_MARKERS = ("<", "`", "{", "[", "(")
-
-
 def _parse(text: str, tool_names: set[str] | None) -> ParsedAction:
-    if not any(m in text for m in _CALL_MARKERS):  # plain text, the common case for text-command agents
-        return ParsedAction(None, text.strip())
     block = _TOOL_CALL_BLOCK.search(text)
     if block:
         call, error = _from_json_text(block.group(1))
