@@ -63,6 +63,27 @@ def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8) 
     return policy
 
 
+def prepare_trainable(policy_config: Any, policy: Any = None) -> tuple[Any, Any, Any, int]:
+    """Load (or take) the policy and make its model trainable as ``policy_config`` says.
+
+    Returns ``(policy, model, device, pad_id)``: ``model`` is the policy's own model (wrapped with
+    LoRA adapters when enabled), so updating it changes what the policy samples.
+    """
+    device = resolve_device(policy_config.device)
+    if policy is None:
+        policy = load_policy(policy_config.model, device=device, dtype=resolve_dtype(policy_config.dtype, device),
+                             max_batch_size=policy_config.generation_batch_size)
+    tokenizer = policy.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model = policy.model
+    if policy_config.lora.enable:
+        lora = policy_config.lora
+        model = add_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+    if policy_config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return policy, model, device, pad_id
+
+
 def add_lora(model: Any, r: int, alpha: int, dropout: float, target_modules: Any) -> Any:
     """Inject LoRA adapters into ``model`` in place and return the peft wrapper (train it)."""
     from peft import LoraConfig, get_peft_model

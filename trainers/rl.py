@@ -59,19 +59,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
     store.write_config(config_record(config))
     config.env.load_plugins()
     _seed_everything(config.seed)
-    device = M.resolve_device(config.policy.device)
-    dtype = M.resolve_dtype(config.policy.dtype, device)
-    if policy is None:
-        policy = M.load_policy(config.policy.model, device=device, dtype=dtype,
-                               max_batch_size=config.policy.generation_batch_size)
+    # the policy samples with these weights; we update them in place
+    policy, model, device, pad_id = M.prepare_trainable(config.policy, policy)
     tokenizer = policy.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model = policy.model  # the policy samples with these weights; we update them in place
-    if config.policy.lora.enable:
-        lora = config.policy.lora
-        model = M.add_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
-    if config.policy.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     ref = M.frozen_copy(model) if config.loss.use_kl_loss and not config.policy.lora.enable else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.optim.lr, betas=config.optim.betas, eps=config.optim.eps,

@@ -185,19 +185,7 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     store.write_config(config)
     config.env.load_plugins()
     _seed_everything(config.seed)
-    device = M.resolve_device(config.policy.device)
-    dtype = M.resolve_dtype(config.policy.dtype, device)
-    if policy is None:
-        policy = M.load_policy(config.policy.model, device=device, dtype=dtype,
-                               max_batch_size=config.policy.generation_batch_size)
-    tokenizer = policy.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model = policy.model
-    if config.policy.lora.enable:
-        lora = config.policy.lora
-        model = M.add_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
-    if config.policy.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy, model, device, pad_id = M.prepare_trainable(config.policy, policy)
     data = load_trajectories(config.sft.data) if config.sft.data else collect_expert(config, store, progress=progress)
     metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
                         progress=progress, trajectories=data)
@@ -205,7 +193,7 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
         model = model.merge_and_unload()
         policy.model = model
     model.save_pretrained(run_dir / "model")
-    tokenizer.save_pretrained(run_dir / "model")
+    policy.tokenizer.save_pretrained(run_dir / "model")
     store.append_metrics({"step": 0, "phase": "sft", **metrics})
     say(f"SFT done: loss {metrics['sft_loss_first']:.4f} -> {metrics['sft_loss_last']:.4f}; model saved to {run_dir / 'model'}")
     if config.eval.every:
