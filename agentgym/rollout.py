@@ -185,6 +185,8 @@ class RolloutRunner:
             :class:`~agentgym.context.ContextManager`.
         sampling: sampling parameters of every action.
         system_prompt: the system message of every episode (None for none).
+        tool_schema: show the environment's tool specs to the model. Off for environments that
+            take plain-text actions (``on_text``), where the schema only lengthens every prompt.
         policy_retries: extra attempts after a failed generation before the episode fails.
         batch_size: most conversations per policy call (default: the policy's ``max_batch_size``, else 8).
         batch_wait: seconds to wait for a batch to fill.
@@ -199,7 +201,7 @@ class RolloutRunner:
                  n: int = 1, concurrency: int = 64, max_turns: int | Callable[[int], int] | None = None,
                  step_timeout: float | None = 60.0, episode_timeout: float | None = None,
                  context: str | Callable[[], ContextManager] = "full", sampling: SamplingParams | None = None,
-                 system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, policy_retries: int = 2,
+                 system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, tool_schema: bool = True, policy_retries: int = 2,
                  retry_backoff: float = 0.5, batch_size: int | None = None, batch_wait: float = 0.005,
                  store: RunStore | str | Path | None = None, store_name: str = "rollout",
                  record_messages: bool = True, seed: int = 0, env_options: dict[str, Any] | None = None) -> None:
@@ -230,6 +232,7 @@ class RolloutRunner:
             raise ConfigError("summarization needs a model policy; scripted policies cannot write summaries")
         self.sampling = sampling or SamplingParams()
         self.system_prompt = system_prompt
+        self.tool_schema = tool_schema
         self.policy_retries, self.retry_backoff = policy_retries, retry_backoff
         self.batch_size = batch_size or getattr(policy, "max_batch_size", 8)
         self.batch_wait = batch_wait
@@ -396,8 +399,8 @@ class RolloutRunner:
     async def _play(self, env: Environment, task: Task, traj: Trajectory, seed: int, horizon: int | None,
                     deadline: _Deadline) -> None:
         observation = await self._env_call(env.reset(task), "reset", deadline)
-        tools = env.tools
-        tool_names = [t.name for t in tools]
+        tool_names = [t.name for t in env.tools]
+        tools = env.tools if self.tool_schema else []  # what the model is shown
         tools_key = "" if self.scripted else self._tools_key(tools)
         keep_context = self.record_messages or not self.scripted  # a scripted policy reads no prompt
         context = self.context()

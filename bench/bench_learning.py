@@ -6,9 +6,12 @@ wrong-sign GiGPO, 150 steps each, held-out success (greedy) every 10 steps.
 
     .venv/bin/python bench/bench_learning.py
 
-``--household`` (hours on a CPU, run it deliberately): SmolLM2-135M-Instruct on household easy,
-held-out easy-test-unseen success measured zero-shot, after the SFT warm start, and after RL with
-GiGPO and with GRPO from that same SFT model (examples/household_{gigpo,grpo}.yaml, same budget).
+``--household`` (about 1.5 hours on 2 cores, run it deliberately): SmolLM2-135M-Instruct on
+household easy, held-out easy-test-unseen success measured zero-shot, after the SFT warm start,
+and after RL with GiGPO and with GRPO from that same SFT model (examples/household_{gigpo,grpo}.yaml,
+same budget and seeds). The zero-shot evaluation runs beside SFT, and GiGPO beside GRPO, each
+process on one core (OMP_NUM_THREADS=1), so each RL run gets the same CPU: one core for its
+wall time. ``--sequential`` runs them one after another instead.
 
     .venv/bin/python bench/bench_learning.py --household [--out runs/bench-learning] [--set update.total_steps=30]
 """
@@ -53,58 +56,92 @@ def tiny() -> None:
               + f" | first >= 0.9 at step {first90} | {time.perf_counter() - t0:.0f} s")
 
 
-def household(out: Path, sets: list[str]) -> None:
-    from agentgym.trainers.rl import train
-    from agentgym.trainers.rollouts import Collector
-    from agentgym.trainers.sft import run_sft
+def household(out: Path, sets: list[str], parallel: bool) -> None:
+    """Zero-shot and SFT side by side, then GiGPO and GRPO side by side, one core each."""
+    import os
+    import subprocess
+    import sys
 
     out.mkdir(parents=True, exist_ok=True)
     base = load_config(ROOT / "examples" / "household_gigpo.yaml", sets)
     suite = base.env.eval_suites[0]
-    rows: list[tuple[str, float, float]] = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1" if parallel else os.environ.get("OMP_NUM_THREADS", "")}
+    env = {k: v for k, v in env.items() if v != ""}
+
+    def stages(*names: str) -> None:
+        """Run bench stages as child processes: at once with one thread each, or one by one."""
+        cmds = [[sys.executable, __file__, "--household", "--out", str(out), "--stage", n,
+                 *[f"--set={x}" for x in sets]] for n in names]
+        if not parallel:
+            for cmd in cmds:
+                subprocess.run(cmd, env=env, check=True)
+            return
+        logs = [open(out / f"{n}.log", "w") for n in names]
+        procs = [subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT) for cmd, f in zip(cmds, logs)]
+        print(f"running {', '.join(names)} side by side; logs in {out}/<stage>.log")
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise SystemExit(f"stage failed: {dict(zip(names, codes))}; see the logs in {out}")
+
+    stages("zero-shot", "sft")
+    stages("gigpo", "grpo")
+
+    rows = []
+    zs = RunStore(out / "zero-shot").load_metrics()[-1]
+    rows.append(("zero-shot", zs[f"{suite}/success"], zs["seconds"], zs["cpu_seconds"]))
+    sft = held_out(out / "sft")[-1][1]
+    t = RunStore(out / "sft").load_metrics()[0]
+    rows.append(("after SFT", sft[f"{suite}/success"], t.get("sft_time", float("nan")), float("nan")))
+    for name in ("gigpo", "grpo"):
+        metrics = RunStore(out / name).load_metrics()
+        curve = [(m["step"], m[f"eval/{suite}/success"]) for m in metrics if f"eval/{suite}/success" in m]
+        train_s = sum(m.get("time_step", 0.0) for m in metrics)
+        cpu_s = sum(m.get("cpu_step", 0.0) for m in metrics)
+        rows.append((f"after RL ({name})", curve[-1][1], train_s, cpu_s))
+        print(f"{name}: held-out curve {curve}; train success by step "
+              + " ".join(f"{m['success']:.2f}" for m in metrics if "success" in m))
+    print(f"\nSmolLM2-135M-Instruct, household easy, held-out {suite} success "
+          f"(greedy, {base.eval.max_tasks or 'all'} tasks); time is training only, evaluation excluded")
+    for label, success, seconds, cpu in rows:
+        print(f"  {label:<18} {success:6.3f}   wall {seconds / 60:5.1f} min   cpu {cpu / 60:5.1f} min")
+
+
+def household_stage(out: Path, sets: list[str], stage: str) -> None:
+    """One stage of :func:`household` (a child process)."""
+    from agentgym.trainers.rl import train
+    from agentgym.trainers.rollouts import Collector
+    from agentgym.trainers.sft import run_sft
+
+    base = load_config(ROOT / "examples" / "household_gigpo.yaml", sets)
 
     def sft_view(**extra: object) -> SFTConfig:
         keep = {"name", "seed", "policy", "env", "sampling", "context", "rollout", "eval"}
         return load_config({**base.model_dump(mode="json", include=keep), **extra}, kind=SFTConfig)
 
-    # 1. zero-shot
-    zs = sft_view(run_dir=str(out / "zero-shot"), sft={"data": ["unused"]})
-    from agentgym.trainers import model as M
+    if stage == "zero-shot":
+        from agentgym.trainers import model as M
 
-    device = M.resolve_device(zs.policy.device)
-    policy = M.load_policy(zs.policy.model, device=device, dtype=M.resolve_dtype(zs.policy.dtype, device),
-                           max_batch_size=zs.policy.generation_batch_size)
-    collector = Collector(zs, policy, RunStore(out / "zero-shot"))
-    t0 = time.perf_counter()
-    ev = collector.evaluate(step=0)
-    collector.close()
-    rows.append(("zero-shot", ev[f"{suite}/success"], time.perf_counter() - t0))
-    print(rows[-1])
-
-    # 2. SFT warm start (the same for both estimators)
-    t0 = time.perf_counter()
-    sft_cfg = sft_view(run_dir=str(out / "sft"), sft=base.sft.model_dump(mode="json"),
-                       eval={**base.eval.model_dump(mode="json"), "every": 1})
-    sft_dir = run_sft(sft_cfg)
-    rows.append(("after SFT", held_out(sft_dir)[-1][1][f"{suite}/success"], time.perf_counter() - t0))
-    print(rows[-1])
-
-    # 3. RL from the SFT model, GiGPO and GRPO at the same budget
-    for name in ("gigpo", "grpo"):
-        t0 = time.perf_counter()
-        cfg = load_config(ROOT / "examples" / f"household_{name}.yaml",
-                          [*sets, f"policy.model=hf:{sft_dir / 'model'}", "sft=null", f"run_dir={out / name}",
+        zs = sft_view(run_dir=str(out / "zero-shot"), sft={"data": ["unused"]})
+        device = M.resolve_device(zs.policy.device)
+        policy = M.load_policy(zs.policy.model, device=device, dtype=M.resolve_dtype(zs.policy.dtype, device),
+                               max_batch_size=zs.policy.generation_batch_size)
+        store = RunStore(out / "zero-shot")
+        collector = Collector(zs, policy, store)
+        t0, c0 = time.perf_counter(), time.process_time()
+        ev = collector.evaluate(step=0)
+        collector.close()
+        store.append_metrics({"step": 0, **ev, "seconds": time.perf_counter() - t0,
+                              "cpu_seconds": time.process_time() - c0})
+        print("zero-shot", ev)
+    elif stage == "sft":
+        run_sft(sft_view(run_dir=str(out / "sft"), sft=base.sft.model_dump(mode="json"),
+                         eval={**base.eval.model_dump(mode="json"), "every": 1}))
+    else:  # RL from the SFT model, GiGPO or GRPO at the same budget
+        cfg = load_config(ROOT / "examples" / f"household_{stage}.yaml",
+                          [*sets, f"policy.model=hf:{out / 'sft' / 'model'}", "sft=null", f"run_dir={out / stage}",
                            "eval.at_start=false"])
         assert isinstance(cfg, TrainConfig)
-        run = train(cfg)
-        curve = held_out(run)
-        rows.append((f"after RL ({name})", curve[-1][1][f"{suite}/success"], time.perf_counter() - t0))
-        print(rows[-1], "curve:", [(s, round(e[f"{suite}/success"], 3)) for s, e in curve])
-
-    print(f"\nSmolLM2-135M-Instruct, household easy, held-out {suite} success (greedy, "
-          f"{base.eval.max_tasks or 'all'} tasks)")
-    for label, success, seconds in rows:
-        print(f"  {label:<18} {success:6.3f}   ({seconds / 60:.1f} min)")
+        train(cfg)
 
 
 def main() -> None:
@@ -112,8 +149,15 @@ def main() -> None:
     parser.add_argument("--household", action="store_true", help="the SmolLM2 household result (hours on CPU)")
     parser.add_argument("--out", type=Path, default=Path("runs") / f"bench-learning-{time.strftime('%Y%m%d-%H%M%S')}")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="override for both RL configs")
+    parser.add_argument("--sequential", action="store_true", help="run the stages one after another, all cores each")
+    parser.add_argument("--stage", choices=["zero-shot", "sft", "gigpo", "grpo"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    household(args.out, args.sets) if args.household else tiny()
+    if not args.household:
+        tiny()
+    elif args.stage:
+        household_stage(args.out, args.sets, args.stage)
+    else:
+        household(args.out, args.sets, parallel=not args.sequential)
 
 
 if __name__ == "__main__":

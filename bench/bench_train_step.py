@@ -40,7 +40,7 @@ def main() -> None:
     if args.lora:
         model = M.add_lora(model, 16, 32, 0.0, "all-linear")
     if not args.no_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda n: 1.0)

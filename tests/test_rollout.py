@@ -58,11 +58,13 @@ class CannedPolicy:
     def __init__(self, text: str = "add(n=1)", fail: int = 0, delay: float = 0.0) -> None:
         self.text, self.fail, self.delay = text, fail, delay
         self.calls: list[int] = []
+        self.tools_seen: list[list[str] | None] = []
         self.max_batch_size = 16
 
     async def generate(self, conversations: list[list[Message]], tools: list[ToolSpec] | None,
                        params: SamplingParams) -> list[Completion]:
         self.calls.append(len(conversations))
+        self.tools_seen.append(None if tools is None else [t.name for t in tools])
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail > 0:
@@ -200,6 +202,15 @@ def test_bad_configuration_names_the_fix():
         RolloutRunner("expert", Counter, n=0)
     with pytest.raises(ConfigError, match="summarization needs a model policy"):
         RolloutRunner("expert", Counter, context="summary:100")
+
+
+@pytest.mark.parametrize("tool_schema", [True, False])
+async def test_tool_schema_off_hides_the_specs_but_actions_still_parse(tool_schema):
+    policy = CannedPolicy("add(n=1)")
+    runner = RolloutRunner(policy, Counter, n=1, tool_schema=tool_schema)
+    result = await runner.run(tasks(1))
+    assert policy.tools_seen and all(seen == (["add"] if tool_schema else None) for seen in policy.tools_seen)
+    assert result.trajectories[0].success and all(s.action is not None for s in result.trajectories[0].steps)
 
 
 def test_summarize_counts_failures():

@@ -61,7 +61,9 @@ class PolicySection(_Section):
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Training dtype; 'auto' is bfloat16 on GPU and float32 on CPU.")
     generation_batch_size: int = Field(8, gt=0, description="Conversations per generate call of the embedded policy.")
-    gradient_checkpointing: bool = Field(True, description="Recompute activations in backward (less memory, about 20% slower).")
+    gradient_checkpointing: bool | None = Field(None, description=(
+        "Recompute activations in backward: less memory, slower (bench/bench_train_step.py). "
+        "null: on for CUDA, off on CPU, where memory is rarely short."))
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA adapters (peft).")
 
 
@@ -87,6 +89,7 @@ class RolloutSection(_Section):
     step_timeout: float | None = Field(60.0, gt=0, description="Seconds one environment step may take.")
     episode_timeout: float | None = Field(None, gt=0, description="Seconds one episode may take.")
     system_prompt: str | None = Field(None, description="System message of every episode (null: the rollout engine's default; '' for none).")
+    tool_schema: bool = Field(True, description="Show the tool specs in the prompt; false for plain-text actions (shorter prompts).")
 
 
 class HorizonSection(_Section):

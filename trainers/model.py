@@ -79,8 +79,12 @@ def prepare_trainable(policy_config: Any, policy: Any = None) -> tuple[Any, Any,
     if policy_config.lora.enable:
         lora = policy_config.lora
         model = add_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
-    if policy_config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointing = policy_config.gradient_checkpointing
+    if checkpointing or (checkpointing is None and device.type == "cuda"):
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2 renamed it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return policy, model, device, pad_id
 
 

@@ -90,6 +90,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
         data = (load_trajectories(config.sft.data) if config.sft.data
                 else collect_expert(config, store, progress=progress))
         sft_metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
+                                tool_schema=config.rollout.tool_schema,
                                 progress=progress, trajectories=data)
         store.append_metrics({"step": 0, "phase": "sft", **sft_metrics})
         state["sft_done"] = True
@@ -103,7 +104,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
 
     # ---- training steps -----------------------------------------------------------------------
     for step in range(start_step + 1, config.update.total_steps + 1):
-        t_start = time.perf_counter()
+        t_start, cpu_start = time.perf_counter(), time.process_time()
 
         # 1. rollout: groups of the current policy, capped at the horizon H(k)
         horizon = config.horizon_at(step)
@@ -135,7 +136,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
                   "sequences": stats.sequences, "rows": stats.rows, "merged_rows": stats.merged_rows,
                   "loss_tokens": stats.loss_tokens, "dropped_long": stats.dropped_long,
                   "time_rollout": t_rollout, "time_update": t_update,
-                  "time_step": time.perf_counter() - t_start,
+                  "time_step": time.perf_counter() - t_start, "cpu_step": time.process_time() - cpu_start,
                   "adv_mean": float(np.mean(list(advantages.values()))) if advantages else 0.0,
                   "adv_abs": float(np.mean(np.abs(list(advantages.values())))) if advantages else 0.0}
         if config.eval.every and step % config.eval.every == 0:

@@ -93,7 +93,8 @@ class Collector:
         runner = RolloutRunner(self.policy, n=n, concurrency=cfg.rollout.concurrency, max_turns=cfg.env.max_turns,
                                step_timeout=cfg.rollout.step_timeout, episode_timeout=cfg.rollout.episode_timeout,
                                context=context_spec(cfg.context), sampling=params, store=self.store, store_name=name,
-                               seed=seed, env_options=dict(cfg.env.options), **_system_prompt(cfg))
+                               seed=seed, env_options=dict(cfg.env.options), tool_schema=cfg.rollout.tool_schema,
+                               **_system_prompt(cfg))
         with progress_bar(label, len(tasks) * n, self.progress) as advance:
             result = self._loop.run_until_complete(runner.run(tasks, step=step, on_trajectory=lambda _t: advance()))
         return result.trajectories

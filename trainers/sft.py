@@ -45,8 +45,13 @@ def load_trajectories(sources: list[str]) -> list[Trajectory]:
 
 
 def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successful: bool = True,
-                  max_seq_len: int | None = None) -> list[Sequence]:
-    """One :class:`Sequence` per agent turn, loss on the response and its end-of-turn token."""
+                  max_seq_len: int | None = None, tool_schema: bool = True, merge: bool = True) -> list[Sequence]:
+    """:class:`Sequence` objects with loss on each agent turn's response and its end-of-turn token.
+
+    With ``merge``, a turn whose prompt extends the previous turn's prompt and target (an
+    append-only context) joins that turn's sequence, so a trajectory is forwarded once.
+    ``tool_schema`` must match the rollout setting the model will act under.
+    """
     from agentgym.registry import make
 
     tokenizer = policy.tokenizer
@@ -57,7 +62,8 @@ def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successfu
         if (only_successful and not traj.success) or traj.error:
             continue
         if traj.env not in tools_of:
-            tools_of[traj.env] = make(traj.env).tools
+            tools_of[traj.env] = make(traj.env).tools if tool_schema else []
+        previous: Sequence | None = None
         for t, step in enumerate(traj.steps):
             if step.prompt_ids is not None and step.response_ids:
                 prompt, target = list(step.prompt_ids), list(step.response_ids)
@@ -66,14 +72,25 @@ def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successfu
                 target = list(tokenizer(step.response, add_special_tokens=False)["input_ids"]) + [eos]
             else:
                 continue
+            fits = max_seq_len is None or len(prompt) + len(target) <= max_seq_len
+            if merge and previous is not None and fits and prompt[:len(previous)] == previous.input_ids:
+                grown = prompt[len(previous):] + target
+                previous.input_ids += grown
+                previous.loss_mask += [0.0] * (len(grown) - len(target)) + [1.0] * len(target)
+                previous.advantages += [1.0] * len(grown)
+                previous.old_logprobs += [math.nan] * len(grown)
+                previous.rows.append((i, t))
+                continue
             if max_seq_len is not None and len(prompt) + len(target) > max_seq_len:
                 keep = max_seq_len - len(target)
                 if keep <= 0:
+                    previous = None
                     continue
                 prompt = prompt[-keep:]
             ids = prompt + target
             mask = [0.0] * len(prompt) + [1.0] * len(target)
-            out.append(Sequence(ids, mask, [1.0] * len(ids), [math.nan] * len(ids), i, [(i, t)]))
+            previous = Sequence(ids, mask, [1.0] * len(ids), [math.nan] * len(ids), i, [(i, t)])
+            out.append(previous)
     return out
 
 
@@ -108,7 +125,7 @@ def collect_expert(config: Any, store: RunStore, *, progress: bool = True) -> li
 
 def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_id: int, seed: int = 0,
               log: Callable[[str], None] = print, progress: bool = True,
-              trajectories: list[Trajectory] | None = None) -> dict[str, float]:
+              trajectories: list[Trajectory] | None = None, tool_schema: bool = True) -> dict[str, float]:
     """Train ``model`` (the policy's weights, or its LoRA wrapper) on expert trajectories; returns metrics.
 
     ``trajectories`` defaults to those named by ``section.data``.
@@ -121,7 +138,7 @@ def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_
     if trajectories is None:
         trajectories = load_trajectories(section.data)
     samples = build_samples(trajectories, policy, only_successful=section.only_successful,
-                            max_seq_len=section.max_seq_len)
+                            max_seq_len=section.max_seq_len, tool_schema=tool_schema)
     if not samples:
         from agentgym.errors import ConfigError
 
@@ -133,7 +150,8 @@ def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_
     total = math.ceil(section.epochs * batches_per_epoch)
     if section.max_steps is not None:
         total = min(total, section.max_steps)
-    log(f"SFT: {len(samples)} samples from {len(trajectories)} trajectories, {total} updates")
+    turns = sum(len(s.rows) for s in samples)
+    log(f"SFT: {turns} turns in {len(samples)} sequences from {len(trajectories)} trajectories, {total} updates")
     rng = np.random.default_rng(seed)
     losses: list[float] = []
     tokens = 0
@@ -188,6 +206,7 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     policy, model, device, pad_id = M.prepare_trainable(config.policy, policy)
     data = load_trajectories(config.sft.data) if config.sft.data else collect_expert(config, store, progress=progress)
     metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
+                        tool_schema=config.rollout.tool_schema,
                         progress=progress, trajectories=data)
     if config.policy.lora.enable:
         model = model.merge_and_unload()

@@ -28,7 +28,7 @@ def test_samples_render_like_the_policy_and_mask_all_but_the_response(doors, tmp
 
     trajs = _expert(doors, tmp_path)
     assert all(t.success for t in trajs) and all(s.prompt_ids is None for t in trajs for s in t.steps)
-    samples = build_samples(trajs, tiny_policy)
+    samples = build_samples(trajs, tiny_policy, merge=False)
     assert len(samples) == sum(len(t.steps) for t in trajs)
     tok, tools = tiny_policy.tokenizer, make(doors).tools
     for s in samples:
@@ -41,12 +41,45 @@ def test_samples_render_like_the_policy_and_mask_all_but_the_response(doors, tmp
         assert tok.decode(target, skip_special_tokens=True) == step.response
 
 
+@pytest.mark.parametrize("tool_schema", [True, False])
+def test_append_only_turns_merge_into_one_sequence_per_trajectory(doors, tmp_path, tiny_policy, tool_schema):
+    from agentgym.registry import make
+    from agentgym.trainers.sft import build_samples
+
+    trajs = _expert(doors, tmp_path)
+    assert any(len(t.steps) > 1 for t in trajs)
+    samples = build_samples(trajs, tiny_policy, tool_schema=tool_schema)
+    assert len(samples) == len(trajs)  # full context is append-only: one sequence each
+    tok, tools = tiny_policy.tokenizer, make(doors).tools if tool_schema else []
+    for s, traj in zip(samples, trajs):
+        assert s.rows == [(s.trajectory, t) for t in range(len(traj.steps))]
+        last = traj.steps[-1]
+        assert s.input_ids[:len(tiny_policy.render(last.messages, tools))] == tiny_policy.render(last.messages, tools)
+        target = [x for x, m in zip(s.input_ids, s.loss_mask) if m]
+        expected = [x for step in traj.steps
+                    for x in tok(step.response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]]
+        assert target == expected
+    unmerged = build_samples(trajs, tiny_policy, tool_schema=tool_schema, merge=False)
+    assert sum(len(s) for s in samples) < sum(len(s) for s in unmerged)
+    assert sum(s.num_loss_tokens for s in samples) == sum(s.num_loss_tokens for s in unmerged)
+
+
+def test_a_merged_sequence_never_passes_max_seq_len(doors, tmp_path, tiny_policy):
+    from agentgym.trainers.sft import build_samples
+
+    trajs = _expert(doors, tmp_path)
+    whole = max(len(s) for s in build_samples(trajs, tiny_policy))
+    capped = build_samples(trajs, tiny_policy, max_seq_len=whole - 1)
+    assert max(len(s) for s in capped) <= whole - 1
+    assert sum(len(s.rows) for s in capped) == sum(len(t.steps) for t in trajs)
+
+
 def test_sft_teaches_the_tiny_model(doors, tmp_path, tiny_model_dir, tiny_config):
     from agentgym.trainers.sft import run_sft
 
     cfg = tiny_config(tiny_model_dir, tmp_path / "sft")
     cfg.pop("update"), cfg.pop("checkpoint"), cfg.pop("loss"), cfg.pop("optim"), cfg.pop("credit")
-    cfg["sft"] = {"expert_tasks": 12, "epochs": 30, "lr": 5e-3, "batch_size": 16, "micro_batch_size": 16}
+    cfg["sft"] = {"expert_tasks": 12, "epochs": 30, "lr": 2e-3, "batch_size": 4, "micro_batch_size": 4}
     cfg["eval"] = {"every": 1}
     config = load_config(cfg, kind=SFTConfig)
     run_dir = run_sft(config, progress=False, log=lambda _line: None)

@@ -63,7 +63,7 @@ def test_stepwise_horizon_caps_turns(tmp_path, tiny_model_dir, tiny_config):
 
 def test_sft_then_rl_in_one_run(tmp_path, tiny_model_dir, tiny_config):
     run, ms = _train(tmp_path, tiny_model_dir, tiny_config, "chain",
-                     sft={"expert_tasks": 12, "epochs": 30, "lr": 5e-3, "batch_size": 16, "micro_batch_size": 16},
+                     sft={"expert_tasks": 12, "epochs": 30, "lr": 2e-3, "batch_size": 4, "micro_batch_size": 4},
                      eval={"every": 2, "max_tasks": 4})
     metrics = RunStore(run).load_metrics()
     before = next(m for m in metrics if "eval_before_sft/test/success" in m)
