@@ -45,7 +45,7 @@ from agentgym.policies._batching import Batcher
 from agentgym.policies.base import Completion, EnvPolicy, Policy, SamplingParams
 from agentgym.registry import make
 from agentgym.store import RunStore
-from agentgym.types import Message, Step, StepResult, Task, ToolCall, ToolSpec, Trajectory
+from agentgym.types import Message, Step, StepResult, Task, ToolCall, ToolSpec, Trajectory, unchecked
 
 T = TypeVar("T")
 
@@ -243,6 +243,7 @@ class RolloutRunner:
         self._batcher: Batcher[list[Message], Completion] | None = None
         self._batch_args: dict[Any, tuple[list[ToolSpec] | None, SamplingParams]] = {}
         self._tools_keys: dict[tuple[int, ...], tuple[list[ToolSpec], str]] = {}
+        self._timeout_reasons: dict[str, str] = {}
 
     # ----- public API ----------------------------------------------------------------------------
     async def run(self, tasks: Sequence[Task], *, step: int | None = None,
@@ -319,10 +320,10 @@ class RolloutRunner:
 
     async def _episode(self, task: Task, sample: int, group_id: str, horizon: int | None) -> Trajectory:
         seed = self._episode_seed(task, sample)
-        traj = Trajectory(id=f"{group_id}-{sample}", group_id=group_id, task_id=task.id,
-                          env=self.env if isinstance(self.env, str) else task.env, seed=seed,
-                          metadata={"sample": sample,
-                                    "policy": getattr(self.policy, "name", type(self.policy).__name__)})
+        traj = unchecked(Trajectory, {  # all strings and ints already
+            "id": f"{group_id}-{sample}", "group_id": group_id, "task_id": task.id,
+            "env": self.env if isinstance(self.env, str) else task.env, "seed": seed,
+            "metadata": {"sample": sample, "policy": getattr(self.policy, "name", type(self.policy).__name__)}})
         env: Environment | None = None
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -381,7 +382,10 @@ class RolloutRunner:
         step_end = None if self.step_timeout is None else deadline.now() + self.step_timeout
         moved = step_end is not None and (episode_end is None or step_end < episode_end)
         if moved:
-            deadline.move(step_end, f"environment {what} timed out after {self.step_timeout:g} s")
+            reason = self._timeout_reasons.get(what)
+            if reason is None:
+                reason = self._timeout_reasons[what] = f"environment {what} timed out after {self.step_timeout:g} s"
+            deadline.move(step_end, reason)
         try:
             return await awaitable
         except Exception as exc:
@@ -433,14 +437,18 @@ class RolloutRunner:
             t1 = time.perf_counter()
             result = await self._env_call(env.step(call or response), "step", deadline)
             t2 = time.perf_counter()
-            traj.steps.append(Step(
-                index=len(traj.steps), kind="action", segment=context.segment, state_key=state_key,
-                messages=prompt if self.record_messages else None, response=response,
-                prompt_ids=completion.prompt_ids or None if completion else None,
-                response_ids=completion.token_ids or None if completion else None,
-                logprobs=completion.logprobs or None if completion else None,
-                action=call, parse_error=parse_error, result=result,
-                timings={"policy_s": t1 - t0, "env_s": t2 - t1}))
+            record = {"index": len(traj.steps), "kind": "action", "segment": context.segment, "state_key": state_key,
+                      "messages": prompt if self.record_messages else None, "response": response,
+                      "action": call, "parse_error": parse_error, "result": result,
+                      "timings": {"policy_s": t1 - t0, "env_s": t2 - t1}}
+            if completion is not None:
+                traj.steps.append(Step(**record, prompt_ids=completion.prompt_ids or None,
+                                       response_ids=completion.token_ids or None,
+                                       logprobs=completion.logprobs or None))
+            elif type(result) is StepResult and (state_key is None or type(state_key) is str):
+                traj.steps.append(unchecked(Step, record))  # scripted: every value is already typed
+            else:
+                traj.steps.append(Step(**record))
             if result.terminated or result.truncated:
                 traj.terminated, traj.truncated = result.terminated, result.truncated
                 break
@@ -449,8 +457,7 @@ class RolloutRunner:
                 break
             if not keep_context:
                 continue
-            verdict = context.add_turn(Message(role="assistant", content=response),
-                                       Message(role="user", content=result.observation))
+            verdict = context.add_turn(_message("assistant", response), _message("user", result.observation))
             if verdict != "continue":
                 traj.metadata.setdefault("discarded_steps", []).append(traj.steps[-1].index)
             if verdict == "overlong":
@@ -528,6 +535,13 @@ class RolloutRunner:
     async def _generate_batch(self, key: Any, prompts: list[list[Message]]) -> list[Completion]:
         tools, params = self._batch_args[key]
         return await self.policy.generate(prompts, tools, params)  # type: ignore[union-attr]
+
+
+def _message(role: str, content: Any) -> Message:
+    """A chat message; text skips validation (the hot loop), anything else is validated."""
+    if type(content) is str:
+        return unchecked(Message, {"role": role, "content": content})
+    return Message(role=role, content=content)  # type: ignore[arg-type]
 
 
 def _state_key(env: Environment) -> str | None:
