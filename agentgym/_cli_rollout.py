@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(64, help="Tokens per model turn."),
         context: str = typer.Option("full", help="Context manager: full, window:K or summary:LIMIT[:MAX_SUMMARIES]."),
         concurrency: int = typer.Option(64, help="Episodes alive at once."),
+        tool_schema: bool = typer.Option(True, help="Show the tool specs in the prompt (off: plain-text actions, shorter prompts)."),
         seed: int = typer.Option(0, help="Base seed of the episodes."),
     ) -> None:
         """Roll out a policy on a task suite; print success rate, mean turns, invalid actions and failures."""
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
         config = {"command": "rollout", "env": env, "suite": suite, "policy": policy, "n": n, "limit": limit,
                   "max_turns": max_turns, "step_timeout": step_timeout, "episode_timeout": episode_timeout,
                   "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "context": context,
-                  "concurrency": concurrency, "seed": seed}
+                  "concurrency": concurrency, "seed": seed, "tool_schema": tool_schema}
         store.write_config(config)
 
         async def main() -> dict:
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
             try:
                 runner = RolloutRunner(loaded, env, n=n, concurrency=concurrency, max_turns=max_turns,
                                        step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
-                                       sampling=sampling, store=store, seed=seed)
+                                       sampling=sampling, store=store, seed=seed, tool_schema=tool_schema)
                 columns = [TextColumn("[bold]rollout"), BarColumn(), MofNCompleteColumn(),
                            TextColumn("success {task.fields[success]:.0%}  failed {task.fields[failed]}"),
                            TimeElapsedColumn()]
