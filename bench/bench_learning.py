@@ -6,7 +6,7 @@ wrong-sign GiGPO, 150 steps each, held-out success (greedy) every 10 steps.
 
     .venv/bin/python bench/bench_learning.py
 
-``--household`` (about 1.5 hours on 2 cores, run it deliberately): SmolLM2-135M-Instruct on
+``--household`` (about 2 hours on 2 cores, run it deliberately): SmolLM2-135M-Instruct on
 household easy, held-out easy-test-unseen success measured zero-shot, after the SFT warm start,
 and after RL with GiGPO and with GRPO from that same SFT model (examples/household_{gigpo,grpo}.yaml,
 same budget and seeds). The zero-shot evaluation runs beside SFT, and GiGPO beside GRPO, each
@@ -19,6 +19,7 @@ wall time. ``--sequential`` runs them one after another instead.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -83,7 +84,10 @@ def household(out: Path, sets: list[str], parallel: bool) -> None:
         if any(codes):
             raise SystemExit(f"stage failed: {dict(zip(names, codes))}; see the logs in {out}")
 
-    stages("zero-shot", "sft")
+    if (out / "sft" / "model").exists() and (out / "zero-shot" / "metrics.jsonl").exists():
+        print(f"reusing the zero-shot and SFT results in {out}")  # the RL stage alone, after a stopped run
+    else:
+        stages("zero-shot", "sft")
     stages("gigpo", "grpo")
 
     rows = []
@@ -137,6 +141,7 @@ def household_stage(out: Path, sets: list[str], stage: str) -> None:
         run_sft(sft_view(run_dir=str(out / "sft"), sft=base.sft.model_dump(mode="json"),
                          eval={**base.eval.model_dump(mode="json"), "every": 1}))
     else:  # RL from the SFT model, GiGPO or GRPO at the same budget
+        shutil.rmtree(out / stage, ignore_errors=True)  # a stopped run's leftovers
         cfg = load_config(ROOT / "examples" / f"household_{stage}.yaml",
                           [*sets, f"policy.model=hf:{out / 'sft' / 'model'}", "sft=null", f"run_dir={out / stage}",
                            "eval.at_start=false"])

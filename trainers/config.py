@@ -151,9 +151,11 @@ class SFTSection(_Section):
     only_successful: bool = Field(True, description="Train only on trajectories that succeeded.")
     epochs: float = Field(2.0, gt=0.0, description="Passes over the SFT data.")
     lr: float = Field(5e-5, gt=0.0, description="AdamW learning rate for SFT.")
-    batch_size: int = Field(8, gt=0, description="Samples (agent turns) per optimizer update.")
-    micro_batch_size: int = Field(4, gt=0, description="Samples per forward/backward.")
-    max_seq_len: int | None = Field(None, gt=0, description="Keep only the last tokens of longer samples' prompts (left truncation).")
+    batch_size: int = Field(8, gt=0, description=(
+        "Sequences per optimizer update. A trajectory with an append-only context is one sequence "
+        "holding all its turns; otherwise each turn is one."))
+    micro_batch_size: int = Field(4, gt=0, description="Sequences per forward/backward.")
+    max_seq_len: int | None = Field(None, gt=0, description="Longer turns keep only the last tokens of their prompt (left truncation); turns do not merge past it.")
     max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping by global norm.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer updates (null: run all epochs).")
 
