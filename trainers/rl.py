@@ -137,6 +137,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
                   "loss_tokens": stats.loss_tokens, "dropped_long": stats.dropped_long,
                   "time_rollout": t_rollout, "time_update": t_update,
                   "time_step": time.perf_counter() - t_start, "cpu_step": time.process_time() - cpu_start,
+                  "max_rss_mb": _max_rss_mb(),
                   "adv_mean": float(np.mean(list(advantages.values()))) if advantages else 0.0,
                   "adv_abs": float(np.mean(np.abs(list(advantages.values())))) if advantages else 0.0}
         if config.eval.every and step % config.eval.every == 0:
@@ -322,6 +323,13 @@ def _tasks_for_step(tasks: list, config: TrainConfig, step: int) -> list:
     k = config.rollout.tasks_per_step
     picks = rng.choice(len(tasks), size=k, replace=k > len(tasks))
     return [tasks[int(i)] for i in picks]
+
+
+def _max_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _seed_everything(seed: int) -> None:
