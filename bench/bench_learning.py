@@ -66,8 +66,7 @@ def household(out: Path, sets: list[str], parallel: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base = load_config(ROOT / "examples" / "household_gigpo.yaml", sets)
     suite = base.env.eval_suites[0]
-    env = {**os.environ, "OMP_NUM_THREADS": "1" if parallel else os.environ.get("OMP_NUM_THREADS", "")}
-    env = {k: v for k, v in env.items() if v != ""}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if parallel else None
 
     def stages(*names: str) -> None:
         """Run bench stages as child processes: at once with one thread each, or one by one."""
@@ -81,6 +80,8 @@ def household(out: Path, sets: list[str], parallel: bool) -> None:
         procs = [subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT) for cmd, f in zip(cmds, logs)]
         print(f"running {', '.join(names)} side by side; logs in {out}/<stage>.log")
         codes = [p.wait() for p in procs]
+        for f in logs:
+            f.close()
         if any(codes):
             raise SystemExit(f"stage failed: {dict(zip(names, codes))}; see the logs in {out}")
 
