@@ -27,6 +27,7 @@ adds summary steps and may end an episode as ``overlong``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import random
 import time
@@ -193,7 +194,10 @@ class RolloutRunner:
         store: a run directory (or :class:`RunStore`) that trajectories stream into as they finish,
             as ``trajectories/<store_name>.jsonl``.
         record_messages: keep each step's prompt messages (``Step.messages``).
-        seed: base of the per-episode seeds (recorded in ``Trajectory.seed``).
+        seed: base of the per-episode seeds (recorded in ``Trajectory.seed``). A policy whose
+            ``generate`` takes ``seeds`` also gets one seed per generation, derived from the
+            episode seed and the step index, so a run with the same seed samples the same tokens
+            whatever the batching.
         env_options: keyword arguments for :func:`agentgym.make`.
     """
 
@@ -240,7 +244,8 @@ class RolloutRunner:
         self.store_name = store_name
         self.record_messages = record_messages
         self.seed = seed
-        self._batcher: Batcher[list[Message], Completion] | None = None
+        self._seeded = not self.scripted and _takes_seeds(policy)
+        self._batcher: Batcher[tuple[list[Message], int], Completion] | None = None
         self._batch_args: dict[Any, tuple[list[ToolSpec] | None, SamplingParams]] = {}
         self._tools_keys: dict[tuple[int, ...], tuple[list[ToolSpec], str]] = {}
         self._timeout_reasons: dict[str, str] = {}
@@ -431,7 +436,7 @@ class RolloutRunner:
                     response = action
                     call, parse_error = self._parse(env, response, tool_names)
             else:
-                completion = await self._generate(prompt, tools, tools_key, self.sampling)
+                completion = await self._generate(prompt, tools, tools_key, self.sampling, _turn_seed(traj))
                 response = completion.text
                 call, parse_error = self._parse(env, response, tool_names)
             t1 = time.perf_counter()
@@ -483,7 +488,7 @@ class RolloutRunner:
         prompt = context.summary_prompt()
         tokens = getattr(context, "summary_tokens", None)
         params = replace(self.sampling, max_new_tokens=tokens) if tokens else self.sampling
-        completion = await self._generate(prompt, tools, tools_key, params)
+        completion = await self._generate(prompt, tools, tools_key, params, _turn_seed(traj))
         traj.steps.append(Step(
             index=len(traj.steps), kind="summary", segment=context.segment,
             state_key=traj.steps[-1].result.state_key if traj.steps and traj.steps[-1].result else None,
@@ -518,7 +523,7 @@ class RolloutRunner:
 
     # ----- generation --------------------------------------------------------------------------------
     async def _generate(self, prompt: list[Message], tools: list[ToolSpec], tools_key: str,
-                        params: SamplingParams) -> Completion:
+                        params: SamplingParams, seed: int) -> Completion:
         assert self._batcher is not None
         key = (tools_key, params.key())
         self._batch_args.setdefault(key, (tools or None, params))
@@ -527,14 +532,30 @@ class RolloutRunner:
             if attempt:
                 await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
             try:
-                return await self._batcher.submit(key, prompt)
+                return await self._batcher.submit(key, (prompt, seed))
             except Exception as exc:
                 last = exc
         raise _EpisodeFailure(f"policy failed after {self.policy_retries + 1} attempts: {type(last).__name__}: {last}")
 
-    async def _generate_batch(self, key: Any, prompts: list[list[Message]]) -> list[Completion]:
+    async def _generate_batch(self, key: Any, items: list[tuple[list[Message], int]]) -> list[Completion]:
         tools, params = self._batch_args[key]
+        prompts = [prompt for prompt, _ in items]
+        if self._seeded:
+            return await self.policy.generate(prompts, tools, params, seeds=[s for _, s in items])  # type: ignore[call-arg, union-attr]
         return await self.policy.generate(prompts, tools, params)  # type: ignore[union-attr]
+
+
+def _takes_seeds(policy: Any) -> bool:
+    """Whether ``policy.generate`` accepts per-conversation ``seeds`` (an optional capability)."""
+    try:
+        return "seeds" in inspect.signature(policy.generate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _turn_seed(traj: Trajectory) -> int:
+    """The sampling seed of the episode's next generation: its seed and step index, mixed."""
+    return zlib.crc32(f"{traj.seed}:{len(traj.steps)}".encode())
 
 
 def _message(role: str, content: Any) -> Message:

@@ -4,7 +4,8 @@ Everything is built locally in a temporary directory (no downloads): a word-leve
 2-layer Llama model (``agentgym.trainers.tiny.make_tiny_model``) and the ``tiny-doors-v0``
 environment (say the color of each door to open it; two doors per task). The real trainer loop,
 the real ``TransformersPolicy`` (loaded as ``hf:/path``) and the real rollout engine run; held-out
-success (greedy, unseen color sequences) climbs from 0 to about 100% in 100-150 steps, 1-3 minutes.
+success (greedy, unseen color sequences) climbs from 0 to 100% within 40-70 steps (seeds 0-3),
+1-3 minutes.
 
     python examples/train_tiny.py                 # GiGPO
     python examples/train_tiny.py --sign -1       # wrong-sign advantages: does not learn
@@ -29,11 +30,12 @@ def tiny_config(model_dir: Path, run_dir: Path, *, steps: int = 150, lr: float =
                 "plugins": ["agentgym.trainers.tiny:register_doors"]},
         "policy": {"model": f"hf:{model_dir}", "device": "cpu", "gradient_checkpointing": False,
                    "generation_batch_size": 64},
-        "sampling": {"temperature": 1.0, "max_new_tokens": 2},
+        # one token: the color itself; a second, reward-free token only adds noise to the history
+        "sampling": {"temperature": 1.0, "max_new_tokens": 1},
         "rollout": {"tasks_per_step": 8, "group_size": 8, "system_prompt": ""},
         "credit": {"estimator": estimator},
         "loss": {"entropy_coeff": entropy},
-        "optim": {"lr": lr},
+        "optim": {"lr": lr, "schedule": "cosine"},  # decays to 0: a constant 5e-3 wobbles after it has learned
         "update": {"total_steps": steps, "micro_batch_size": 64, "advantage_sign": sign},
         "eval": {"every": 10},
         "checkpoint": {"every": 50, "keep_last": 1},

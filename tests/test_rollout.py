@@ -241,6 +241,23 @@ async def test_smollm2_household_rollout_records_exact_tokens(smollm2):
             assert step.state_key is not None and step.result is not None
 
 
+@pytest.mark.slow
+async def test_a_seeded_smollm2_rollout_samples_the_same_tokens_whatever_the_batching(smollm2):
+    suite = ag.load_tasks("household-v0", "test-unseen")[:2]
+
+    async def sampled(batch_size: int, seed: int) -> list[list[list[int]]]:
+        runner = RolloutRunner(smollm2, n=2, max_turns=2, seed=seed, batch_size=batch_size,
+                               sampling=SamplingParams(temperature=1.0, max_new_tokens=8),
+                               env_options={"show_commands": False})
+        result = await runner.run(suite)
+        assert max(result.batch_sizes) == batch_size
+        return [[s.response_ids for s in t.steps] for t in result.trajectories]
+
+    together = await sampled(4, seed=7)
+    assert await sampled(1, seed=7) == together
+    assert await sampled(4, seed=8) != together
+
+
 async def test_a_failing_callback_stops_the_run_and_the_store_keeps_what_finished(tmp_path):
     def explode(traj):
         raise ValueError("callback bug")

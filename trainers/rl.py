@@ -12,8 +12,9 @@ Read :func:`train` top to bottom; it is the algorithm. One training step k:
 4. **Update.** ``ppo_epochs`` passes of ``mini_batches`` optimizer updates, each accumulating
    micro-batches: clipped surrogate with dual-clip, ``− c_ent·H``, ``+ β·KL(π‖π_ref)``
    (ALGORITHMS.md §8), gradient clipping, AdamW.
-5. **Log** a metrics line and append it to ``metrics.jsonl``; **evaluate** on held-out suites
-   every ``eval.every`` steps; **checkpoint** every ``checkpoint.every`` steps (atomically).
+5. **Log** a metrics line and append it to ``metrics.jsonl``; **checkpoint** every
+   ``checkpoint.every`` steps (atomically); then **evaluate** on held-out suites every
+   ``eval.every`` steps, so a kill during a long evaluation keeps the trained model.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
                              keep_last=config.checkpoint.keep_last)
 
     train_tasks = training_tasks(config)
-    if start_step == 0 and config.eval.every and config.eval.at_start:
-        _log_eval(store, say, 0, collector.evaluate(step=0))
+    # evaluations run after their step's checkpoint: one a kill cut short runs again here
+    if _eval_due(config, start_step) and start_step not in _evaluated_steps(store):
+        _log_eval(store, say, start_step, collector.evaluate(step=start_step))
 
     # ---- training steps -----------------------------------------------------------------------
     for step in range(start_step + 1, config.update.total_steps + 1):
@@ -140,8 +142,6 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
                   "max_rss_mb": _max_rss_mb(),
                   "adv_mean": float(np.mean(list(advantages.values()))) if advantages else 0.0,
                   "adv_abs": float(np.mean(np.abs(list(advantages.values())))) if advantages else 0.0}
-        if config.eval.every and step % config.eval.every == 0:
-            record.update(_prefixed(collector.evaluate(step=step)))
         store.append_metrics(record)
         say(_metrics_line(record, config.update.total_steps))
         if (config.checkpoint.every and step % config.checkpoint.every == 0) or \
@@ -150,6 +150,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
                                  scheduler=scheduler, keep_last=config.checkpoint.keep_last,
                                  state={"horizon_stage": config.horizon_stage(step),
                                         "sft_done": state.get("sft_done", False)})
+        if _eval_due(config, step):
+            _log_eval(store, say, step, collector.evaluate(step=step))
     collector.close()
     return run_dir
 
@@ -351,24 +353,33 @@ def _new_run_dir(config: TrainConfig) -> Path:
 def _discard_after(store: RunStore, step: int) -> None:
     """Drop what a killed run wrote after its checkpoint of ``step`` (-1: no checkpoint at all).
 
-    Trajectory files and metrics of later steps go; at step 0 the start-of-run evaluation goes
-    too, since it runs after the step-0 (post-SFT) checkpoint. Metrics are rewritten atomically.
+    Trajectory files and metrics of later steps go. The evaluation of ``step`` itself runs after
+    the checkpoint: its metrics line is kept when it was written, and otherwise the evaluation runs
+    again (replacing its trajectory file). Metrics are rewritten atomically.
     """
     import json
     import os
 
-    def stale(s: int, phase: Any = None) -> bool:
-        return s > step or (s == 0 and step == 0 and phase != "sft")
-
     for path in store.trajectory_files():
         s = _step_of(path.stem)
-        if s is not None and stale(s):
+        if s is not None and s > step:
             path.unlink()
     if store.metrics_path.exists():
-        keep = [m for m in store.load_metrics() if not stale(int(m.get("step", 0)), m.get("phase"))]
+        keep = [m for m in store.load_metrics() if int(m.get("step", 0)) <= step]
         tmp = store.metrics_path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(m) + "\n" for m in keep), encoding="utf-8")
         os.replace(tmp, store.metrics_path)
+
+
+def _eval_due(config: TrainConfig, step: int) -> bool:
+    """Whether step ``step`` ends with a held-out evaluation (step 0: the start-of-run one)."""
+    every = config.eval.every
+    return bool(every) and (config.eval.at_start if step == 0 else step % every == 0)
+
+
+def _evaluated_steps(store: RunStore) -> set[int]:
+    return {int(m["step"]) for m in store.load_metrics() if any(k.startswith("eval/") for k in m)} \
+        if store.metrics_path.exists() else set()
 
 
 def _step_of(stem: str) -> int | None:
@@ -395,8 +406,7 @@ def _metrics_line(r: dict[str, Any], total: int) -> str:
              f"clip {r.get('clip_frac', 0):.3f}", f"gnorm {r.get('grad_norm', 0):.3f}",
              f"tok/s {r.get('tokens_per_s', 0):.0f}",
              f"time {r.get('time_rollout', 0):.1f}s roll + {r.get('time_update', 0):.1f}s upd"]
-    evals = [f"{k.removeprefix('eval/')} {v:.3f}" for k, v in r.items() if k.startswith("eval/")]
-    return "  ".join(parts + evals)
+    return "  ".join(parts)
 
 
 def _console_logger() -> Logger:

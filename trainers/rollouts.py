@@ -64,7 +64,8 @@ class Collector:
     def evaluate(self, *, step: int, tag: str | None = None) -> dict[str, float]:
         """Success and reward on each held-out suite (``<suite>/success`` ...).
 
-        Trajectories go to ``eval-<suite>-<step>.jsonl``, or ``eval-<suite>-<tag>.jsonl`` (replaced).
+        Trajectories go to ``eval-<suite>-<step>.jsonl``, or ``eval-<suite>-<tag>.jsonl``, replacing
+        any earlier file of that name.
         """
         from agentgym.registry import load_tasks
 
@@ -76,8 +77,8 @@ class Collector:
                 tasks = tasks[:cfg.eval.max_tasks]
             params = _sampling(cfg, evaluation=True)
             name = f"eval-{suite}-{tag}" if tag else f"eval-{suite}-{step:06d}"
-            if tag:
-                (self.store.trajectory_dir / f"{name}.jsonl").unlink(missing_ok=True)
+            # an evaluation a kill cut short is run again from scratch
+            (self.store.trajectory_dir / f"{name}.jsonl").unlink(missing_ok=True)
             trajs = self._run(tasks, cfg.eval.samples, params, name=name,
                               seed=_seed(cfg.seed, step, 3), label=f"eval {suite}")
             for k, v in rollout_metrics(trajs).items():

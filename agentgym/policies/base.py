@@ -24,7 +24,7 @@ class SamplingParams:
 
     ``temperature`` 0 means greedy decoding. ``stop`` strings end a completion; the text and token
     ids keep the stop string (so ``token_ids`` always decode to ``text``). ``seed`` makes sampling
-    reproducible for back ends that support it.
+    reproducible for back ends that support it: conversation i of a call is seeded with ``seed + i``.
     """
 
     temperature: float = 1.0
@@ -79,7 +79,9 @@ class Policy(Protocol):
 
     - ``count_tokens(messages, tools) -> int``: the prompt length in tokens (summarization);
     - ``max_batch_size: int``: how many conversations one ``generate`` call should take;
-    - ``max_inflight_batches: int``: how many ``generate`` calls may run at once (default 1).
+    - ``max_inflight_batches: int``: how many ``generate`` calls may run at once (default 1);
+    - a ``seeds`` keyword of ``generate``: ``seeds[i]`` seeds conversation i's sampling, so its
+      completion does not depend on the conversations batched with it (reproducible rollouts).
     """
 
     async def generate(self, conversations: list[list[Message]], tools: list[ToolSpec] | None,

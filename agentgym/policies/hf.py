@@ -201,33 +201,43 @@ class TransformersPolicy:
 
     # ----- generation -------------------------------------------------------------------------
     async def generate(self, conversations: list[list[Message]], tools: list[ToolSpec] | None,
-                       params: SamplingParams) -> list[Completion]:
+                       params: SamplingParams, seeds: list[int | None] | None = None) -> list[Completion]:
         """Render each conversation with the chat template and sample a completion for it."""
         self._check_open()
 
         def work() -> list[Completion]:
-            return self.generate_tokens_sync([self.render(c, tools) for c in conversations], params)
+            return self.generate_tokens_sync([self.render(c, tools) for c in conversations], params, seeds)
 
         return await asyncio.to_thread(work)
 
-    async def generate_tokens(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+    async def generate_tokens(self, prompts: list[list[int]], params: SamplingParams,
+                              seeds: list[int | None] | None = None) -> list[Completion]:
         """Sample one completion per token-id prompt (what the HTTP server's endpoints call)."""
         self._check_open()
-        return await asyncio.to_thread(self.generate_tokens_sync, prompts, params)
+        return await asyncio.to_thread(self.generate_tokens_sync, prompts, params, seeds)
 
-    def generate_tokens_sync(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
-        """The blocking form of :meth:`generate_tokens` (runs on the calling thread)."""
+    def generate_tokens_sync(self, prompts: list[list[int]], params: SamplingParams,
+                             seeds: list[int | None] | None = None) -> list[Completion]:
+        """The blocking form of :meth:`generate_tokens` (runs on the calling thread).
+
+        ``seeds[i]`` seeds prompt i's own generator, so its completion does not depend on which
+        prompts share its batch; without ``seeds``, prompt i uses ``params.seed + i`` when set.
+        """
         if any(not p for p in prompts):
             raise PolicyError("an empty prompt cannot be completed")
+        if seeds is not None and len(seeds) != len(prompts):
+            raise PolicyError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        if seeds is None and params.seed is not None:
+            seeds = [params.seed + i for i in range(len(prompts))]
         out: list[Completion] = []
         for start in range(0, len(prompts), self.max_batch_size):
-            chunk = prompts[start:start + self.max_batch_size]
-            seed = None if params.seed is None else params.seed + start
+            end = start + self.max_batch_size
             with self._lock:
-                out.extend(self._sample(chunk, params, seed))
+                out.extend(self._sample(prompts[start:end], params, None if seeds is None else seeds[start:end]))
         return out
 
-    def _sample(self, prompts: list[list[int]], params: SamplingParams, seed: int | None) -> list[Completion]:
+    def _sample(self, prompts: list[list[int]], params: SamplingParams,
+                seeds: list[int | None] | None) -> list[Completion]:
         import torch
 
         model = self.model
@@ -235,12 +245,13 @@ class TransformersPolicy:
         model.eval()  # gradient checkpointing in train mode would turn the KV cache off
         try:
             with torch.inference_mode():
-                return self._decode(prompts, params, seed)
+                return self._decode(prompts, params, seeds)
         finally:
             if was_training:
                 model.train()
 
-    def _decode(self, prompts: list[list[int]], params: SamplingParams, seed: int | None) -> list[Completion]:
+    def _decode(self, prompts: list[list[int]], params: SamplingParams,
+                seeds: list[int | None] | None) -> list[Completion]:
         import torch
         from transformers import DynamicCache
 
@@ -253,11 +264,9 @@ class TransformersPolicy:
             mask[i, width - len(p):] = 1
         input_ids, mask = input_ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        generator = torch.Generator(device=device)
-        if seed is not None:
-            generator.manual_seed(seed)
-        else:
-            generator.seed()
+        # one generator per row when seeded: a row's draws then ignore its batch mates
+        generators = [_generator(device, s) for s in seeds] if seeds is not None else None
+        shared = _generator(device, None) if seeds is None else None
         cache = DynamicCache(config=model.config)
         stops = params.stop
         stop_window = max((len(s) for s in stops), default=0) + 1
@@ -273,8 +282,11 @@ class TransformersPolicy:
             logp = self._log_distribution(out.logits[:, -1, :].float(), params)
             if params.temperature == 0:
                 chosen = logp.argmax(-1)
+            elif generators is None:
+                chosen = torch.multinomial(logp.exp(), 1, generator=shared).squeeze(-1)
             else:
-                chosen = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+                probs = logp.exp()
+                chosen = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)])
             chosen_lp = logp.gather(-1, chosen[:, None]).squeeze(-1)
             for i, (tok, lp) in enumerate(zip(chosen.tolist(), chosen_lp.tolist())):
                 if done[i]:
@@ -334,3 +346,15 @@ class TransformersPolicy:
 
     def __repr__(self) -> str:
         return f"TransformersPolicy(name={self.name!r}, max_batch_size={self.max_batch_size})"
+
+
+def _generator(device: Any, seed: int | None) -> Any:
+    """A torch generator on ``device``, seeded with ``seed`` or from fresh entropy."""
+    import torch
+
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator

@@ -119,15 +119,17 @@ class OpenAIPolicy:
 
     # ----- Policy ------------------------------------------------------------------------------
     async def generate(self, conversations: list[list[Message]], tools: list[ToolSpec] | None,
-                       params: SamplingParams) -> list[Completion]:
-        """One chat completion request per conversation, sent concurrently."""
+                       params: SamplingParams, seeds: list[int | None] | None = None) -> list[Completion]:
+        """One chat completion request per conversation, sent concurrently (``seeds[i]`` as its ``seed``)."""
         await self._check_model()
         tool_list = [t.to_openai() for t in tools] if tools else None
-        for_all = [self._complete(c, tool_list, params, i) for i, c in enumerate(conversations)]
+        if seeds is None:
+            seeds = [None if params.seed is None else params.seed + i for i in range(len(conversations))]
+        for_all = [self._complete(c, tool_list, params, seed) for c, seed in zip(conversations, seeds, strict=True)]
         return list(await asyncio.gather(*for_all))
 
     async def _complete(self, conversation: list[Message], tools: list[dict] | None, params: SamplingParams,
-                        index: int) -> Completion:
+                        seed: int | None) -> Completion:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [_message_json(m) for m in conversation],
@@ -144,8 +146,8 @@ class OpenAIPolicy:
             body["tools"], body["tool_choice"] = tools, self.tool_choice
         if params.stop:
             body["stop"] = list(params.stop)
-        if params.seed is not None:
-            body["seed"] = params.seed + index
+        if seed is not None:
+            body["seed"] = seed
         data = await self._request("POST", "/chat/completions", body)
         return _parse_chat(data)
 

@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from agentgym.errors import PolicyError
@@ -44,7 +45,7 @@ class PolicyServer:
         self.policy = policy
         self.served_name = served_name or getattr(policy, "name", "model")
         self.host, self.port = host, port
-        self._batcher: Batcher[list[int], Completion] = Batcher(
+        self._batcher: Batcher[tuple[list[int], int | None], Completion] = Batcher(
             self._generate, max_batch=max_batch_size or getattr(policy, "max_batch_size", 8), max_wait=max_wait)
         self._runner: Any = None
 
@@ -58,11 +59,10 @@ class PolicyServer:
         """The base URL clients use, e.g. ``http://127.0.0.1:8000/v1``."""
         return f"http://{self.host}:{self.port}/v1"
 
-    async def _generate(self, key: Any, prompts: list[list[int]]) -> list[Completion]:
-        temperature, top_p, max_new_tokens, stop, seed = key
-        params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                                stop=list(stop), seed=seed)
-        return await self.policy.generate_tokens(prompts, params)
+    async def _generate(self, key: Any, items: list[tuple[list[int], int | None]]) -> list[Completion]:
+        temperature, top_p, max_new_tokens, stop, _ = key
+        params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=list(stop))
+        return await self.policy.generate_tokens([p for p, _ in items], params, [seed for _, seed in items])
 
     # ----- lifecycle ---------------------------------------------------------------------------
     def app(self) -> Any:
@@ -141,7 +141,10 @@ class PolicyServer:
             return _error(str(exc), 500)
 
     async def _run(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
-        return list(await asyncio.gather(*(self._batcher.submit(params.key(), p) for p in prompts)))
+        # requests with different seeds still share a batch: each prompt gets its own generator
+        key = replace(params, seed=None).key()
+        seeds = [None if params.seed is None else params.seed + i for i in range(len(prompts))]
+        return list(await asyncio.gather(*(self._batcher.submit(key, (p, s)) for p, s in zip(prompts, seeds))))
 
     async def _chat_body(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = _parse_messages(body.get("messages"))

@@ -62,19 +62,22 @@ class VLLMPolicy:
         return len(self.render(messages, tools))
 
     async def generate(self, conversations: list[list[Message]], tools: list[ToolSpec] | None,
-                       params: SamplingParams) -> list[Completion]:
-        """Render and generate in a worker thread."""
+                       params: SamplingParams, seeds: list[int | None] | None = None) -> list[Completion]:
+        """Render and generate in a worker thread (``seeds[i]`` seeds conversation i)."""
         if self._closed:
             raise PolicyError(f"policy {self.name!r} is closed")
         prompts = [self.render(c, tools) for c in conversations]
-        return await asyncio.to_thread(self._generate, prompts, params)
+        if seeds is None:
+            seeds = [None if params.seed is None else params.seed + i for i in range(len(prompts))]
+        return await asyncio.to_thread(self._generate, prompts, params, seeds)
 
-    def _generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+    def _generate(self, prompts: list[list[int]], params: SamplingParams, seeds: list[int | None]) -> list[Completion]:
         import vllm
 
-        sampling = vllm.SamplingParams(temperature=params.temperature, top_p=params.top_p,
-                                       max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
-                                       seed=params.seed, logprobs=0, include_stop_str_in_output=True)
+        sampling = [vllm.SamplingParams(temperature=params.temperature, top_p=params.top_p,
+                                        max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
+                                        seed=seed, logprobs=0, include_stop_str_in_output=True)
+                    for seed in seeds]
         with self._lock:
             outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], sampling, use_tqdm=False)
         completions = []

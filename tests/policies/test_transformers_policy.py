@@ -66,6 +66,17 @@ async def test_seeded_sampling_is_reproducible_and_greedy_batches_match_single(s
                                                abs=2e-3)
 
 
+async def test_per_conversation_seeds_ignore_batch_mates(smollm2):
+    params = SamplingParams(temperature=1.0, max_new_tokens=6)
+    (alone,) = await smollm2.generate([LONG], None, params, seeds=[7])
+    batched = await smollm2.generate([SHORT, LONG, LONG], None, params, seeds=[1, 7, 8])
+    assert batched[1].token_ids == alone.token_ids
+    others = [(await smollm2.generate([LONG], None, params, seeds=[s]))[0].token_ids for s in (8, 9, 10)]
+    assert any(o != alone.token_ids for o in others)
+    with pytest.raises(PolicyError, match="2 seeds for 1 prompts"):
+        await smollm2.generate([LONG], None, params, seeds=[1, 2])
+
+
 async def test_nucleus_renormalizes_and_stop_strings_end_completions(smollm2):
     tiny_nucleus = SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=4, seed=0)
     (c,) = await smollm2.generate([LONG], None, tiny_nucleus)

@@ -15,6 +15,7 @@ import yaml
 pytestmark = pytest.mark.slow
 
 STEPS, TASKS, GROUP = 6, 2, 4
+EVAL_TASKS, EVAL_SAMPLES = 3, 4
 
 
 def _start(args, cwd):
@@ -55,21 +56,26 @@ def _kill_when(proc, ready, timeout=300):
 def test_sigkill_and_resume(tmp_path, tiny_model_dir, tiny_config):
     run_dir = tmp_path / "run"
     cfg = tiny_config(tiny_model_dir, run_dir, rollout={"tasks_per_step": TASKS, "group_size": GROUP},
-                      update={"total_steps": STEPS}, eval={"every": 3, "max_tasks": 3},
+                      update={"total_steps": STEPS},
+                      eval={"every": 3, "max_tasks": EVAL_TASKS, "samples": EVAL_SAMPLES},
                       checkpoint={"every": 1, "keep_last": 2})
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     repo = Path(__file__).resolve().parents[2]
 
-    # 1. kill in the middle of step 3 (its rollout has started streaming trajectories)
+    trajectories, ckpts = run_dir / "trajectories", run_dir / "checkpoints"
+    # 1. kill in the middle of step 2 (its rollout has started streaming trajectories)
     proc = _start([str(path)], repo)
-    _kill_when(proc, lambda: (run_dir / "trajectories" / "train-000003.jsonl").exists())
-    # 2. resume, and kill again right as a checkpoint is being written
+    _kill_when(proc, lambda: (trajectories / "train-000002.jsonl").exists())
+    # 2. resume, and kill during the evaluation of step 3, which runs after its checkpoint
     proc = _start(["--resume", str(run_dir)], repo)
-    ckpts = run_dir / "checkpoints"
+    _kill_when(proc, lambda: (trajectories / "eval-test-000003.jsonl").exists())
+    assert (ckpts / "step_00000003").exists()  # the trained model is safe before the evaluation
+    # 3. resume, and kill again right as a checkpoint is being written
+    proc = _start(["--resume", str(run_dir)], repo)
     _kill_when(proc, lambda: any(p.name.startswith(".tmp-step_00000005") for p in ckpts.iterdir())
                or (ckpts / "step_00000005").exists())
-    # 3. resume to the end
+    # 4. resume to the end
     proc = _start(["--resume", str(run_dir)], repo)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
@@ -86,7 +92,7 @@ def test_sigkill_and_resume(tmp_path, tiny_model_dir, tiny_config):
 
     for f in (run_dir / "trajectories").glob("*.jsonl"):
         lines = f.read_text().splitlines()
-        assert len(lines) == (TASKS * GROUP if f.name.startswith("train") else 3), f.name
+        assert len(lines) == (TASKS * GROUP if f.name.startswith("train") else EVAL_TASKS * EVAL_SAMPLES), f.name
         ids = [Trajectory.model_validate_json(line).id for line in lines]  # every line whole
         assert len(set(ids)) == len(ids)
     left = sorted(p.name for p in ckpts.iterdir())
