@@ -97,6 +97,9 @@ def household(out: Path, sets: list[str], parallel: bool) -> None:
     sft = held_out(out / "sft")[-1][1]
     t = RunStore(out / "sft").load_metrics()[0]
     rows.append(("after SFT", sft[f"{suite}/success"], t.get("sft_time", float("nan")), float("nan")))
+    start = dict(held_out(out / "gigpo")).get(0)
+    if start is not None:  # the SFT model evaluated with the RL configs' settings (turn limit ...)
+        rows.append(("RL start (step 0)", start[f"{suite}/success"], 0.0, 0.0))
     for name in ("gigpo", "grpo"):
         metrics = RunStore(out / name).load_metrics()
         curve = [(m["step"], m[f"eval/{suite}/success"]) for m in metrics if f"eval/{suite}/success" in m]
@@ -145,7 +148,8 @@ def household_stage(out: Path, sets: list[str], stage: str) -> None:
         shutil.rmtree(out / stage, ignore_errors=True)  # a stopped run's leftovers
         cfg = load_config(ROOT / "examples" / f"household_{stage}.yaml",
                           [*sets, f"policy.model=hf:{out / 'sft' / 'model'}", "sft=null", f"run_dir={out / stage}",
-                           "eval.at_start=false"])
+                           # GiGPO's step-0 evaluation measures the common starting point with the RL settings
+                           f"eval.at_start={str(stage == 'gigpo').lower()}"])
         assert isinstance(cfg, TrainConfig)
         train(cfg)
 
