@@ -61,6 +61,9 @@ class PolicySection(_Section):
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Training dtype; 'auto' is bfloat16 on GPU and float32 on CPU.")
     generation_batch_size: int = Field(8, gt=0, description="Conversations per generate call of the embedded policy.")
+    prefix_cache_tokens: int = Field(32768, ge=0, description=(
+        "Tokens of key/value states the embedded policy keeps so a conversation's next turn runs only its new "
+        "tokens (0: off; cleared whenever the weights change)."))
     gradient_checkpointing: bool | None = Field(None, description=(
         "Recompute activations in backward: less memory, slower (bench/bench_train_step.py). "
         "null: on for CUDA, off on CPU, where memory is rarely short."))

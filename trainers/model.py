@@ -32,7 +32,7 @@ def resolve_dtype(name: str, device: Any) -> Any:
     return getattr(torch, name)
 
 
-def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8) -> Any:
+def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8, prefix_cache_tokens: int = 32768) -> Any:
     """A :class:`~agentgym.policies.hf.TransformersPolicy` for ``smollm2`` or ``hf:/path``.
 
     Uses ``agentgym.policies.load_policy`` when it exists; otherwise builds the policy directly.
@@ -48,14 +48,16 @@ def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8) 
     dtype_name = str(dtype).removeprefix("torch.")
     if _load is not None:
         try:
-            policy = _load(name, dtype=dtype_name, device=str(device), max_batch_size=max_batch_size)
+            policy = _load(name, dtype=dtype_name, device=str(device), max_batch_size=max_batch_size,
+                           prefix_cache_tokens=prefix_cache_tokens)
         except TypeError:
             policy = _load(name)
     else:
         from agentgym.policies.hf import TransformersPolicy
 
         path = None if name == "smollm2" else name[3:]
-        policy = TransformersPolicy(path, max_batch_size=max_batch_size, dtype=dtype_name, device=str(device))
+        policy = TransformersPolicy(path, max_batch_size=max_batch_size, dtype=dtype_name, device=str(device),
+                                    prefix_cache_tokens=prefix_cache_tokens)
     if not hasattr(policy, "model") or not hasattr(policy, "tokenizer"):
         raise ConfigError(f"policy {name!r} has no trainable model (.model and .tokenizer)")
     policy.model.to(device=device, dtype=dtype)
@@ -72,7 +74,8 @@ def prepare_trainable(policy_config: Any, policy: Any = None) -> tuple[Any, Any,
     device = resolve_device(policy_config.device)
     if policy is None:
         policy = load_policy(policy_config.model, device=device, dtype=resolve_dtype(policy_config.dtype, device),
-                             max_batch_size=policy_config.generation_batch_size)
+                             max_batch_size=policy_config.generation_batch_size,
+                             prefix_cache_tokens=policy_config.prefix_cache_tokens)
     tokenizer = policy.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = policy.model

@@ -111,12 +111,18 @@ class TransformersPolicy:
     ``generate`` uses them. Generation runs in a worker thread, one batch at a time (a lock), in
     chunks of at most ``max_batch_size`` conversations.
 
+    After each generation the conversation's key/value states stay cached (up to
+    ``prefix_cache_tokens`` tokens in all; 0 turns this off), so a later prompt that extends it,
+    such as the agent's next turn, runs only its new tokens. The cache empties whenever the
+    weights change.
+
     Chat templates that ignore tool specs (SmolLM2's does) get the tools as JSON in the system
     message, with an instruction to answer in ``<tool_call>`` tags.
     """
 
     def __init__(self, model: Any = None, tokenizer: Any = None, *, name: str | None = None,
-                 max_batch_size: int = 8, dtype: str = "float32", device: str = "cpu") -> None:
+                 max_batch_size: int = 8, dtype: str = "float32", device: str = "cpu",
+                 prefix_cache_tokens: int = 32768) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -147,6 +153,10 @@ class TransformersPolicy:
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._eos_ids = self._end_tokens()
         self._template_has_tools = self._probe_template_tools()
+        from agentgym.policies._prefix_cache import PrefixCache, supports_prefix_reuse
+
+        self._prefix = (PrefixCache(prefix_cache_tokens)
+                        if prefix_cache_tokens > 0 and supports_prefix_reuse(model) else None)
 
     def _end_tokens(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -256,18 +266,26 @@ class TransformersPolicy:
         from transformers import DynamicCache
 
         model, device = self.model, self.model.device
-        batch, width = len(prompts), max(len(p) for p in prompts)
+        batch = len(prompts)
+        hits: list[tuple[int, Any, Any]] = [(0, None, None)] * batch
+        if self._prefix is not None:
+            self._prefix.check_weights(model)
+            hits = [self._prefix.lookup(p) for p in prompts]
+        # row i: [pad][its cached prefix][pad][the rest of its prompt]; only the rest is run now
+        cached = max(n for n, _, _ in hits)
+        width = max(len(p) - n for p, (n, _, _) in zip(prompts, hits))
         input_ids = torch.full((batch, width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
+        mask = torch.zeros((batch, cached + width), dtype=torch.long)
+        for i, (p, (n, _, _)) in enumerate(zip(prompts, hits)):
+            input_ids[i, width - (len(p) - n):] = torch.tensor(p[n:], dtype=torch.long)
+            mask[i, cached - n:cached] = 1
+            mask[i, cached + width - (len(p) - n):] = 1
         input_ids, mask = input_ids.to(device), mask.to(device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, cached:]
         # one generator per row when seeded: a row's draws then ignore its batch mates
         generators = [_generator(device, s) for s in seeds] if seeds is not None else None
         shared = _generator(device, None) if seeds is None else None
-        cache = DynamicCache(config=model.config)
+        cache = DynamicCache(ddp_cache_data=_left_padded(hits, cached, device) if cached else None, config=model.config)
         stops = params.stop
         stop_window = max((len(s) for s in stops), default=0) + 1
 
@@ -300,11 +318,29 @@ class TransformersPolicy:
             step_ids = chosen[:, None]
             step_pos = step_pos[:, -1:] + 1
             mask = torch.cat([mask, mask.new_ones((batch, 1))], dim=1)
+        if self._prefix is not None:
+            self._keep_prefixes(prompts, tokens, cache, mask, [key for _, _, key in hits])
         with self._tokenizer_lock:
             texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
         return [Completion(text=texts[i], prompt_ids=list(prompts[i]), token_ids=tokens[i], logprobs=logprobs[i],
                            finish_reason=reasons[i])  # type: ignore[arg-type]
                 for i in range(batch)]
+
+    def _keep_prefixes(self, prompts: list[list[int]], tokens: list[list[int]], cache: Any, mask: Any,
+                       replaces: list[Any]) -> None:
+        """Cache each row's KV for its prompt and answer (all but the last token, which was never run)."""
+        import torch
+
+        assert self._prefix is not None
+        length = cache.get_seq_length()
+        for i, (p, t, old) in enumerate(zip(prompts, tokens, replaces)):
+            keep = len(p) + len(t) - 1
+            columns = torch.nonzero(mask[i, :length]).squeeze(-1)[:keep]
+            if len(columns) < keep:  # cannot happen with a plain KV cache; never cache a partial row
+                continue
+            self._prefix.store(p + t[:-1], [(layer.keys[i].index_select(1, columns),
+                                             layer.values[i].index_select(1, columns)) for layer in cache.layers],
+                               replaces=old)
 
     @staticmethod
     def _log_distribution(logits: Any, params: SamplingParams) -> Any:
@@ -346,6 +382,23 @@ class TransformersPolicy:
 
     def __repr__(self) -> str:
         return f"TransformersPolicy(name={self.name!r}, max_batch_size={self.max_batch_size})"
+
+
+def _left_padded(hits: list[tuple[int, Any, Any]], width: int, device: Any) -> list[tuple[Any, Any]]:
+    """Per layer, the rows' cached keys and values right-aligned in ``width`` columns (zeros before)."""
+    import torch
+
+    template = next(layers for n, layers, _ in hits if n)
+    out = []
+    for layer, (k0, v0) in enumerate(template):
+        keys = torch.zeros((len(hits), k0.shape[0], width, k0.shape[2]), dtype=k0.dtype, device=device)
+        values = torch.zeros_like(keys)
+        for i, (n, layers, _) in enumerate(hits):
+            if n:
+                keys[i, :, width - n:] = layers[layer][0]
+                values[i, :, width - n:] = layers[layer][1]
+        out.append((keys, values))
+    return out
 
 
 def _generator(device: Any, seed: int | None) -> Any:

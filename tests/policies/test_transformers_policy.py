@@ -77,6 +77,50 @@ async def test_per_conversation_seeds_ignore_batch_mates(smollm2):
         await smollm2.generate([LONG], None, params, seeds=[1, 2])
 
 
+async def test_a_later_turn_reuses_the_cached_prefix_and_samples_what_a_full_prefill_would(smollm2):
+    from agentgym.policies.hf import TransformersPolicy
+
+    fresh = TransformersPolicy(smollm2.model, smollm2.tokenizer, prefix_cache_tokens=0)  # prefills every prompt
+    params = SamplingParams(temperature=1.0, max_new_tokens=8)
+    convs = [list(LONG), list(SHORT)]
+    for turn in range(2):
+        hits, reused = smollm2._prefix.hits, smollm2._prefix.reused_tokens
+        cached = await smollm2.generate(convs, None, params, seeds=[5, 6])
+        full = await fresh.generate(convs, None, params, seeds=[5, 6])
+        for c, f in zip(cached, full):
+            assert c.token_ids == f.token_ids and c.prompt_ids == f.prompt_ids
+            assert c.logprobs == pytest.approx(f.logprobs, abs=1e-4)
+        if turn:  # each history was found: all of the earlier prompt and answer went unrun
+            assert smollm2._prefix.hits - hits == 2
+            assert smollm2._prefix.reused_tokens - reused >= sum(len(p) for p in first_prompts)
+        first_prompts = [c.prompt_ids for c in cached]
+        for conv, c in zip(convs, cached):
+            conv += [Message(role="assistant", content=c.text), Message(role="user", content="Go on.")]
+
+
+async def test_the_prefix_cache_empties_when_an_optimizer_step_changes_the_weights(tmp_path):
+    import torch
+
+    from agentgym.policies.hf import TransformersPolicy
+    from agentgym.trainers.tiny import make_tiny_model
+
+    policy = TransformersPolicy(make_tiny_model(tmp_path / "tiny"), max_batch_size=4)
+    conv = [Message(role="user", content="the door is red .")]
+    params = SamplingParams(temperature=1.0, max_new_tokens=3)
+    (first,) = await policy.generate([conv], None, params, seeds=[1])
+    conv = [*conv, Message(role="assistant", content=first.text), Message(role="user", content="wrong .")]
+    await policy.generate([conv], None, params, seeds=[2])
+    assert policy._prefix.hits == 1 and len(policy._prefix) == 1  # the longer history superseded the first
+    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-2)
+    policy.model(input_ids=torch.tensor([first.prompt_ids])).logits.sum().backward()
+    optimizer.step()
+    (after,) = await policy.generate([conv], None, params, seeds=[2])
+    assert policy._prefix.hits == 1  # stale states from the old weights are not used
+    (fresh,) = await TransformersPolicy(policy.model, policy.tokenizer, prefix_cache_tokens=0).generate(
+        [conv], None, params, seeds=[2])
+    assert after.logprobs == pytest.approx(fresh.logprobs, abs=1e-5)
+
+
 async def test_nucleus_renormalizes_and_stop_strings_end_completions(smollm2):
     tiny_nucleus = SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=4, seed=0)
     (c,) = await smollm2.generate([LONG], None, tiny_nucleus)
