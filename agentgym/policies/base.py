@@ -41,6 +41,10 @@ class SamplingParams:
         if self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
 
+    def seeds_for(self, n: int) -> list[int | None]:
+        """Per-conversation seeds of a call with ``n`` conversations: ``seed + i``, or all None."""
+        return [None if self.seed is None else self.seed + i for i in range(n)]
+
     def key(self) -> tuple:
         """A hashable identity: requests with equal keys can share one batched call."""
         return (self.temperature, self.top_p, self.max_new_tokens, tuple(self.stop), self.seed)

@@ -238,7 +238,7 @@ class TransformersPolicy:
         if seeds is not None and len(seeds) != len(prompts):
             raise PolicyError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         if seeds is None and params.seed is not None:
-            seeds = [params.seed + i for i in range(len(prompts))]
+            seeds = params.seeds_for(len(prompts))
         out: list[Completion] = []
         for start in range(0, len(prompts), self.max_batch_size):
             end = start + self.max_batch_size
@@ -390,7 +390,7 @@ def _left_padded(hits: list[tuple[int, Any, Any]], width: int, device: Any) -> l
 
     template = next(layers for n, layers, _ in hits if n)
     out = []
-    for layer, (k0, v0) in enumerate(template):
+    for layer, (k0, _) in enumerate(template):
         keys = torch.zeros((len(hits), k0.shape[0], width, k0.shape[2]), dtype=k0.dtype, device=device)
         values = torch.zeros_like(keys)
         for i, (n, layers, _) in enumerate(hits):

@@ -124,7 +124,7 @@ class OpenAIPolicy:
         await self._check_model()
         tool_list = [t.to_openai() for t in tools] if tools else None
         if seeds is None:
-            seeds = [None if params.seed is None else params.seed + i for i in range(len(conversations))]
+            seeds = params.seeds_for(len(conversations))
         for_all = [self._complete(c, tool_list, params, seed) for c, seed in zip(conversations, seeds, strict=True)]
         return list(await asyncio.gather(*for_all))
 

@@ -143,8 +143,8 @@ class PolicyServer:
     async def _run(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         # requests with different seeds still share a batch: each prompt gets its own generator
         key = replace(params, seed=None).key()
-        seeds = [None if params.seed is None else params.seed + i for i in range(len(prompts))]
-        return list(await asyncio.gather(*(self._batcher.submit(key, (p, s)) for p, s in zip(prompts, seeds))))
+        return list(await asyncio.gather(*(self._batcher.submit(key, (p, s))
+                                           for p, s in zip(prompts, params.seeds_for(len(prompts))))))
 
     async def _chat_body(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = _parse_messages(body.get("messages"))

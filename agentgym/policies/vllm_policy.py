@@ -68,7 +68,7 @@ class VLLMPolicy:
             raise PolicyError(f"policy {self.name!r} is closed")
         prompts = [self.render(c, tools) for c in conversations]
         if seeds is None:
-            seeds = [None if params.seed is None else params.seed + i for i in range(len(prompts))]
+            seeds = params.seeds_for(len(prompts))
         return await asyncio.to_thread(self._generate, prompts, params, seeds)
 
     def _generate(self, prompts: list[list[int]], params: SamplingParams, seeds: list[int | None]) -> list[Completion]:
