@@ -184,13 +184,20 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
     temperature = config.sampling.temperature
     norm_length = loss_cfg.norm_length or config.sampling.max_new_tokens
     out = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "ppo_kl": 0.0,
-           "grad_norm": 0.0, "lr": scheduler.get_last_lr()[0], "updates": 0, "skipped_updates": 0,
+           "grad_norm": 0.0, "lr": scheduler.get_last_lr()[0], "updates": 0, "skipped_updates": 0, "skipped_seqs": 0,
            "sampler_logp_diff": float("nan"), "tokens_per_s": 0.0}
     if not seqs:
         return out
     single_pass = upd.ppo_epochs == 1 and upd.mini_batches == 1
     use_sampler = upd.old_logprobs == "sampler"
     need_entropy = loss_cfg.entropy_coeff > 0
+    # a sequence with no non-zero advantage adds nothing to the clipped surrogate's gradient; with no
+    # KL or entropy term it is left out of every forward pass but still counted by the aggregation
+    if upd.skip_zero_advantage and not loss_cfg.use_kl_loss and not need_entropy:
+        trained = [any(a != 0.0 and m for a, m in zip(s.advantages, s.loss_mask)) for s in seqs]
+    else:
+        trained = [True] * len(seqs)
+    out["skipped_seqs"] = trained.count(False)
 
     # old (and reference) log-probs, fixed for the whole rollout batch
     old_lp: list[Any] = [None] * len(seqs)
@@ -198,7 +205,7 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
     diffs: list[float] = []
     if not single_pass or loss_cfg.use_kl_loss or not use_sampler:
         with torch.no_grad():
-            for idx in _micro_batches(list(range(len(seqs))), seqs, upd.micro_batch_size):
+            for idx in _micro_batches([i for i in range(len(seqs)) if trained[i]], seqs, upd.micro_batch_size):
                 batch = M.collate([seqs[i] for i in idx], pad_id, device)
                 if not single_pass and not use_sampler:
                     lp, _ = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"],
@@ -216,12 +223,14 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
                         ref_lp[i] = rlp[k, :len(seqs[i])].cpu()
 
     rng = np.random.default_rng([config.seed, step, 1])
-    sums = {k: 0.0 for k in ("pg_loss", "kl", "entropy", "clip_frac", "ppo_kl")}
+    sums = {k: 0.0 for k in ("pg_loss", "kl")}
+    token_sums = {k: 0.0 for k in ("entropy", "clip_frac", "ppo_kl")}  # over the forwarded loss tokens
+    forwarded_loss_tokens = 0.0
     total_tokens = 0.0
     grad_norms: list[float] = []
     t0 = time.perf_counter()
     processed = 0
-    bar = progress_bar(f"update {step}", upd.ppo_epochs * len(seqs), progress)
+    bar = progress_bar(f"update {step}", upd.ppo_epochs * sum(trained), progress)
     advance = bar.__enter__()
     for _epoch in range(upd.ppo_epochs):
         order = [int(i) for i in rng.permutation(len(seqs))]
@@ -229,7 +238,11 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
             n_tok = float(sum(seqs[i].num_loss_tokens for i in mb))
             n_seq = float(len(mb))
             optimizer.zero_grad(set_to_none=True)
-            for idx in _micro_batches(mb, seqs, upd.micro_batch_size):
+            forward = [i for i in mb if trained[i]]
+            if not forward:  # a zero gradient still moves AdamW's moments, exactly as unskipped
+                for p in params:
+                    p.grad = torch.zeros_like(p)
+            for idx in _micro_batches(forward, seqs, upd.micro_batch_size):
                 batch = M.collate([seqs[i] for i in idx], pad_id, device)
                 mask = batch["loss_mask"]
                 logp, ent = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], mask,
@@ -256,12 +269,11 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
                     sums["kl"] += kl.item()
                 loss.backward()
                 with torch.no_grad():
-                    tm = mask.sum().clamp(min=1)
-                    frac = tm.item() / max(n_tok, 1.0)
                     sums["pg_loss"] += pg_loss.item()
-                    sums["entropy"] += ((ent.detach() * mask).sum() / tm).item() * frac
-                    sums["clip_frac"] += ((clipped * mask).sum() / tm).item() * frac
-                    sums["ppo_kl"] += (((old - logp.detach()) * mask).sum() / tm).item() * frac
+                    forwarded_loss_tokens += mask.sum().item()
+                    token_sums["entropy"] += (ent.detach() * mask).sum().item()
+                    token_sums["clip_frac"] += (clipped * mask).sum().item()
+                    token_sums["ppo_kl"] += ((old - logp.detach()) * mask).sum().item()
                 total_tokens += batch["attention_mask"].sum().item()
                 processed += len(idx)
                 for _ in idx:
@@ -280,6 +292,7 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
     n_mb = upd.ppo_epochs * len(split(list(range(len(seqs))), upd.mini_batches))
     elapsed = time.perf_counter() - t0
     out.update({k: v / n_mb for k, v in sums.items()})
+    out.update({k: v / max(forwarded_loss_tokens, 1.0) for k, v in token_sums.items()})
     out["loss"] = out["pg_loss"] - loss_cfg.entropy_coeff * out["entropy"] + loss_cfg.kl_loss_coef * out["kl"] * loss_cfg.use_kl_loss
     out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
     out["tokens_per_s"] = total_tokens / elapsed if elapsed > 0 else 0.0

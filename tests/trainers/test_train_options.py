@@ -76,3 +76,24 @@ def test_sft_then_rl_in_one_run(tmp_path, tiny_model_dir, tiny_config):
 
     state = json.loads((run / "checkpoints" / "step_00000002" / "trainer_state.json").read_text())
     assert state["sft_done"] is True  # a resume will not train SFT again
+
+
+def test_skipping_zero_advantage_sequences_changes_no_weight(tmp_path, tiny_model_dir, tiny_config):
+    import torch
+    from safetensors.torch import load_file
+
+    runs = {}
+    for skip in (True, False):
+        runs[skip] = _train(tmp_path, tiny_model_dir, tiny_config, f"skip-{skip}", credit={"estimator": "grpo"},
+                            loss={"entropy_coeff": 0.0},
+                            update={"total_steps": 3, "micro_batch_size": 1, "mini_batches": 2,
+                                    "skip_zero_advantage": skip})
+    (run_on, on), (run_off, off) = runs[True], runs[False]
+    assert sum(m["skipped_seqs"] for m in on) > 0 and all(m["skipped_seqs"] == 0 for m in off)
+    assert [m["success"] for m in on] == [m["success"] for m in off]  # the same rollouts at every step
+    assert [m["pg_loss"] for m in on] == pytest.approx([m["pg_loss"] for m in off], abs=1e-7)
+    final = "checkpoints/step_00000003/model/model.safetensors"
+    w_on, w_off = load_file(run_on / final), load_file(run_off / final)
+    assert w_on.keys() == w_off.keys()
+    for name, tensor in w_on.items():
+        assert torch.equal(tensor, w_off[name]), name
