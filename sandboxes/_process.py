@@ -102,9 +102,14 @@ class _Launch:
         return True
 
     def kill(self) -> None:
-        if self.wait_status is None:
+        """SIGKILL the launch's whole process group (bwrap is spawned as its leader).
+
+        Killing the outer bwrap alone is not enough: killed just after its fork, before its child
+        has set ``--die-with-parent``, the child lives on as an orphan.
+        """
+        if self.wait_status is None:  # not reaped yet, so the group id cannot have been reused
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 

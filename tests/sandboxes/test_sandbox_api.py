@@ -134,6 +134,15 @@ async def test_process_sandbox_leaves_nothing_behind(warm, host_processes_with):
     assert token not in mounts
 
 
+async def test_warm_launches_closed_at_once_leave_no_process(host_processes_with):
+    # killed right after spawn, before bwrap's child sets --die-with-parent: the child must die too
+    for _ in range(20):
+        sb = ProcessSandbox(warm=4)
+        async with sb:
+            token = str(sb._dir)
+        assert host_processes_with(token) == []
+
+
 async def test_warm_pool_serves_runs():
     async with ProcessSandbox(warm=2) as sb:
         await asyncio.sleep(0.3)
