@@ -35,6 +35,17 @@ def held_out(run_dir: Path) -> list[tuple[int, dict]]:
             for m in RunStore(run_dir).load_metrics() if any(k.startswith("eval/") for k in m)]
 
 
+def churn(start_run: Path, run: Path, suite: str, step: int) -> tuple[int, int]:
+    """Held-out tasks solved at ``step`` of ``run`` but not at step 0 of ``start_run``, and the reverse."""
+    def solved(run_dir: Path, at: int) -> dict[str, bool]:
+        return {t.task_id: t.success for t in RunStore(run_dir).load_trajectories(f"eval-{suite}-{at:06d}")}
+
+    before, after = solved(start_run, 0), solved(run, step)
+    gained = sum(after[t] and not before.get(t, False) for t in after)
+    lost = sum(before[t] and not after.get(t, False) for t in before)
+    return gained, lost
+
+
 def tiny() -> None:
     import importlib.util
 
@@ -108,6 +119,9 @@ def household(out: Path, sets: list[str], parallel: bool) -> None:
         rows.append((f"after RL ({name})", curve[-1][1], train_s, cpu_s))
         print(f"{name}: held-out curve {curve}; train success by step "
               + " ".join(f"{m['success']:.2f}" for m in metrics if "success" in m))
+        if start is not None:
+            gained, lost = churn(out / "gigpo", out / name, suite, curve[-1][0])
+            print(f"{name}: against step 0, {gained} held-out tasks newly solved and {lost} no longer solved")
     print(f"\nSmolLM2-135M-Instruct, household easy, held-out {suite} success "
           f"(greedy, {base.eval.max_tasks or 'all'} tasks); time is training only, evaluation excluded")
     for label, success, seconds, cpu in rows:
