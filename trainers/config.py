@@ -132,7 +132,8 @@ class UpdateSection(_Section):
     max_seq_len: int | None = Field(None, gt=0, description="Drop (and count) training sequences longer than this many tokens.")
     old_logprobs: Literal["recompute", "sampler"] = Field("recompute", description="Ratio denominator: recomputed by the trainer after rollout, or the sampler's logprobs.")
     skip_zero_advantage: bool = Field(True, description="Do not forward sequences whose every loss token has advantage 0 (their gradient is 0; "
-                                      "the loss keeps counting their tokens, so updates are unchanged). Needs no KL loss and no entropy bonus.")
+                                      "the loss keeps counting their tokens, so updates are unchanged; entropy, clip fraction and PPO KL are then "
+                                      "measured on the forwarded ones). Applies only with no KL loss and no entropy bonus.")
     train_agents: list[str] | None = Field(None, description="Agent ids whose steps carry loss (null: every agent).")
     advantage_sign: Literal[1, -1] = Field(1, description="-1 flips every advantage: a negative control for tests, never for training.")
 
