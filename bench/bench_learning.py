@@ -144,9 +144,7 @@ def household_stage(out: Path, sets: list[str], stage: str) -> None:
         from agentgym.trainers import model as M
 
         zs = sft_view(run_dir=str(out / "zero-shot"), sft={"data": ["unused"]})
-        device = M.resolve_device(zs.policy.device)
-        policy = M.load_policy(zs.policy.model, device=device, dtype=M.resolve_dtype(zs.policy.dtype, device),
-                               max_batch_size=zs.policy.generation_batch_size)
+        policy = M.prepare_trainable(zs.policy)[0]  # the RL runs' precision, batch size and cache
         store = RunStore(out / "zero-shot")
         collector = Collector(zs, policy, store)
         t0, c0 = time.perf_counter(), time.process_time()

@@ -1,7 +1,7 @@
 """Time one RL update step of the trainer on SmolLM2-135M-Instruct (CPU by default): forward,
 backward and AdamW over synthetic sequences with loss on the last 32 tokens. Prints figures.
 
-    .venv/bin/python bench/bench_train_step.py [--batch 8] [--lengths 128 512] [--lora] [--no-checkpointing]
+    .venv/bin/python bench/bench_train_step.py [--batch 8] [--lengths 128 512] [--lora] [--no-checkpointing] [--autocast bfloat16]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--no-checkpointing", action="store_true")
     parser.add_argument("--model", default="smollm2", help="smollm2 or hf:/path")
+    parser.add_argument("--autocast", default=None, help="bfloat16: the forward under torch.autocast (policy.autocast)")
     args = parser.parse_args()
 
     import torch
@@ -56,10 +57,11 @@ def main() -> None:
         model.train()
         t0 = time.perf_counter()
         out = _update(model, None, seqs, opt, sched, params, cfg, 1, 0, torch.device("cpu"), aggregate=aggregate,
-                      clipped_surrogate=clipped_surrogate, kl_penalty=kl_penalty, progress=False)
+                      clipped_surrogate=clipped_surrogate, kl_penalty=kl_penalty, progress=False,
+                      autocast=args.autocast)
         dt = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-        print(f"{args.batch} x {length} tokens ({'LoRA' if args.lora else 'full'}, checkpointing "
+        print(f"{args.batch} x {length} tokens ({'LoRA' if args.lora else 'full'}, autocast {args.autocast}, checkpointing "
               f"{'off' if args.no_checkpointing else 'on'}): {dt:.1f} s/step, {args.batch * length / dt:.0f} tok/s, "
               f"grad norm {out['grad_norm']:.2f}, peak RSS {peak:.1f} GB")
 

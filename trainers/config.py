@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentgym.credit import CreditConfig, horizon
 from agentgym.errors import ConfigError
@@ -60,6 +60,10 @@ class PolicySection(_Section):
     model: str = Field("smollm2", description="Policy name for agentgym.policies.load_policy: 'smollm2' or 'hf:/path/to/model_dir'.")
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Training dtype; 'auto' is bfloat16 on GPU and float32 on CPU.")
+    autocast: Literal["off", "auto", "bfloat16", "float16"] = Field("off", description=(
+        "Forward passes (sampling and training) under torch.autocast to this dtype; weights, optimizer and "
+        "loss stay in `dtype`. 'auto': bfloat16 for float32 weights on a CPU with AMX or a CUDA GPU with bf16 "
+        "(faster there: bench/bench_train_step.py --autocast bfloat16), off elsewhere."))
     generation_batch_size: int = Field(8, gt=0, description="Conversations per generate call of the embedded policy.")
     prefix_cache_tokens: int = Field(32768, ge=0, description=(
         "Tokens of key/value states the embedded policy keeps so a conversation's next turn runs only its new "
@@ -68,6 +72,12 @@ class PolicySection(_Section):
         "Recompute activations in backward: less memory, slower (bench/bench_train_step.py). "
         "null: on for CUDA, off on CPU, where memory is rarely short."))
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA adapters (peft).")
+
+    @field_validator("autocast", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        """YAML reads ``off`` as false and ``on`` as true."""
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
 
 
 class SamplingSection(_Section):

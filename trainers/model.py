@@ -32,7 +32,28 @@ def resolve_dtype(name: str, device: Any) -> Any:
     return getattr(torch, name)
 
 
-def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8, prefix_cache_tokens: int = 32768) -> Any:
+def resolve_autocast(name: str, device: Any, dtype: Any) -> str | None:
+    """The dtype forward passes autocast to under ``policy.autocast``, or None for none.
+
+    ``auto`` is bfloat16 for float32 weights where bf16 matmuls run natively (a CUDA GPU with bf16,
+    a CPU with AMX), and off elsewhere: on other CPUs bf16 is slower than float32.
+    """
+    import torch
+
+    if name == "off":
+        return None
+    if name != "auto":
+        return name
+    if dtype != torch.float32:
+        return None
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else None
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, but the only probe torch has
+    return "bfloat16" if device.type == "cpu" and amx is not None and amx() else None
+
+
+def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8, prefix_cache_tokens: int = 32768,
+                autocast: str | None = None) -> Any:
     """A :class:`~agentgym.policies.hf.TransformersPolicy` for ``smollm2`` or ``hf:/path``.
 
     Uses ``agentgym.policies.load_policy`` when it exists; otherwise builds the policy directly.
@@ -49,7 +70,7 @@ def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8, 
     if _load is not None:
         try:
             policy = _load(name, dtype=dtype_name, device=str(device), max_batch_size=max_batch_size,
-                           prefix_cache_tokens=prefix_cache_tokens)
+                           prefix_cache_tokens=prefix_cache_tokens, autocast=autocast)
         except TypeError:
             policy = _load(name)
     else:
@@ -57,7 +78,7 @@ def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8, 
 
         path = None if name == "smollm2" else name[3:]
         policy = TransformersPolicy(path, max_batch_size=max_batch_size, dtype=dtype_name, device=str(device),
-                                    prefix_cache_tokens=prefix_cache_tokens)
+                                    prefix_cache_tokens=prefix_cache_tokens, autocast=autocast)
     if not hasattr(policy, "model") or not hasattr(policy, "tokenizer"):
         raise ConfigError(f"policy {name!r} has no trainable model (.model and .tokenizer)")
     policy.model.to(device=device, dtype=dtype)
@@ -69,13 +90,17 @@ def prepare_trainable(policy_config: Any, policy: Any = None) -> tuple[Any, Any,
     """Load (or take) the policy and make its model trainable as ``policy_config`` says.
 
     Returns ``(policy, model, device, pad_id)``: ``model`` is the policy's own model (wrapped with
-    LoRA adapters when enabled), so updating it changes what the policy samples.
+    LoRA adapters when enabled), so updating it changes what the policy samples. ``policy.autocast``
+    is the precision both sampling and training run their forward passes at.
     """
     device = resolve_device(policy_config.device)
+    dtype = resolve_dtype(policy_config.dtype, device)
+    autocast = resolve_autocast(policy_config.autocast, device, dtype)
     if policy is None:
-        policy = load_policy(policy_config.model, device=device, dtype=resolve_dtype(policy_config.dtype, device),
+        policy = load_policy(policy_config.model, device=device, dtype=dtype,
                              max_batch_size=policy_config.generation_batch_size,
-                             prefix_cache_tokens=policy_config.prefix_cache_tokens)
+                             prefix_cache_tokens=policy_config.prefix_cache_tokens, autocast=autocast)
+    policy.autocast = autocast
     tokenizer = policy.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = policy.model
@@ -135,12 +160,13 @@ def _parts(model: Any) -> tuple[Any, Any] | None:
 
 
 def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, loss_mask: Any, *, temperature: float = 1.0,
-                   with_entropy: bool = False) -> tuple[Any, Any]:
+                   with_entropy: bool = False, autocast: str | None = None) -> tuple[Any, Any]:
     """Log-probs (and entropies) of ``input_ids[:, j]`` wherever ``loss_mask[:, j]`` is set.
 
     Returns two ``[batch, tokens]`` tensors, zero where the mask is 0: ``log_softmax(z/T)`` of the
     token (T is the sampling temperature, so the ratio is taken against the distribution the
     tokens were drawn from) and the entropy of that distribution (zeros unless ``with_entropy``).
+    ``autocast`` names the dtype the forward pass autocasts to (the sampler's precision), if any.
     """
     import torch
 
@@ -149,12 +175,13 @@ def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, loss_mask: A
     select = loss_mask[:, 1:].bool()
     targets = input_ids[:, 1:][select]
     parts = _parts(model)
-    if parts is not None:
-        decoder, head = parts
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        logits = head(hidden[:, :-1][select])
-    else:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1][select]
+    with torch.autocast(input_ids.device.type, dtype=getattr(torch, autocast or "bfloat16"), enabled=bool(autocast)):
+        if parts is not None:
+            decoder, head = parts
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            logits = head(hidden[:, :-1][select])
+        else:
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1][select]
     logits = logits.float() / temperature
     lp = logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     shape = (input_ids.shape[0], input_ids.shape[1] - 1)

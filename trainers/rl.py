@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from agentgym._heap import trim_heap
 from agentgym.store import RunStore
 from agentgym.trainers import checkpoint as ckpt
 from agentgym.trainers.batching import BatchStats, Sequence, build_sequences, split
@@ -129,8 +130,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
         model.train()
         upd = _update(model, ref, seqs, optimizer, scheduler, params, config, step, pad_id, device,
                       aggregate=aggregate, clipped_surrogate=clipped_surrogate, kl_penalty=kl_penalty,
-                      progress=progress)
+                      progress=progress, autocast=policy.autocast)
         model.eval()
+        trim_heap()  # the update's activations: without this, two runs side by side outgrew 24 GB
         t_update = time.perf_counter() - t_update
 
         # 5. log, evaluate, checkpoint
@@ -174,7 +176,7 @@ def compute_advantages(trajectories: list[Trajectory], config: TrainConfig, task
 
 def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, scheduler: Any, params: list, config: TrainConfig,
             step: int, pad_id: int, device: Any, *, aggregate: Any, clipped_surrogate: Any, kl_penalty: Any,
-            progress: bool) -> dict[str, float]:
+            progress: bool, autocast: str | None = None) -> dict[str, float]:
     """PPO epochs over mini-batches of ``seqs``; returns the update metrics."""
     import torch
 
@@ -209,7 +211,7 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
                 batch = M.collate([seqs[i] for i in idx], pad_id, device)
                 if not single_pass and not use_sampler:
                     lp, _ = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"],
-                                             temperature=temperature)
+                                             temperature=temperature, autocast=autocast)
                     known = batch["sampler_known"]
                     if known.any():
                         diffs.append((lp - batch["sampler_logprobs"]).abs()[known].mean().item())
@@ -218,7 +220,7 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
                 if loss_cfg.use_kl_loss:
                     with M.reference_mode(model, ref) as reference:
                         rlp, _ = M.token_logprobs(reference, batch["input_ids"], batch["attention_mask"],
-                                                  batch["loss_mask"], temperature=temperature)
+                                                  batch["loss_mask"], temperature=temperature, autocast=autocast)
                     for k, i in enumerate(idx):
                         ref_lp[i] = rlp[k, :len(seqs[i])].cpu()
 
@@ -246,7 +248,7 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
                 batch = M.collate([seqs[i] for i in idx], pad_id, device)
                 mask = batch["loss_mask"]
                 logp, ent = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], mask,
-                                             temperature=temperature, with_entropy=True)
+                                             temperature=temperature, with_entropy=True, autocast=autocast)
                 if single_pass and not use_sampler:
                     old = logp.detach()  # no update has happened yet: the old policy is this one
                     known = batch["sampler_known"]

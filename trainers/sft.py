@@ -169,7 +169,8 @@ def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_
             for k in range(0, len(batch_idx), section.micro_batch_size):
                 micro = [samples[i] for i in batch_idx[k:k + section.micro_batch_size]]
                 batch = M.collate(micro, pad_id, device)
-                logp, _ = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
+                logp, _ = M.token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"],
+                                           autocast=policy.autocast)
                 loss = -(logp * batch["loss_mask"]).sum() / n_tok
                 loss.backward()
                 batch_loss += loss.item()

@@ -19,6 +19,7 @@ taken from exactly the distribution it was drawn from:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -28,6 +29,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from agentgym._heap import trim_heap
 from agentgym.errors import PolicyError
 from agentgym.policies.base import Completion, SamplingParams
 from agentgym.types import Message, ToolSpec
@@ -116,18 +118,24 @@ class TransformersPolicy:
     such as the agent's next turn, runs only its new tokens. The cache empties whenever the
     weights change.
 
+    ``autocast`` (``"bfloat16"``; set it before the first generation) runs the forward passes under
+    ``torch.autocast`` while the weights keep their dtype: on a CPU with AMX the matmuls run in
+    bf16 (``bench/bench_train_step.py --autocast bfloat16`` measures the update).
+
     Chat templates that ignore tool specs (SmolLM2's does) get the tools as JSON in the system
     message, with an instruction to answer in ``<tool_call>`` tags.
     """
 
     def __init__(self, model: Any = None, tokenizer: Any = None, *, name: str | None = None,
                  max_batch_size: int = 8, dtype: str = "float32", device: str = "cpu",
-                 prefix_cache_tokens: int = 32768) -> None:
+                 prefix_cache_tokens: int = 32768, autocast: str | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if max_batch_size <= 0:
             raise ValueError(f"max_batch_size must be positive, got {max_batch_size}")
+        if autocast not in (None, "bfloat16", "float16"):
+            raise ValueError(f"autocast must be None, 'bfloat16' or 'float16', got {autocast!r}")
         if model is None:
             model = smollm2_path()
             name = name or "smollm2"
@@ -146,6 +154,7 @@ class TransformersPolicy:
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "name_or_path", "model") or "model"
         self.max_batch_size = max_batch_size
+        self.autocast = autocast
         self._lock = threading.Lock()  # one batch in the model at a time
         # fast tokenizers raise "Already borrowed" when two threads use one concurrently
         self._tokenizer_lock = threading.Lock()
@@ -155,8 +164,8 @@ class TransformersPolicy:
         self._template_has_tools = self._probe_template_tools()
         from agentgym.policies._prefix_cache import PrefixCache, supports_prefix_reuse
 
-        self._prefix = (PrefixCache(prefix_cache_tokens)
-                        if prefix_cache_tokens > 0 and supports_prefix_reuse(model) else None)
+        self._full_attention = supports_prefix_reuse(model)  # plain KV layers: reusable, writable in place
+        self._prefix = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 and self._full_attention else None
 
     def _end_tokens(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -244,6 +253,7 @@ class TransformersPolicy:
             end = start + self.max_batch_size
             with self._lock:
                 out.extend(self._sample(prompts[start:end], params, None if seeds is None else seeds[start:end]))
+        trim_heap()  # the call's KV states and activations, else kept by this thread's malloc arena
         return out
 
     def _sample(self, prompts: list[list[int]], params: SamplingParams,
@@ -253,8 +263,10 @@ class TransformersPolicy:
         model = self.model
         was_training = model.training
         model.eval()  # gradient checkpointing in train mode would turn the KV cache off
+        amp = (torch.autocast(model.device.type, dtype=getattr(torch, self.autocast)) if self.autocast
+               else contextlib.nullcontext())
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), amp:
                 return self._decode(prompts, params, seeds)
         finally:
             if was_training:
@@ -264,6 +276,8 @@ class TransformersPolicy:
                 seeds: list[int | None] | None) -> list[Completion]:
         import torch
         from transformers import DynamicCache
+
+        from agentgym.policies._kv_buffer import buffered_cache
 
         model, device = self.model, self.model.device
         batch = len(prompts)
@@ -285,7 +299,10 @@ class TransformersPolicy:
         # one generator per row when seeded: a row's draws then ignore its batch mates
         generators = [_generator(device, s) for s in seeds] if seeds is not None else None
         shared = _generator(device, None) if seeds is None else None
-        cache = DynamicCache(ddp_cache_data=_left_padded(hits, cached, device) if cached else None, config=model.config)
+        if self._full_attention:
+            cache = buffered_cache(model.config, hits, cached, cached + width + params.max_new_tokens)
+        else:  # sliding-window or recurrent layers: no prefix reuse (cached is 0), transformers' own cache
+            cache = DynamicCache(config=model.config)
         stops = params.stop
         stop_window = max((len(s) for s in stops), default=0) + 1
 
@@ -382,23 +399,6 @@ class TransformersPolicy:
 
     def __repr__(self) -> str:
         return f"TransformersPolicy(name={self.name!r}, max_batch_size={self.max_batch_size})"
-
-
-def _left_padded(hits: list[tuple[int, Any, Any]], width: int, device: Any) -> list[tuple[Any, Any]]:
-    """Per layer, the rows' cached keys and values right-aligned in ``width`` columns (zeros before)."""
-    import torch
-
-    template = next(layers for n, layers, _ in hits if n)
-    out = []
-    for layer, (k0, _) in enumerate(template):
-        keys = torch.zeros((len(hits), k0.shape[0], width, k0.shape[2]), dtype=k0.dtype, device=device)
-        values = torch.zeros_like(keys)
-        for i, (n, layers, _) in enumerate(hits):
-            if n:
-                keys[i, :, width - n:] = layers[layer][0]
-                values[i, :, width - n:] = layers[layer][1]
-        out.append((keys, values))
-    return out
 
 
 def _generator(device: Any, seed: int | None) -> Any:

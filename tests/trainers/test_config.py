@@ -26,6 +26,15 @@ def test_overrides_are_dotted_and_typed(tmp_path):
     assert cfg.credit.gamma == 0.9
 
 
+def test_autocast_reads_yaml_on_and_off(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("policy:\n  autocast: off\n")  # YAML 1.1: the boolean false
+    assert load_config(path).policy.autocast == "off"
+    assert load_config(path, ["policy.autocast=on"]).policy.autocast == "auto"
+    with pytest.raises(ConfigError, match="policy.autocast"):
+        load_config(path, ["policy.autocast=fp8"])
+
+
 def test_parse_overrides_rejects_missing_equals():
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["loss.clip_high"])
