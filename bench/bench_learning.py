@@ -6,12 +6,12 @@ wrong-sign GiGPO, 150 steps each, held-out success (greedy) every 10 steps.
 
     .venv/bin/python bench/bench_learning.py
 
-``--household`` (about 2 hours on 2 cores, run it deliberately): SmolLM2-135M-Instruct on
-household easy, held-out easy-test-unseen success measured zero-shot, after the SFT warm start,
-and after RL with GiGPO and with GRPO from that same SFT model (examples/household_{gigpo,grpo}.yaml,
-same budget and seeds). The zero-shot evaluation runs beside SFT, and GiGPO beside GRPO, each
-process on one core (OMP_NUM_THREADS=1), so each RL run gets the same CPU: one core for its
-wall time. ``--sequential`` runs them one after another instead.
+``--household`` (about 1.5 hours on 2 cores, run it deliberately; its RL stage took 70 min in v7):
+SmolLM2-135M-Instruct on household easy, held-out easy-test-unseen success measured zero-shot, after
+the SFT warm start, and after RL with GiGPO and with GRPO from that same SFT model
+(examples/household_{gigpo,grpo}.yaml, same budget and seeds). The zero-shot evaluation runs beside
+SFT, and GiGPO beside GRPO, each process on one core (OMP_NUM_THREADS=1), so each RL run gets the
+same CPU: one core for its wall time. ``--sequential`` runs them one after another instead.
 
     .venv/bin/python bench/bench_learning.py --household [--out runs/bench-learning] [--set update.total_steps=30]
 """
