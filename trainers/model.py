@@ -54,36 +54,14 @@ def resolve_autocast(name: str, device: Any, dtype: Any) -> str | None:
 
 def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8, prefix_cache_tokens: int = 32768,
                 autocast: str | None = None) -> Any:
-    """A :class:`~agentgym.policies.hf.TransformersPolicy` for ``smollm2`` or ``hf:/path``.
-
-    Uses ``agentgym.policies.load_policy`` when it exists; otherwise builds the policy directly.
-    """
+    """A :class:`~agentgym.policies.hf.TransformersPolicy` for ``smollm2`` or ``hf:/path``."""
     from agentgym.errors import ConfigError
+    from agentgym.policies import load_policy as _load
 
-    try:
-        from agentgym.policies import load_policy as _load
-    except ImportError:
-        _load = None
     if not (name == "smollm2" or name.startswith("hf:")):
         raise ConfigError(f"policy.model must be 'smollm2' or 'hf:/path/to/model_dir' to be trained, got {name!r}")
-    dtype_name = str(dtype).removeprefix("torch.")
-    if _load is not None:
-        try:
-            policy = _load(name, dtype=dtype_name, device=str(device), max_batch_size=max_batch_size,
-                           prefix_cache_tokens=prefix_cache_tokens, autocast=autocast)
-        except TypeError:
-            policy = _load(name)
-    else:
-        from agentgym.policies.hf import TransformersPolicy
-
-        path = None if name == "smollm2" else name[3:]
-        policy = TransformersPolicy(path, max_batch_size=max_batch_size, dtype=dtype_name, device=str(device),
-                                    prefix_cache_tokens=prefix_cache_tokens, autocast=autocast)
-    if not hasattr(policy, "model") or not hasattr(policy, "tokenizer"):
-        raise ConfigError(f"policy {name!r} has no trainable model (.model and .tokenizer)")
-    policy.model.to(device=device, dtype=dtype)
-    policy.max_batch_size = max_batch_size
-    return policy
+    return _load(name, dtype=str(dtype).removeprefix("torch."), device=str(device), max_batch_size=max_batch_size,
+                 prefix_cache_tokens=prefix_cache_tokens, autocast=autocast)
 
 
 def prepare_trainable(policy_config: Any, policy: Any = None) -> tuple[Any, Any, Any, int]:
