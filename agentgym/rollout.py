@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 import random
 import time
 import uuid
@@ -61,48 +62,65 @@ class _EpisodeFailure(Exception):
 
 
 class _Deadline:
-    """A movable deadline for the running task: when it passes, the task is cancelled.
+    """The time limits of the running task (one episode): when one passes, the task is cancelled.
 
-    Like ``asyncio.timeout`` (3.11+ only), but one per episode, moved around each environment
-    call for the step limit. Moving it later costs nothing: the armed timer re-arms itself when
-    it fires early, so a fast step schedules no timer at all. ``reason`` names the armed limit.
+    Like ``asyncio.timeout`` (3.11+ only), with two limits: the episode's ``end``, and a step limit
+    of ``step_timeout`` seconds armed around each environment call (:meth:`begin`, :meth:`finish`).
+    One timer serves both. It stays armed at the earliest time a limit could pass and re-arms
+    itself when it fires early, so the fast steps of an episode schedule one timer between them,
+    not one each. ``reason`` names the limit that passed.
     """
 
-    def __init__(self, when: float | None, reason: str) -> None:
+    def __init__(self, end: float | None, reason: str, step_timeout: float | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._handle: asyncio.TimerHandle | None = None
-        self.when: float | None = None
-        self.reason, self.expired = reason, False
-        self.move(when, reason)
+        self._armed = math.inf  # when the timer fires
+        self.end, self.end_reason, self.step_timeout = end, reason, step_timeout
+        self.when, self.reason, self.expired = end, reason, False
+        if end is not None:
+            self._arm(end)
 
-    def now(self) -> float:
-        return self._loop.time()
-
-    def move(self, when: float | None, reason: str) -> None:
-        """Arm the deadline at loop time ``when`` (None: no deadline); no effect once it expired."""
-        if self.expired:
+    def begin(self, reason: str) -> None:
+        """An environment call starts: arm the step limit, named ``reason``, unless the episode ends first."""
+        if self.step_timeout is None or self.expired:
+            return
+        when = self._loop.time() + self.step_timeout
+        if self.end is not None and when >= self.end:
             return
         self.when, self.reason = when, reason
-        if when is not None and (self._handle is None or self._handle.when() > when):
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle = self._loop.call_at(when, self._fire)
+        if when < self._armed:
+            self._arm(when)
+
+    def finish(self) -> None:
+        """The environment call returned: only the episode's limit is left."""
+        if not self.expired:
+            self.when, self.reason = self.end, self.end_reason
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle, self._armed = self._loop.call_at(when, self._fire), when
 
     def _fire(self) -> None:
-        self._handle = None
+        self._handle, self._armed = None, math.inf
         if self.when is None:
             return
-        if self._loop.time() < self.when:  # moved later since this timer was set
-            self._handle = self._loop.call_at(self.when, self._fire)
+        if self._loop.time() < self.when:  # the limit moved later since this timer was set
+            self._arm(self.when)
             return
         self.expired = True
         assert self._task is not None
         self._task.cancel()
 
+    def end_episode(self) -> None:
+        """The episode is over: its limit no longer applies (the step limit still does, for closing)."""
+        self.end = None
+        self.finish()
+
     def close(self) -> None:
         """Disarm for good."""
-        self.when = None
+        self.when = self.end = None
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -248,7 +266,8 @@ class RolloutRunner:
         self._batcher: Batcher[tuple[list[Message], int], Completion] | None = None
         self._batch_args: dict[Any, tuple[list[ToolSpec] | None, SamplingParams]] = {}
         self._tools_keys: dict[tuple[int, ...], tuple[list[ToolSpec], str]] = {}
-        self._timeout_reasons: dict[str, str] = {}
+        self._timeout_reasons = {what: f"environment {what} timed out after {step_timeout:g} s" if step_timeout else ""
+                                 for what in ("reset", "step")}
 
     # ----- public API ----------------------------------------------------------------------------
     async def run(self, tasks: Sequence[Task], *, step: int | None = None,
@@ -333,13 +352,14 @@ class RolloutRunner:
         loop = asyncio.get_running_loop()
         started = loop.time()
         end = None if self.episode_timeout is None else started + self.episode_timeout
-        deadline = _Deadline(end, f"episode timed out after {self.episode_timeout:g} s" if end else "")
+        deadline = _Deadline(end, f"episode timed out after {self.episode_timeout:g} s" if end else "",
+                             self.step_timeout)
         try:
             try:
                 env = self._make_env(task)
                 await self._play(env, task, traj, seed, horizon, deadline)
             finally:
-                deadline.close()
+                deadline.end_episode()
         except asyncio.CancelledError:
             if not deadline.expired:
                 raise
@@ -351,7 +371,9 @@ class RolloutRunner:
             traj.error, traj.truncated = f"{type(exc).__name__}: {exc}", True
         finally:
             if env is not None:
-                await self._close_env(env, traj)
+                await self._close_env(env, traj, deadline)
+            else:
+                deadline.close()
         traj.reward = sum(s.reward for s in traj.steps)
         traj.metadata["elapsed_s"] = round(loop.time() - started, 4)
         return traj
@@ -365,9 +387,12 @@ class RolloutRunner:
             raise _EpisodeFailure(f"cannot create environment {self.env or task.env!r}: "
                                   f"{type(exc).__name__}: {exc}") from exc
 
-    async def _close_env(self, env: Environment, traj: Trajectory) -> None:
-        end = None if self.step_timeout is None else asyncio.get_running_loop().time() + self.step_timeout
-        deadline = _Deadline(end, "close timed out")
+    async def _close_env(self, env: Environment, traj: Trajectory, deadline: _Deadline) -> None:
+        """Close the environment under the step limit, reusing the episode's timer unless it fired."""
+        if deadline.expired:
+            deadline.close()
+            deadline = _Deadline(None, "", self.step_timeout)
+        deadline.begin("close")
         try:
             try:
                 await env.aclose()
@@ -383,21 +408,13 @@ class RolloutRunner:
 
     async def _env_call(self, awaitable: Awaitable[T], what: str, deadline: _Deadline) -> T:
         """Await an environment call under the step limit; its errors end the episode."""
-        episode_end, episode_reason = deadline.when, deadline.reason
-        step_end = None if self.step_timeout is None else deadline.now() + self.step_timeout
-        moved = step_end is not None and (episode_end is None or step_end < episode_end)
-        if moved:
-            reason = self._timeout_reasons.get(what)
-            if reason is None:
-                reason = self._timeout_reasons[what] = f"environment {what} timed out after {self.step_timeout:g} s"
-            deadline.move(step_end, reason)
+        deadline.begin(self._timeout_reasons[what])
         try:
             return await awaitable
         except Exception as exc:
             raise _EpisodeFailure(f"environment {what} raised {type(exc).__name__}: {exc}") from exc
         finally:
-            if moved:
-                deadline.move(episode_end, episode_reason)
+            deadline.finish()
 
     def _env_sync(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -419,6 +436,7 @@ class RolloutRunner:
         rng = random.Random(seed) if self.scripted and getattr(self.policy, "uses_rng", True) else None
         limit = task.max_turns if horizon is None else min(task.max_turns, horizon)
         result: StepResult | None = None
+        step_limit = self._timeout_reasons["step"]
         for turn in range(limit):
             t0 = time.perf_counter()
             # the state the agent acts from: what the last step reported, or the env itself after reset
@@ -440,7 +458,13 @@ class RolloutRunner:
                 response = completion.text
                 call, parse_error = self._parse(env, response, tool_names)
             t1 = time.perf_counter()
-            result = await self._env_call(env.step(call or response), "step", deadline)
+            deadline.begin(step_limit)  # _env_call, inlined: this is the hot loop
+            try:
+                result = await env.step(call or response)
+            except Exception as exc:
+                raise _EpisodeFailure(f"environment step raised {type(exc).__name__}: {exc}") from exc
+            finally:
+                deadline.finish()
             t2 = time.perf_counter()
             record = {"index": len(traj.steps), "kind": "action", "segment": context.segment, "state_key": state_key,
                       "messages": prompt if self.record_messages else None, "response": response,
@@ -510,9 +534,9 @@ class RolloutRunner:
 
     def _initial_messages(self, task: Task, observation: str) -> list[Message]:
         first = observation if not task.prompt or task.prompt in observation else f"{task.prompt}\n\n{observation}"
-        messages = [Message(role="user", content=first)]
+        messages = [_message("user", first)]
         if self.system_prompt:
-            messages.insert(0, Message(role="system", content=self.system_prompt))
+            messages.insert(0, _message("system", self.system_prompt))
         return messages
 
     def _token_counter(self, tools: list[ToolSpec]) -> Callable[[list[Message]], int]:

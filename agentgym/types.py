@@ -159,6 +159,11 @@ class Trajectory(_Model):
 
 
 _UNCHECKED_SPECS: dict[type, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
+# BaseModel's slot setters, called directly: four object.__setattr__ calls cost as much as the rest
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def unchecked(cls: type[M], values: dict[str, Any]) -> M:
@@ -179,9 +184,9 @@ def unchecked(cls: type[M], values: dict[str, Any]) -> M:
     for name, factory in spec[1]:
         if name not in values:
             data[name] = factory()
-    model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", data)
-    object.__setattr__(model, "__pydantic_fields_set__", set(values))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    model = object.__new__(cls)
+    _SET_DICT(model, data)
+    _SET_FIELDS_SET(model, set(values))
+    _SET_EXTRA(model, None)
+    _SET_PRIVATE(model, None)
     return model

@@ -173,6 +173,33 @@ async def test_episode_time_limit_keeps_collected_steps():
         assert 1 <= t.num_turns <= 3
 
 
+class BadClose(Counter):
+    """A Counter whose ``aclose`` hangs (``data["close"] == "hang"``) or raises (``"raise"``)."""
+
+    async def aclose(self) -> None:
+        if self.task.data.get("close") == "hang":
+            await asyncio.sleep(3600)
+        if self.task.data.get("close") == "raise":
+            raise OSError("socket already gone")
+        await super().aclose()
+
+
+async def test_closing_runs_under_the_step_limit_and_keeps_the_episode():
+    mixed = tasks(1, close="hang") + tasks(1, close="raise") + tasks(1, close="hang", target=50, slow=0.1)
+    for i, t in enumerate(mixed):
+        t.id = f"t{i}"
+    started = time.perf_counter()
+    runner = RolloutRunner("expert", BadClose, step_timeout=0.3, episode_timeout=0.5)
+    hung, raised, late = (await asyncio.wait_for(runner.run(mixed), 10)).trajectories  # a hung close fails here
+    assert time.perf_counter() - started < 5
+    assert hung.success and hung.error is None and hung.num_turns == 3
+    assert hung.metadata["close_error"] == "aclose() timed out after 0.3 s"
+    assert raised.success and raised.metadata["close_error"] == "OSError: socket already gone"
+    # the episode limit passed first; closing still gets its own step limit
+    assert late.error == "episode timed out after 0.5 s" and late.num_turns >= 2
+    assert late.metadata["close_error"] == "aclose() timed out after 0.3 s"
+
+
 async def test_policy_failures_are_retried_then_recorded():
     flaky = CannedPolicy(fail=2)
     result = await RolloutRunner(flaky, Counter, policy_retries=2, retry_backoff=0.01).run(tasks(1))

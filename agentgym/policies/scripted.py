@@ -31,6 +31,8 @@ class ScriptedPolicy:
             raise PolicyError(f"the {self.name} policy needs {type(env).__name__}.{self.hook}(), "
                               "which that environment does not define")
         out: Any = method(rng) if self.hook == "random_action" else method()
+        if type(out) is str:  # the common case, first: this runs once per turn
+            return out
         if inspect.iscoroutine(out):
             out = await out
         if not isinstance(out, (ToolCall, str)):
