@@ -8,7 +8,7 @@ sampling logprobs, so training never re-tokenizes. JSON round-trips are lossless
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -159,11 +159,19 @@ class Trajectory(_Model):
 
 
 _UNCHECKED_SPECS: dict[type, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
-# BaseModel's slot setters, called directly: four object.__setattr__ calls cost as much as the rest
-_SET_DICT = BaseModel.__dict__["__dict__"].__set__
-_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
-_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _slot_setter(name: str) -> Callable[[Any, Any], None]:
+    """BaseModel's setter of the slot ``name``, called directly: four ``object.__setattr__`` calls cost
+    as much as the rest of :func:`unchecked`. A pydantic without the slot gets the general path."""
+    setter = getattr(BaseModel.__dict__.get(name), "__set__", None)
+    return setter if setter is not None else lambda model, value: object.__setattr__(model, name, value)
+
+
+_SET_DICT = _slot_setter("__dict__")
+_SET_FIELDS_SET = _slot_setter("__pydantic_fields_set__")
+_SET_EXTRA = _slot_setter("__pydantic_extra__")
+_SET_PRIVATE = _slot_setter("__pydantic_private__")
 
 
 def unchecked(cls: type[M], values: dict[str, Any]) -> M:
