@@ -78,7 +78,11 @@ async def test_bad_arguments_raise(sandbox):
 
 
 async def test_concurrent_runs(sandbox):
-    results = await asyncio.gather(*(sandbox.run_python(f"print({i} * {i})") for i in range(8)))
+    # a wide time limit: eight container execs at once can pass the default 10 s on a loaded 2-core
+    # machine (CI once saw one come back empty); this test is about each run getting its own output
+    results = await asyncio.gather(*(sandbox.run_python(f"print({i} * {i})", timeout=60) for i in range(8)))
+    for r in results:
+        assert r.exit_code == 0 and r.limit is None, r.describe()
     assert [r.stdout.strip() for r in results] == [str(i * i) for i in range(8)]
 
 
