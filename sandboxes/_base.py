@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, Union, runtime_checkable
 
-from agentgym.errors import SandboxError, SandboxTimeout
+from agentgym.errors import EnvironmentClosedError, SandboxError, SandboxTimeout
 
 Argv = Union[str, Sequence[str]]
 Files = Mapping[str, Union[str, bytes]]
@@ -153,6 +153,42 @@ class SandboxSession(Protocol):
     async def run_python(self, code: str, **kwargs: Any) -> ExecResult: ...
 
     async def aclose(self) -> None: ...
+
+
+class SessionBase:
+    """What the back ends' sessions share: ``run``/``run_python`` over the back end's ``_call``, the
+    async context manager, and the closed check. Subclasses set ``_closed`` and define ``_call``,
+    ``_prepare`` (which starts with :meth:`_check_open`) and ``aclose``."""
+
+    _closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EnvironmentClosedError("this sandbox session is closed; open a new one with sandbox.session()")
+
+    async def _prepare(self) -> Any:
+        raise NotImplementedError
+
+    async def _call(self, kind: str, payload: Argv, **kwargs: Any) -> ExecResult:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Any:
+        await self._prepare()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def run(self, argv: Argv, **kwargs: Any) -> ExecResult:
+        """Run a command in the session (arguments as the sandbox's ``run``)."""
+        return await self._call("exec", argv, **kwargs)
+
+    async def run_python(self, code: str, **kwargs: Any) -> ExecResult:
+        """Run Python source in the session (arguments as the sandbox's ``run_python``)."""
+        return await self._call("python", code, **kwargs)
 
 
 DEFAULT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "LANG": "C.UTF-8", "TMPDIR": "/tmp",

@@ -22,7 +22,8 @@ from typing import Any, Mapping
 
 from agentgym.errors import EnvironmentClosedError, SandboxError
 
-from ._base import BOOTSTRAP, Argv, ExecResult, Files, Limits, OutputBuffer, classify, make_request, parse_status
+from ._base import (BOOTSTRAP, Argv, ExecResult, Files, Limits, OutputBuffer, SessionBase, classify, make_request,
+                    parse_status)
 
 DEFAULT_IMAGE = "localhost/agentgym-python:bookworm"
 _USER = "65534:65534"
@@ -276,7 +277,7 @@ class DockerSandbox:
             pass
 
 
-class DockerSession:
+class DockerSession(SessionBase):
     """Calls in one container that share ``/work``; ``run``/``run_python`` as on the sandbox."""
 
     def __init__(self, sandbox: DockerSandbox):
@@ -286,26 +287,10 @@ class DockerSession:
         self._closed = False
 
     async def _prepare(self) -> str:
-        if self._closed:
-            raise EnvironmentClosedError("this sandbox session is closed; open a new one with sandbox.session()")
+        self._check_open()
         if self._cid is None:
             self._cid = await self._sandbox._take()
         return self._cid
-
-    async def __aenter__(self) -> "DockerSession":
-        await self._prepare()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def run(self, argv: Argv, **kwargs: Any) -> ExecResult:
-        """Run a command in the session's container."""
-        return await self._call("exec", argv, **kwargs)
-
-    async def run_python(self, code: str, **kwargs: Any) -> ExecResult:
-        """Run Python source in the session's container."""
-        return await self._call("python", code, **kwargs)
 
     async def _call(self, kind: str, payload: Argv, *, files: Files | None = None, stdin: str | bytes | None = None,
                     timeout: float | None = None, memory_mb: int | None = None, cpu_seconds: float | None = None,

@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 from agentgym.errors import EnvironmentClosedError, SandboxError
 
-from ._base import (BOOTSTRAP, Argv, ExecResult, Files, Limits, OutputBuffer, classify, dir_size,
+from ._base import (BOOTSTRAP, Argv, ExecResult, Files, Limits, OutputBuffer, SessionBase, classify, dir_size,
                     make_request, parse_status)
 
 _MISSING = ("bubblewrap (bwrap) is not installed or not on PATH: install the Debian package 'bubblewrap' "
@@ -424,7 +424,7 @@ class ProcessSandbox:
             launch.dispose(self._pending)
 
 
-class ProcessSession:
+class ProcessSession(SessionBase):
     """Calls to one :class:`ProcessSandbox` that share a work directory, for one episode.
 
     ``run`` and ``run_python`` take the same arguments as the sandbox's. Calls run one at a time.
@@ -446,8 +446,7 @@ class ProcessSession:
         return self._workdir
 
     async def _prepare(self) -> None:
-        if self._closed:
-            raise EnvironmentClosedError("this sandbox session is closed; open a new one with sandbox.session()")
+        self._check_open()
         await self._sandbox.start()
         if self._workdir is None:
             assert self._sandbox._dir is not None
@@ -457,21 +456,6 @@ class ProcessSession:
                 os.chown(self._workdir, self._sandbox.uid, self._sandbox.gid)
             if self._sandbox.warm:
                 self._next = self._sandbox._new_launch(self._workdir)
-
-    async def __aenter__(self) -> "ProcessSession":
-        await self._prepare()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def run(self, argv: Argv, **kwargs: Any) -> ExecResult:
-        """Run a command in the session's work directory (arguments as :meth:`ProcessSandbox.run`)."""
-        return await self._call("exec", argv, **kwargs)
-
-    async def run_python(self, code: str, **kwargs: Any) -> ExecResult:
-        """Run Python source in the session's work directory (arguments as :meth:`ProcessSandbox.run_python`)."""
-        return await self._call("python", code, **kwargs)
 
     async def _call(self, kind: str, payload: Argv, *, files: Files | None = None, stdin: str | bytes | None = None,
                     timeout: float | None = None, memory_mb: int | None = None, cpu_seconds: float | None = None,
