@@ -76,6 +76,7 @@ class _Deadline:
         self._task = asyncio.current_task()
         self._handle: asyncio.TimerHandle | None = None
         self._armed = math.inf  # when the timer fires
+        self._base = self._task.cancelling() if hasattr(self._task, "cancelling") else 0
         self.end, self.end_reason, self.step_timeout = end, reason, step_timeout
         self.when, self.reason, self.expired = end, reason, False
         if end is not None:
@@ -125,11 +126,10 @@ class _Deadline:
             self._handle.cancel()
             self._handle = None
 
-    def absorb(self) -> None:
-        """Undo our cancellation of the task after catching its CancelledError."""
+    def absorb(self) -> bool:
+        """Undo our cancellation; False when someone else cancelled the task too (re-raise then)."""
         uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
-        if uncancel is not None:
-            uncancel()
+        return uncancel is None or uncancel() <= self._base
 
 
 def horizon_schedule(rounds: Sequence[int] | int, steps_per_stage: int) -> Callable[[int], int]:
@@ -361,9 +361,8 @@ class RolloutRunner:
             finally:
                 deadline.end_episode()
         except asyncio.CancelledError:
-            if not deadline.expired:
+            if not deadline.expired or not deadline.absorb():
                 raise
-            deadline.absorb()
             traj.error, traj.truncated = deadline.reason, True
         except _EpisodeFailure as exc:
             traj.error, traj.truncated = str(exc), True
@@ -399,9 +398,8 @@ class RolloutRunner:
             finally:
                 deadline.close()
         except asyncio.CancelledError:
-            if not deadline.expired:
+            if not deadline.expired or not deadline.absorb():
                 raise
-            deadline.absorb()
             traj.metadata["close_error"] = f"aclose() timed out after {self.step_timeout:g} s"
         except Exception as exc:
             traj.metadata["close_error"] = f"{type(exc).__name__}: {exc}"

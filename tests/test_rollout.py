@@ -200,6 +200,36 @@ async def test_closing_runs_under_the_step_limit_and_keeps_the_episode():
     assert late.metadata["close_error"] == "aclose() timed out after 0.3 s"
 
 
+class SlowCleanup(ag.Environment):
+    """A step that hangs, then takes a while to clean up once cancelled (a killed subprocess)."""
+
+    async def reset(self, task: ag.Task) -> str:
+        return "go"
+
+    @ag.tool
+    async def wait(self) -> str:
+        """Wait."""
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0.3)
+        return "done"
+
+    def expert_action(self) -> ToolCall:
+        return ToolCall(name="wait", arguments={})
+
+
+async def test_cancelling_the_run_while_a_timed_out_step_cleans_up_cancels_it():
+    runner = RolloutRunner("expert", SlowCleanup, step_timeout=0.2, concurrency=1)
+    run = asyncio.ensure_future(runner.run(tasks(5)))
+    await asyncio.sleep(0.3)  # the step limit fired at 0.2 s; the step is still cleaning up
+    started = time.perf_counter()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):  # not recorded as a timeout and played on
+        await asyncio.wait_for(run, 5)
+    assert time.perf_counter() - started < 1.0
+
+
 async def test_policy_failures_are_retried_then_recorded():
     flaky = CannedPolicy(fail=2)
     result = await RolloutRunner(flaky, Counter, policy_retries=2, retry_backoff=0.01).run(tasks(1))
