@@ -126,6 +126,11 @@ class _Deadline:
             self._handle.cancel()
             self._handle = None
 
+    def check(self) -> None:
+        """After a call returned normally: if a limit passed, the call swallowed our cancellation; re-raise it."""
+        if self.expired:
+            raise asyncio.CancelledError
+
     def absorb(self) -> bool:
         """Undo our cancellation; False when someone else cancelled the task too (re-raise then)."""
         uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
@@ -395,6 +400,7 @@ class RolloutRunner:
         try:
             try:
                 await env.aclose()
+                deadline.check()
             finally:
                 deadline.close()
         except asyncio.CancelledError:
@@ -408,11 +414,13 @@ class RolloutRunner:
         """Await an environment call under the step limit; its errors end the episode."""
         deadline.begin(self._timeout_reasons[what])
         try:
-            return await awaitable
+            value = await awaitable
         except Exception as exc:
             raise _EpisodeFailure(f"environment {what} raised {type(exc).__name__}: {exc}") from exc
         finally:
             deadline.finish()
+        deadline.check()
+        return value
 
     def _env_sync(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -463,6 +471,8 @@ class RolloutRunner:
                 raise _EpisodeFailure(f"environment step raised {type(exc).__name__}: {exc}") from exc
             finally:
                 deadline.finish()
+            if deadline.expired:  # the step swallowed our cancellation
+                raise asyncio.CancelledError
             t2 = time.perf_counter()
             record = {"index": len(traj.steps), "kind": "action", "segment": context.segment, "state_key": state_key,
                       "messages": prompt if self.record_messages else None, "response": response,

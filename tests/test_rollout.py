@@ -230,6 +230,37 @@ async def test_cancelling_the_run_while_a_timed_out_step_cleans_up_cancels_it():
     assert time.perf_counter() - started < 1.0
 
 
+class Stubborn(SlowCleanup):
+    """A step and a close that catch their first cancellation and return as if nothing happened."""
+
+    async def _sleep_through_one_cancel(self) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if getattr(self, "swallowed", False):
+                raise
+            self.swallowed = True
+
+    @ag.tool
+    async def wait(self) -> str:
+        """Wait."""
+        await self._sleep_through_one_cancel()
+        return "done anyway"
+
+    async def aclose(self) -> None:
+        self.swallowed = False
+        await self._sleep_through_one_cancel()
+
+
+async def test_a_step_that_swallows_its_timeout_still_ends_the_episode():
+    runner = RolloutRunner("expert", Stubborn, step_timeout=0.2)
+    started = time.perf_counter()
+    (traj,) = (await asyncio.wait_for(runner.run(tasks(1)), 5)).trajectories  # unlimited steps would hang
+    assert time.perf_counter() - started < 1.5
+    assert traj.error == "environment step timed out after 0.2 s" and traj.truncated and not traj.steps
+    assert traj.metadata["close_error"] == "aclose() timed out after 0.2 s"
+
+
 async def test_policy_failures_are_retried_then_recorded():
     flaky = CannedPolicy(fail=2)
     result = await RolloutRunner(flaky, Counter, policy_retries=2, retry_backoff=0.01).run(tasks(1))
