@@ -99,3 +99,5 @@ def register(app: typer.Typer) -> None:
         console.print(f"failures            {summary['failed']}")
         for reason, count in list(summary["failures"].items())[:5]:
             console.print(f"  {count} x {reason}")
+        for reason, count in summary["store_errors"].items():
+            console.print(f"[red]not stored: {count} x {reason}[/red]")

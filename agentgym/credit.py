@@ -786,6 +786,8 @@ def compute(trajectories: Sequence[Trajectory], config: CreditConfig | None = No
       (their context is the summary, not an environment state) and are skipped when discounting, so
       A = A^E for a summary row. Every segment of a trajectory thus shares the trajectory's
       episode advantage, with statistics over whole trajectories, never over segments.
+    - A turn that overflowed the context (``Trajectory.metadata["discarded_steps"]``) is discarded:
+      it counts in the statistics like any step but gets loss mask 0 (ALGORITHMS.md §4.2).
     - Overlong trajectories (summary budget exhausted) count in the statistics and get loss mask 0
       by default (``config.summarization``); left out of the statistics they get advantage 0.
     - Trajectories with ``error`` set (a system failure, not the agent's) are left out of the
@@ -872,6 +874,9 @@ def compute(trajectories: Sequence[Trajectory], config: CreditConfig | None = No
                                       episode_stats=cfg.episode_stats, similarity=cfg.similarity,
                                       env_step=action[rows])
     loss_mask = ~masked[traj_index_a]
+    for i, traj in enumerate(trajectories):  # SUPO: a discarded overflowing turn is in no segment (§4.2)
+        for j in traj.metadata.get("discarded_steps", ()):
+            loss_mask[(traj_index_a == i) & (step_index_a == j)] = False
     return CreditResult(advantages, loss_mask, traj_index_a, step_index_a)
 
 

@@ -175,7 +175,8 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
     """Aggregate figures of a set of trajectories.
 
     ``failures`` counts episodes that ended with a system error, by error message; failed episodes
-    still count in the other figures (as unsuccessful).
+    still count in the other figures (as unsuccessful). ``store_errors`` counts the trajectories the run
+    store could not write, by error (each has ``metadata["store_error"]``; it is still returned).
     """
     n = len(trajectories)
     actions = [s for t in trajectories for s in t.steps if s.kind == "action"]
@@ -189,6 +190,7 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
         "overlong": sum(t.overlong for t in trajectories),
         "failed": sum(failures.values()),
         "failures": dict(failures.most_common()),
+        "store_errors": dict(Counter(t.metadata["store_error"] for t in trajectories if "store_error" in t.metadata)),
     }
 
 
@@ -287,7 +289,11 @@ class RolloutRunner:
         horizon = self._horizon(step)
         run_id = uuid.uuid4().hex[:8]
         # a task listed twice makes two groups
-        jobs = [(task, f"{run_id}-{ti}-{task.id}", i) for ti, task in enumerate(tasks) for i in range(self.n)]
+        repeat: Counter[str] = Counter()
+        jobs = []
+        for ti, task in enumerate(tasks):
+            repeat[task.id] += 1
+            jobs += [(task, f"{run_id}-{ti}-{task.id}", i, repeat[task.id] - 1) for i in range(self.n)]
         results: list[Trajectory | None] = [None] * len(jobs)
         self._batcher = Batcher(self._generate_batch, max_batch=self.batch_size, max_wait=self.batch_wait,
                                 max_inflight=getattr(self.policy, "max_inflight_batches", 1))
@@ -297,12 +303,15 @@ class RolloutRunner:
 
         async def worker() -> None:
             for index in next_job:
-                task, group_id, sample = jobs[index]
-                traj = await self._episode(task, sample, group_id, horizon)
+                task, group_id, sample, repeat_index = jobs[index]
+                traj = await self._episode(task, sample, group_id, horizon, repeat_index)
                 results[index] = traj
                 if self.store is not None:
-                    async with write_lock:
-                        await asyncio.to_thread(self.store.append_trajectory, traj, self.store_name)
+                    try:
+                        async with write_lock:
+                            await asyncio.to_thread(self.store.append_trajectory, traj, self.store_name)
+                    except Exception as exc:  # one unsavable trajectory must not end the run; it is reported
+                        traj.metadata["store_error"] = f"{type(exc).__name__}: {exc}"
                 if on_trajectory is not None:
                     on_trajectory(traj)
 
@@ -342,13 +351,19 @@ class RolloutRunner:
             return self.max_turns
         if step is None:
             raise ConfigError("max_turns is a schedule over training steps: pass run(tasks, step=k)")
-        return int(self.max_turns(step))
+        horizon = int(self.max_turns(step))
+        if horizon <= 0:
+            raise ConfigError(f"the max_turns schedule gave {horizon} turns at step {step}; it must be positive")
+        return horizon
 
-    def _episode_seed(self, task: Task, sample: int) -> int:
-        return zlib.crc32(f"{self.seed}:{task.id}:{sample}".encode())
+    def _episode_seed(self, task: Task, sample: int, repeat_index: int = 0) -> int:
+        """Seeds differ across samples and across repeats of a task in one run (a task listed twice)."""
+        task_key = task.id if not repeat_index else f"{task.id}#{repeat_index}"  # the first keeps its old seed
+        return zlib.crc32(f"{self.seed}:{task_key}:{sample}".encode())
 
-    async def _episode(self, task: Task, sample: int, group_id: str, horizon: int | None) -> Trajectory:
-        seed = self._episode_seed(task, sample)
+    async def _episode(self, task: Task, sample: int, group_id: str, horizon: int | None,
+                       repeat_index: int = 0) -> Trajectory:
+        seed = self._episode_seed(task, sample, repeat_index)
         traj = unchecked(Trajectory, {  # all strings and ints already
             "id": f"{group_id}-{sample}", "group_id": group_id, "task_id": task.id,
             "env": self.env if isinstance(self.env, str) else task.env, "seed": seed,
@@ -561,16 +576,18 @@ class RolloutRunner:
         self._batch_args.setdefault(key, (tools or None, params))
         last: Exception | None = None
         for attempt in range(self.policy_retries + 1):
+            batch_key: tuple = (key, None)
             if attempt:
                 await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+                batch_key = (key, object())  # a retry goes alone: one bad prompt must not fail its batch mates again
             try:
-                return await self._batcher.submit(key, (prompt, seed))
+                return await self._batcher.submit(batch_key, (prompt, seed))
             except Exception as exc:
                 last = exc
         raise _EpisodeFailure(f"policy failed after {self.policy_retries + 1} attempts: {type(last).__name__}: {last}")
 
     async def _generate_batch(self, key: Any, items: list[tuple[list[Message], int]]) -> list[Completion]:
-        tools, params = self._batch_args[key]
+        tools, params = self._batch_args[key[0]]
         prompts = [prompt for prompt, _ in items]
         if self._seeded:
             return await self.policy.generate(prompts, tools, params, seeds=[s for _, s in items])  # type: ignore[call-arg, union-attr]

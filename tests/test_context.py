@@ -149,6 +149,20 @@ async def test_summaries_are_recorded_as_steps_with_segments():
     assert traj.steps[0].segment == 0 and traj.steps[-1].segment == kinds.count("summary")
 
 
+async def test_the_discarded_overflowing_turn_carries_no_loss():
+    from agentgym import credit
+
+    runner = RolloutRunner(Stepper(), Walk, n=2, context=lambda: Summarize(limit=220, max_summaries=5),
+                           system_prompt=None)
+    trajs = (await runner.run(walk_task())).trajectories
+    result = credit.compute(trajs)
+    for i, traj in enumerate(trajs):
+        discarded = set(traj.metadata["discarded_steps"])
+        assert discarded
+        mask = {int(j): bool(m) for t, j, m in zip(result.traj_index, result.step_index, result.loss_mask) if t == i}
+        assert {j for j, m in mask.items() if not m} == discarded  # summaries and the other actions are trained
+
+
 async def test_summary_budget_exhausted_ends_the_episode_overlong():
     runner = RolloutRunner(Stepper(), Walk, context=lambda: Summarize(limit=220, max_summaries=1), system_prompt=None)
     (traj,) = (await runner.run(walk_task())).trajectories

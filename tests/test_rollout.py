@@ -271,6 +271,59 @@ async def test_policy_failures_are_retried_then_recorded():
         assert t.error == "policy failed after 2 attempts: ConnectionError: server went away" and t.truncated
 
 
+class Picky(CannedPolicy):
+    """A server that rejects every batch holding a conversation that mentions POISON (HTTP 400)."""
+
+    async def generate(self, conversations, tools, params):
+        if any("POISON" in m.content for c in conversations for m in c):
+            self.calls.append(len(conversations))
+            raise ValueError("HTTP 400: maximum context length exceeded")
+        return await super().generate(conversations, tools, params)
+
+
+async def test_a_prompt_the_back_end_rejects_fails_only_its_own_episode():
+    mixed = tasks(3) + [ag.Task(id="poison", env="counter-test-v0", prompt="POISON", data={"target": 3})]
+    policy = Picky()
+    runner = RolloutRunner(policy, Counter, batch_size=8, batch_wait=0.05, retry_backoff=0.01)
+    *good, bad = (await runner.run(mixed)).trajectories
+    assert policy.calls[0] == 4  # the first turn went out as one batch, and failed as one
+    assert all(t.success and t.error is None for t in good)  # their retries went alone
+    assert bad.error == "policy failed after 3 attempts: ValueError: HTTP 400: maximum context length exceeded"
+
+
+class BadInfo(Counter):
+    """A Counter whose step info holds a value JSON cannot store, for task ``bad``."""
+
+    async def add(self, n: int) -> str:
+        if self.task.id == "bad":
+            self.add_info(count=object())
+        return await super().add(n)
+
+
+async def test_a_trajectory_the_store_cannot_write_is_reported_and_the_run_goes_on(tmp_path):
+    mixed = [ag.Task(id="bad", env="counter-test-v0", data={"target": 1})] + tasks(3, slow=0.02)
+    result = await RolloutRunner("expert", BadInfo, store=tmp_path).run(mixed)
+    bad, *good = result.trajectories
+    assert bad.success and "store_error" in bad.metadata and all(t.success for t in good)
+    assert sorted(t.task_id for t in RunStore(tmp_path).load_trajectories()) == ["c0", "c1", "c2"]
+    (reason, count), = result.summary()["store_errors"].items()
+    assert count == 1 and reason == bad.metadata["store_error"]
+
+
+async def test_a_task_listed_twice_gets_its_own_seeds_and_samples():
+    once = (await RolloutRunner("random", Counter, n=2).run(tasks(1, target=50))).trajectories
+    twice = (await RolloutRunner("random", Counter, n=2).run(tasks(1, target=50) * 2)).trajectories
+    assert [t.seed for t in twice[:2]] == [t.seed for t in once]  # the first listing keeps its seeds
+    assert len({t.seed for t in twice}) == 4
+    assert [s.response for s in twice[0].steps] != [s.response for s in twice[2].steps]
+
+
+async def test_a_schedule_that_gives_no_turns_is_a_configuration_error():
+    runner = RolloutRunner("random", Counter, max_turns=lambda step: 10 - step)
+    with pytest.raises(ConfigError, match="gave 0 turns at step 10"):
+        await runner.run(tasks(1), step=10)
+
+
 async def test_concurrent_generation_requests_are_batched():
     policy = CannedPolicy(delay=0.05)
     result = await RolloutRunner(policy, Counter, n=4, batch_size=8, batch_wait=0.02).run(tasks(2))

@@ -78,6 +78,7 @@ class Batcher(Generic[Item, Result]):
             task = loop.create_task(self._send(key, batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _, batch=batch: _cancel_waiting(batch))  # cancelled before it started
 
     async def _send(self, key: Hashable, batch: list[tuple[Item, asyncio.Future]]) -> None:
         assert self._slots is not None
@@ -114,3 +115,9 @@ class Batcher(Generic[Item, Result]):
         self._pending.clear()
         self._first.clear()
         self._worker = None
+
+
+def _cancel_waiting(batch: list[tuple[object, asyncio.Future]]) -> None:
+    for _, fut in batch:
+        if not fut.done():
+            fut.cancel()
