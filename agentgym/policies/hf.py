@@ -165,6 +165,7 @@ class TransformersPolicy:
         from agentgym.policies._prefix_cache import PrefixCache, supports_prefix_reuse
 
         self._full_attention = supports_prefix_reuse(model)  # plain KV layers: reusable, writable in place
+        self._cache_kwarg = _cache_kwarg(model)
         self._prefix = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 and self._full_attention else None
 
     def _end_tokens(self) -> set[int]:
@@ -312,8 +313,8 @@ class TransformersPolicy:
         done = [False] * batch
         step_ids, step_pos = input_ids, positions
         for _ in range(params.max_new_tokens):
-            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
-                        use_cache=True, logits_to_keep=1)
+            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True,
+                        logits_to_keep=1, **{self._cache_kwarg: cache})
             logp = self._log_distribution(out.logits[:, -1, :].float(), params)
             if params.temperature == 0:
                 chosen = logp.argmax(-1)
@@ -411,3 +412,16 @@ def _generator(device: Any, seed: int | None) -> Any:
     else:
         generator.manual_seed(seed)
     return generator
+
+
+def _cache_kwarg(model: Any) -> str:
+    """The name ``forward`` takes the KV cache under: ``cache`` from transformers 5.x (which deprecates
+    ``past_key_values``), ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper forwards kwargs
+    try:
+        names = inspect.signature(type(base).forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in names else "past_key_values"

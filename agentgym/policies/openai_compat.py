@@ -20,6 +20,7 @@ from agentgym.policies.base import Completion, SamplingParams
 from agentgym.types import Message, ToolSpec
 
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+_MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is capped, not obeyed
 
 
 class OpenAIPolicy:
@@ -32,7 +33,8 @@ class OpenAIPolicy:
     then needs ``--enable-auto-tool-choice --tool-call-parser ...``); parsed calls are turned back
     into ``<tool_call>`` text, which then no longer matches the token ids exactly. At most
     ``concurrency`` requests are in flight. Requests that fail with 408/409/429/5xx or a connection
-    error are retried ``max_retries`` times with exponential backoff and jitter; after that, and at
+    error (or a response cut short) are retried ``max_retries`` times with exponential backoff and
+    jitter, waiting at least a 429/503's ``Retry-After``; after that, and at
     once for other errors, ``generate`` raises :class:`~agentgym.errors.PolicyError`. The first
     call checks ``GET /models``: a wrong URL or model name fails fast with the served names listed.
     """
@@ -54,6 +56,7 @@ class OpenAIPolicy:
         self.tool_choice = tool_choice
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._session: Any = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._checked = False
         self._closed = False
@@ -64,9 +67,19 @@ class OpenAIPolicy:
 
         if self._closed:
             raise PolicyError(f"OpenAIPolicy for {self.base_url} is closed")
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._session_loop is not loop:
+            # a session belongs to its event loop: a later asyncio.run (another run_sync) needs a new one
+            if self._session_loop is not None and self._session_loop.is_closed():
+                connector = self._session.connector
+                self._session.detach()
+                # its loop is gone, so close() cannot be awaited; the sync part marks it closed (aiohttp 3.x)
+                getattr(connector, "_close", lambda: None)()
+            self._session = None
         if self._session is None:
             self._session = aiohttp.ClientSession(headers=self._headers,
                                                   timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._session_loop = loop
             self._semaphore = asyncio.Semaphore(self.concurrency)
         return self._session
 
@@ -77,10 +90,12 @@ class OpenAIPolicy:
         session = self._ensure_session()
         assert self._semaphore is not None
         url = f"{self.base_url}{path}"
-        last = ""
+        last, answered, wait_at_least = "", False, 0.0
         for attempt in range(self.max_retries + 1):
             if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+                backoff = self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+                await asyncio.sleep(max(backoff, wait_at_least))
+            wait_at_least = 0.0
             try:
                 async with self._semaphore, session.request(method, url, json=body) as resp:
                     text = await resp.text()
@@ -89,11 +104,16 @@ class OpenAIPolicy:
                     message = _error_message(text)
                     if resp.status not in _RETRY_STATUS:
                         raise PolicyError(f"{method} {url} failed with HTTP {resp.status}: {message}")
-                    last = f"HTTP {resp.status}: {message}"
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                    last, answered = f"HTTP {resp.status}: {message}", True
+                    wait_at_least = _retry_after(resp.headers.get("Retry-After"))
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+                last, answered = f"{type(exc).__name__}: {exc}", isinstance(exc, aiohttp.ClientPayloadError)
+            except (aiohttp.ClientError, UnicodeDecodeError) as exc:  # a malformed response: retrying won't help
+                raise PolicyError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
             except json.JSONDecodeError as exc:
                 raise PolicyError(f"{url} did not return JSON ({exc}); is it an OpenAI-compatible server?") from exc
+        if answered:
+            raise PolicyError(f"{method} {url} still failing after {self.max_retries + 1} attempts ({last})")
         raise PolicyError(f"cannot reach an OpenAI-compatible server at {url} after {self.max_retries + 1} "
                           f"attempts ({last}); check the URL and that the server is running")
 
@@ -175,6 +195,14 @@ def _message_json(m: Message) -> dict[str, Any]:
     return out
 
 
+def _retry_after(header: str | None) -> float:
+    """Seconds a ``Retry-After`` header asks for (a number of seconds; HTTP dates are ignored)."""
+    try:
+        return min(max(float(header), 0.0), _MAX_RETRY_AFTER) if header else 0.0
+    except ValueError:
+        return 0.0
+
+
 def _error_message(text: str) -> str:
     try:
         err = json.loads(text).get("error", text)
@@ -201,6 +229,9 @@ def _parse_chat(data: dict[str, Any]) -> Completion:
     if token_ids is None and entries and all(str(e.get("token", "")).startswith("token_id:") for e in entries):
         token_ids = [int(e["token"].split(":", 1)[1]) for e in entries]
     prompt_ids = data.get("prompt_token_ids") or choice.get("prompt_token_ids") or []
-    finish = "length" if choice.get("finish_reason") == "length" else "stop"
+    reason = choice.get("finish_reason")
+    if reason not in (None, "stop", "length", "tool_calls"):  # e.g. vLLM's "abort": not a finished sample
+        raise PolicyError(f"the server ended the completion early (finish_reason {reason!r})")
+    finish = "length" if reason == "length" else "stop"
     return Completion(text=text, prompt_ids=list(prompt_ids), token_ids=list(token_ids or []),
                       logprobs=logprobs if token_ids else [], finish_reason=finish)

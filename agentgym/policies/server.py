@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from dataclasses import replace
@@ -48,6 +49,9 @@ class PolicyServer:
         self._batcher: Batcher[tuple[list[int], int | None], Completion] = Batcher(
             self._generate, max_batch=max_batch_size or getattr(policy, "max_batch_size", 8), max_wait=max_wait)
         self._runner: Any = None
+        config = getattr(getattr(policy, "model", None), "config", None)
+        self._vocab_size: int | None = getattr(config, "vocab_size", None)
+        self._max_context: int | None = getattr(config, "max_position_embeddings", None)
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -80,7 +84,8 @@ class PolicyServer:
         """Start listening on ``host:port``."""
         from aiohttp import web
 
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        # a client that hangs up cancels its handler, so the Batcher drops its request
+        self._runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -139,8 +144,15 @@ class PolicyServer:
             return _error(str(exc), exc.status)
         except PolicyError as exc:
             return _error(str(exc), 500)
+        except Exception as exc:  # a bug: still an OpenAI-style error, and in the server's log
+            logging.getLogger(__name__).exception("request failed")
+            return _error(f"{type(exc).__name__}: {exc}", 500)
 
     async def _run(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        for p in prompts:
+            if self._max_context is not None and len(p) + params.max_new_tokens > self._max_context:
+                raise _BadRequest(f"This model's maximum context length is {self._max_context} tokens; the prompt "
+                                  f"has {len(p)} and max_tokens asks for {params.max_new_tokens} more.")
         # requests with different seeds still share a batch: each prompt gets its own generator
         key = replace(params, seed=None).key()
         return list(await asyncio.gather(*(self._batcher.submit(key, (p, s))
@@ -149,7 +161,8 @@ class PolicyServer:
     async def _chat_body(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = _parse_messages(body.get("messages"))
         tools = _parse_tools(body.get("tools"))
-        params = _params(body, body.get("max_completion_tokens") or body.get("max_tokens"))
+        max_tokens = body.get("max_completion_tokens")
+        params = _params(body, body.get("max_tokens") if max_tokens is None else max_tokens)
         n = _int(body.get("n", 1), "n")
         prompt = self.policy.render(messages, tools)
         outs = await self._run([prompt] * n, params)
@@ -169,7 +182,7 @@ class PolicyServer:
 
     async def _completions_body(self, body: dict[str, Any]) -> dict[str, Any]:
         prompts = self._parse_prompts(body.get("prompt"))
-        params = _params(body, body.get("max_tokens", 16))
+        params = _params(body, 16 if body.get("max_tokens") is None else body["max_tokens"])
         n = _int(body.get("n", 1), "n")
         outs = await self._run([p for p in prompts for _ in range(n)], params)
         as_ids = bool(body.get("return_tokens_as_token_ids"))
@@ -199,6 +212,8 @@ class PolicyServer:
             if isinstance(p, str):
                 out.append(self.policy.encode(p))
             elif isinstance(p, list) and p and all(isinstance(t, int) for t in p):
+                if self._vocab_size is not None and not all(0 <= t < self._vocab_size for t in p):
+                    raise _BadRequest(f"'prompt' token ids must be in [0, {self._vocab_size})")
                 out.append(p)
             else:
                 raise _BadRequest("'prompt' must be a string, a list of strings, or token ids")
@@ -231,11 +246,14 @@ def _params(body: dict[str, Any], max_tokens: Any) -> SamplingParams:
         stop = [stop]
     temperature = body.get("temperature")
     top_p = body.get("top_p")
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63 - 2 ** 16):
+        raise _BadRequest(f"'seed' must be an integer in [0, 2**63 - 2**16), got {seed!r}")  # room for seed + i
     try:
         return SamplingParams(temperature=1.0 if temperature is None else float(temperature),
                               top_p=1.0 if top_p is None else float(top_p),
-                              max_new_tokens=_int(max_tokens or 256, "max_tokens"),
-                              stop=[str(s) for s in stop], seed=body.get("seed"))
+                              max_new_tokens=_int(256 if max_tokens is None else max_tokens, "max_tokens"),
+                              stop=[str(s) for s in stop], seed=seed)
     except (TypeError, ValueError) as exc:
         raise _BadRequest(str(exc)) from None
 

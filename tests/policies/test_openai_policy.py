@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import time
 
 import aiohttp
 import pytest
@@ -24,6 +26,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def stand_in(chat):
+    """A stand-in remote server on loopback serving model ``m``, whose chat completions ``chat`` answers."""
+    async def models(request):
+        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+def vllm_answer(finish_reason: str = "length") -> dict:
+    return {"choices": [{"index": 0, "finish_reason": finish_reason,
+                         "message": {"role": "assistant", "content": "add(n=1)"},
+                         "logprobs": {"content": [{"token": "token_id:5", "logprob": -0.1},
+                                                  {"token": "token_id:9", "logprob": -0.2}]}}],
+            "prompt_token_ids": [1, 2, 3]}
 
 
 @pytest.fixture
@@ -75,6 +104,34 @@ async def test_completions_and_models_endpoints(server, smollm2):
 
 
 @pytest.mark.slow
+async def test_bad_requests_are_400s_and_spoil_no_batch_mate(server):
+    good = {"model": "smollm2", "prompt": [1, 2, 3], "max_tokens": 2, "temperature": 0}
+    bad = [{**good, "prompt": [10 ** 9]}, {**good, "seed": 1.5}, {**good, "seed": 2 ** 70}, {**good, "seed": "x"},
+           {**good, "max_tokens": 0}, {**good, "max_tokens": 10 ** 6}]
+    async with aiohttp.ClientSession() as http:
+        async def post(body):
+            async with http.post(f"{server.url}/completions", json=body) as r:
+                return r.status, await r.json()
+
+        (status, data), *rejected = await asyncio.gather(post(good), *map(post, bad))
+    assert status == 200 and len(data["choices"][0]["token_ids"]) == 2
+    assert [s for s, _ in rejected] == [400] * len(bad)
+    assert "maximum context length is 8192 tokens" in rejected[-1][1]["error"]["message"]
+
+
+@pytest.mark.slow
+async def test_a_request_whose_client_hung_up_is_not_generated(smollm2):
+    body = {"model": "smollm2", "prompt": [1, 2, 3], "max_tokens": 2}
+    async with PolicyServer(smollm2, served_name="smollm2", port=0, max_wait=1.0) as srv:
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(asyncio.TimeoutError):
+                async with http.post(f"{srv.url}/completions", json=body, timeout=aiohttp.ClientTimeout(total=0.2)):
+                    pass
+        await asyncio.sleep(1.3)  # past the batch's collection window
+        assert srv.batch_sizes == []
+
+
+@pytest.mark.slow
 async def test_wrong_model_name_is_a_clear_policy_error(server):
     async with OpenAIPolicy(server.url, "gpt-7") as remote:
         with pytest.raises(PolicyError, match=r"model 'gpt-7' is not served at .*it serves \['smollm2'\]"):
@@ -94,38 +151,71 @@ async def test_retries_on_overload_and_reads_vllm_token_fields():
     """A stand-in remote server that is overloaded twice, then answers the way vLLM does."""
     hits = {"chat": 0}
 
-    async def models(request):
-        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
-
     async def chat(request):
         hits["chat"] += 1
         if hits["chat"] <= 2:
             return web.json_response({"error": {"message": "busy"}}, status=503)
-        return web.json_response({"choices": [{"index": 0, "finish_reason": "length",
-                                               "message": {"role": "assistant", "content": "add(n=1)"},
-                                               "logprobs": {"content": [{"token": "token_id:5", "logprob": -0.1},
-                                                                        {"token": "token_id:9", "logprob": -0.2}]}}],
-                                  "prompt_token_ids": [1, 2, 3]})
+        return web.json_response(vllm_answer())
 
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with OpenAIPolicy(f"http://127.0.0.1:{port}/v1", "m", backoff=0.01) as remote:
+    async with stand_in(chat) as url:
+        async with OpenAIPolicy(url, "m", backoff=0.01) as remote:
             (c,) = await remote.generate([CONV], [ADD], SamplingParams())
         assert hits["chat"] == 3
         assert (c.text, c.token_ids, c.logprobs, c.prompt_ids, c.finish_reason) == (
             "add(n=1)", [5, 9], [-0.1, -0.2], [1, 2, 3], "length")
         hits["chat"] = 0
-        async with OpenAIPolicy(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff=0.01) as remote:
-            with pytest.raises(PolicyError, match="HTTP 503: busy"):
+        async with OpenAIPolicy(url, "m", max_retries=1, backoff=0.01) as remote:
+            with pytest.raises(PolicyError, match=r"still failing after 2 attempts \(HTTP 503: busy\)"):
                 await remote.generate([CONV], None, SamplingParams())
-    finally:
-        await runner.cleanup()
+
+
+async def test_a_rate_limit_is_retried_no_sooner_than_retry_after():
+    hits: list[float] = []
+
+    async def chat(request):
+        hits.append(time.perf_counter())
+        if len(hits) == 1:
+            return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "1"})
+        return web.json_response(vllm_answer())
+
+    async with stand_in(chat) as url, OpenAIPolicy(url, "m", backoff=0.01) as remote:
+        (c,) = await remote.generate([CONV], None, SamplingParams())
+    assert c.token_ids == [5, 9] and len(hits) == 2 and hits[1] - hits[0] >= 0.95
+
+
+async def test_a_response_cut_short_is_retried_and_an_aborted_one_is_an_error():
+    hits = {"chat": 0}
+
+    async def chat(request):
+        hits["chat"] += 1
+        if hits["chat"] == 1:  # the server dies mid-body
+            response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "500"})
+            await response.prepare(request)
+            await response.write(b'{"choices": [')
+            request.transport.close()
+            return response
+        return web.json_response(vllm_answer("abort" if hits["chat"] == 3 else "stop"))
+
+    async with stand_in(chat) as url, OpenAIPolicy(url, "m", backoff=0.01) as remote:
+        (c,) = await remote.generate([CONV], None, SamplingParams())
+        assert hits["chat"] == 2 and c.finish_reason == "stop"
+        with pytest.raises(PolicyError, match="ended the completion early \\(finish_reason 'abort'\\)"):
+            await remote.generate([CONV], None, SamplingParams())
+
+
+def test_one_policy_serves_runs_on_successive_event_loops():
+    async def chat(request):
+        return web.json_response(vllm_answer())
+
+    async def one_run(remote):
+        async with stand_in(chat) as url:
+            remote.base_url = url  # a fresh server per loop; the policy (and its session) is the same
+            return await remote.generate([CONV], None, SamplingParams())
+
+    remote = OpenAIPolicy("http://127.0.0.1:9/v1", "m", backoff=0.01)
+    first, second = asyncio.run(one_run(remote)), asyncio.run(one_run(remote))
+    assert first[0].token_ids == second[0].token_ids == [5, 9]
+    asyncio.run(remote.aclose())
 
 
 class Counter(ag.Environment):
