@@ -3,7 +3,9 @@
 Each conversation is one ``POST {base_url}/chat/completions`` request. The request asks for
 sampling logprobs and token ids the way vLLM offers them (``logprobs``,
 ``return_tokens_as_token_ids``, ``return_token_ids``); servers that ignore those fields still work
-and the completion then carries empty ``token_ids``/``logprobs``/``prompt_ids``. The logprobs are
+and the completion then carries empty ``token_ids``/``logprobs``/``prompt_ids``. A strict server
+that rejects them (api.openai.com: "Unrecognized request argument") is asked again without them,
+and they are left out from then on. The logprobs are
 whatever the server reports (vLLM: the raw model distribution unless it runs with processed
 logprobs; ``agentgym serve``: the sampling distribution, see :mod:`agentgym.policies.hf`).
 """
@@ -21,6 +23,15 @@ from agentgym.types import Message, ToolSpec
 
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 _MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is capped, not obeyed
+_VLLM_FIELDS = ("return_tokens_as_token_ids", "return_token_ids", "include_stop_str_in_output", "skip_special_tokens")
+
+
+class _HTTPError(PolicyError):
+    """A request the server answered with an error status that retrying will not fix."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class OpenAIPolicy:
@@ -60,6 +71,7 @@ class OpenAIPolicy:
         self._semaphore: asyncio.Semaphore | None = None
         self._checked = False
         self._closed = False
+        self._vllm_fields = True  # until a strict server rejects them
 
     # ----- HTTP --------------------------------------------------------------------------------
     def _ensure_session(self) -> Any:
@@ -103,7 +115,7 @@ class OpenAIPolicy:
                         return json.loads(text)
                     message = _error_message(text)
                     if resp.status not in _RETRY_STATUS:
-                        raise PolicyError(f"{method} {url} failed with HTTP {resp.status}: {message}")
+                        raise _HTTPError(f"{method} {url} failed with HTTP {resp.status}: {message}", resp.status)
                     last, answered = f"HTTP {resp.status}: {message}", True
                     wait_at_least = _retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
@@ -157,18 +169,23 @@ class OpenAIPolicy:
             "top_p": params.top_p,
             "max_tokens": params.max_new_tokens,
             "logprobs": True,
-            "return_tokens_as_token_ids": True,
-            "return_token_ids": True,
-            "include_stop_str_in_output": True,
-            "skip_special_tokens": True,
         }
+        if self._vllm_fields:
+            body.update(dict.fromkeys(_VLLM_FIELDS, True))
         if tools:
             body["tools"], body["tool_choice"] = tools, self.tool_choice
         if params.stop:
             body["stop"] = list(params.stop)
         if seed is not None:
             body["seed"] = seed
-        data = await self._request("POST", "/chat/completions", body)
+        try:
+            data = await self._request("POST", "/chat/completions", body)
+        except _HTTPError as exc:
+            if exc.status != 400 or not any(f in str(exc) for f in _VLLM_FIELDS if f in body):
+                raise
+            self._vllm_fields = False  # a strict server: no token ids from it, but text and logprobs
+            data = await self._request("POST", "/chat/completions", {k: v for k, v in body.items()
+                                                                       if k not in _VLLM_FIELDS})
         return _parse_chat(data)
 
     async def aclose(self) -> None:

@@ -203,6 +203,26 @@ async def test_a_response_cut_short_is_retried_and_an_aborted_one_is_an_error():
             await remote.generate([CONV], None, SamplingParams())
 
 
+async def test_a_strict_server_that_rejects_vllm_fields_is_asked_without_them():
+    rejected = []
+
+    async def chat(request):  # as api.openai.com answers unknown arguments
+        body = await request.json()
+        extra = sorted(k for k in body if k.startswith(("return_", "include_", "skip_")))
+        if extra:
+            rejected.append(extra)
+            return web.json_response({"error": {"message": f"Unrecognized request argument supplied: {extra[0]}"}},
+                                     status=400)
+        return web.json_response({"choices": [{"index": 0, "finish_reason": "stop",
+                                               "message": {"role": "assistant", "content": "hi"}}]})
+
+    async with stand_in(chat) as url, OpenAIPolicy(url, "m") as remote:
+        for _ in range(2):
+            (c,) = await remote.generate([CONV], None, SamplingParams())
+            assert c.text == "hi" and c.token_ids == []
+    assert len(rejected) == 1  # asked once with them, never again
+
+
 def test_one_policy_serves_runs_on_successive_event_loops():
     async def chat(request):
         return web.json_response(vllm_answer())
