@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
 
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.text import Text
 
         from agentgym.errors import AgentGymError
         from agentgym.policies import SamplingParams, load_policy
@@ -45,31 +47,44 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         try:
+            if limit is not None and limit <= 0:
+                raise ValueError(f"--limit must be a positive number of tasks, got {limit}")
             tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
             sampling = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         except (AgentGymError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy).strip("-")[:40]
-        store = RunStore(out or f"runs/rollout-{env}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}")
+        root = Path(out or f"runs/rollout-{env}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            what = "is not a directory" if not root.is_dir() else "already holds files (another run's?)"
+            raise typer.BadParameter(f"{root} {what}; choose a new --out or remove it", param_hint="--out")
         config = {"command": "rollout", "env": env, "suite": suite, "policy": policy, "n": n, "limit": limit,
                   "max_turns": max_turns, "step_timeout": step_timeout, "episode_timeout": episode_timeout,
                   "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "context": context,
                   "concurrency": concurrency, "seed": seed, "tool_schema": tool_schema}
-        store.write_config(config)
+        done = {"n": 0, "ok": 0, "failed": 0}
+        stores: list[RunStore] = []
 
         async def main() -> dict:
             with console.status(f"loading policy {policy}"):
                 loaded = load_policy(policy)
             try:
+                check = getattr(loaded, "check", None)  # a remote policy: is the server there, with the model?
+                if check is not None:
+                    with console.status(f"checking {policy}"):
+                        await check()
                 runner = RolloutRunner(loaded, env, n=n, concurrency=concurrency, max_turns=max_turns,
                                        step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
-                                       sampling=sampling, store=store, seed=seed, tool_schema=tool_schema)
+                                       sampling=sampling, seed=seed, tool_schema=tool_schema)
+                store = RunStore(root)  # only now: a rejected command leaves no run directory behind
+                store.write_config(config)
+                stores.append(store)
+                runner.store = store
                 columns = [TextColumn("[bold]rollout"), BarColumn(), MofNCompleteColumn(),
                            TextColumn("success {task.fields[success]:.0%}  failed {task.fields[failed]}"),
                            TimeElapsedColumn()]
                 with Progress(*columns, console=console) as progress:
                     bar = progress.add_task("episodes", total=len(tasks) * n, success=0.0, failed=0)
-                    done = {"n": 0, "ok": 0, "failed": 0}
 
                     def advance(traj) -> None:
                         done["n"] += 1
@@ -85,11 +100,16 @@ def register(app: typer.Typer) -> None:
         try:
             summary = asyncio.run(main())
         except AgentGymError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(Text.assemble(("error: ", "red"), str(exc)))  # plain text: no markup or emoji codes
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            saved = f"; {done['n']} finished episodes are in {stores[0].root}" if stores else ""
+            console.print(f"interrupted{saved}")
+            raise typer.Exit(130) from None
+        store = stores[0]
         store.append_metrics({"event": "rollout", **summary})
         console.print(f"[bold]{summary['episodes']} episodes[/bold] of {env}/{suite} with {policy} "
-                      f"in {summary['elapsed_s']:.1f} s -> {store.root}")
+                      f"in {summary['elapsed_s']:.1f} s -> {store.root}", markup=True, emoji=False)
         console.print(f"success rate        {summary['success_rate']:.1%}")
         console.print(f"mean reward         {summary['mean_reward']:.3f}")
         console.print(f"mean turns          {summary['mean_turns']:.2f}")
@@ -98,6 +118,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"overlong            {summary['overlong']}")
         console.print(f"failures            {summary['failed']}")
         for reason, count in list(summary["failures"].items())[:5]:
-            console.print(f"  {count} x {reason}")
+            console.print(Text(f"  {count} x {reason}"))
         for reason, count in summary["store_errors"].items():
-            console.print(f"[red]not stored: {count} x {reason}[/red]")
+            console.print(Text(f"not stored: {count} x {reason}", style="red"))
+        if summary["episodes"] and summary["failed"] == summary["episodes"]:
+            console.print(Text("error: every episode failed; see the failures above", style="red"))
+            raise typer.Exit(1)

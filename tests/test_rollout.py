@@ -415,6 +415,11 @@ async def test_scripted_runs_can_skip_message_records():
     assert all(s.messages is None for s in result.trajectories[0].steps) and result.trajectories[0].success
 
 
+def flat(output: str) -> str:
+    """CLI output as one line, without the frame rich draws around errors."""
+    return " ".join(output.replace("│", " ").split())
+
+
 def test_rollout_command_writes_a_run_directory(tmp_path):
     from typer.testing import CliRunner
 
@@ -433,3 +438,24 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     assert len(store.load_trajectories()) == 6
     assert store.read_config()["policy"] == "expert"
     assert store.load_metrics()[0]["success_rate"] == 1.0
+    # the same --out again would mix two runs in one file: refused, the first run untouched
+    again = CliRunner().invoke(app, ["rollout", "--policy", "expert", "--limit", "1", "--out", str(out)])
+    assert again.exit_code == 2 and "already holds files" in flat(again.output)
+    assert len(store.load_trajectories()) == 6
+
+
+@pytest.mark.parametrize("args, message, code", [
+    (["--limit", "0"], "--limit must be a positive number of tasks, got 0", 2),
+    (["--n", "0"], "must be positive, got 0", 1),
+    (["--context", "summary:100:x"], "bad context spec 'summary:100:x'", 1),  # as typed: no emoji for :100:
+    (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] is not a Hugging Face model", 1),
+])
+def test_a_rejected_rollout_command_says_why_and_leaves_no_run_directory(tmp_path, args, message, code):
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["rollout", "--policy", "expert", "--limit", "1", "--out", str(out), *args])
+    assert res.exit_code == code and message in flat(res.output), res.output
+    assert not out.exists()

@@ -225,23 +225,26 @@ class TransformersPolicy:
         """Render each conversation with the chat template and sample a completion for it."""
         self._check_open()
 
-        def work() -> list[Completion]:
-            return self.generate_tokens_sync([self.render(c, tools) for c in conversations], params, seeds)
+        def work(cancel: threading.Event) -> list[Completion]:
+            return self.generate_tokens_sync([self.render(c, tools) for c in conversations], params, seeds,
+                                             cancel=cancel)
 
-        return await asyncio.to_thread(work)
+        return await _off_loop(work)
 
     async def generate_tokens(self, prompts: list[list[int]], params: SamplingParams,
                               seeds: list[int | None] | None = None) -> list[Completion]:
         """Sample one completion per token-id prompt (what the HTTP server's endpoints call)."""
         self._check_open()
-        return await asyncio.to_thread(self.generate_tokens_sync, prompts, params, seeds)
+        return await _off_loop(lambda cancel: self.generate_tokens_sync(prompts, params, seeds, cancel=cancel))
 
     def generate_tokens_sync(self, prompts: list[list[int]], params: SamplingParams,
-                             seeds: list[int | None] | None = None) -> list[Completion]:
+                             seeds: list[int | None] | None = None, *,
+                             cancel: threading.Event | None = None) -> list[Completion]:
         """The blocking form of :meth:`generate_tokens` (runs on the calling thread).
 
         ``seeds[i]`` seeds prompt i's own generator, so its completion does not depend on which
         prompts share its batch; without ``seeds``, prompt i uses ``params.seed + i`` when set.
+        Setting ``cancel`` stops the call at its next token with :class:`GenerationCancelled`.
         """
         if any(not p for p in prompts):
             raise PolicyError("an empty prompt cannot be completed")
@@ -253,12 +256,13 @@ class TransformersPolicy:
         for start in range(0, len(prompts), self.max_batch_size):
             end = start + self.max_batch_size
             with self._lock:
-                out.extend(self._sample(prompts[start:end], params, None if seeds is None else seeds[start:end]))
+                out.extend(self._sample(prompts[start:end], params, None if seeds is None else seeds[start:end],
+                                        cancel))
         trim_heap()  # the call's KV states and activations, else kept by this thread's malloc arena
         return out
 
     def _sample(self, prompts: list[list[int]], params: SamplingParams,
-                seeds: list[int | None] | None) -> list[Completion]:
+                seeds: list[int | None] | None, cancel: threading.Event | None = None) -> list[Completion]:
         import torch
 
         model = self.model
@@ -268,13 +272,13 @@ class TransformersPolicy:
                else contextlib.nullcontext())
         try:
             with torch.inference_mode(), amp:
-                return self._decode(prompts, params, seeds)
+                return self._decode(prompts, params, seeds, cancel)
         finally:
             if was_training:
                 model.train()
 
     def _decode(self, prompts: list[list[int]], params: SamplingParams,
-                seeds: list[int | None] | None) -> list[Completion]:
+                seeds: list[int | None] | None, cancel: threading.Event | None = None) -> list[Completion]:
         import torch
         from transformers import DynamicCache
 
@@ -313,6 +317,8 @@ class TransformersPolicy:
         done = [False] * batch
         step_ids, step_pos = input_ids, positions
         for _ in range(params.max_new_tokens):
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("generation cancelled")
             out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True,
                         logits_to_keep=1, **{self._cache_kwarg: cache})
             logp = self._log_distribution(out.logits[:, -1, :].float(), params)
@@ -400,6 +406,21 @@ class TransformersPolicy:
 
     def __repr__(self) -> str:
         return f"TransformersPolicy(name={self.name!r}, max_batch_size={self.max_batch_size})"
+
+
+class GenerationCancelled(PolicyError):
+    """A generation stopped because its caller was cancelled (Ctrl-C, a closed server, a time limit)."""
+
+
+async def _off_loop(work: Any) -> list[Completion]:
+    """Run ``work(cancel)`` in a thread. Cancelling the caller sets ``cancel``, so the thread stops at its
+    next token: otherwise it would hold the model lock, and ``asyncio.run`` would wait for it on exit."""
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(work, cancel)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
 
 
 def _generator(device: Any, seed: int | None) -> Any:

@@ -137,6 +137,10 @@ class OpenAIPolicy:
         except (KeyError, TypeError) as exc:
             raise PolicyError(f"{self.base_url}/models did not return an OpenAI model list") from exc
 
+    async def check(self) -> None:
+        """Fail fast with a :class:`PolicyError` unless the server answers and serves the model."""
+        await self._check_model()
+
     async def _check_model(self) -> None:
         if self._checked:
             return

@@ -166,6 +166,22 @@ def test_model_cache_location_and_reload(smollm2, monkeypatch, tmp_path):
     assert reloaded.tokenizer.chat_template == smollm2.tokenizer.chat_template
 
 
+async def test_cancelling_a_generation_stops_its_thread_at_the_next_token(smollm2):
+    import asyncio
+    import time
+
+    story = [Message(role="user", content="Write a very long story about a lighthouse keeper.")]
+    call = asyncio.ensure_future(smollm2.generate([story], None, SamplingParams(temperature=0, max_new_tokens=400)))
+    await asyncio.sleep(1.0)
+    call.cancel()
+    started = time.perf_counter()
+    free = await asyncio.to_thread(smollm2._lock.acquire, True, 10)  # the model is free once the thread stops
+    assert free and time.perf_counter() - started < 2.0  # 400 tokens would take far longer
+    smollm2._lock.release()
+    (after,) = await smollm2.generate([story], None, SamplingParams(temperature=0, max_new_tokens=3))
+    assert len(after.token_ids) == 3  # the policy works on
+
+
 async def test_closed_policy_raises(smollm2):
     from agentgym.policies.hf import TransformersPolicy
 
