@@ -108,8 +108,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(130) from None
         store = stores[0]
         store.append_metrics({"event": "rollout", **summary})
-        console.print(f"[bold]{summary['episodes']} episodes[/bold] of {env}/{suite} with {policy} "
-                      f"in {summary['elapsed_s']:.1f} s -> {store.root}", markup=True, emoji=False)
+        console.print(Text.assemble((f"{summary['episodes']} episodes", "bold"),
+                                    f" of {env}/{suite} with {policy} in {summary['elapsed_s']:.1f} s -> {store.root}"))
         console.print(f"success rate        {summary['success_rate']:.1%}")
         console.print(f"mean reward         {summary['mean_reward']:.3f}")
         console.print(f"mean turns          {summary['mean_turns']:.2f}")

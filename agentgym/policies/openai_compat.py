@@ -138,10 +138,7 @@ class OpenAIPolicy:
             raise PolicyError(f"{self.base_url}/models did not return an OpenAI model list") from exc
 
     async def check(self) -> None:
-        """Fail fast with a :class:`PolicyError` unless the server answers and serves the model."""
-        await self._check_model()
-
-    async def _check_model(self) -> None:
+        """Fail fast with a :class:`PolicyError` unless the server answers and serves the model (once)."""
         if self._checked:
             return
         served = await self.models()
@@ -157,7 +154,7 @@ class OpenAIPolicy:
     async def generate(self, conversations: list[list[Message]], tools: list[ToolSpec] | None,
                        params: SamplingParams, seeds: list[int | None] | None = None) -> list[Completion]:
         """One chat completion request per conversation, sent concurrently (``seeds[i]`` as its ``seed``)."""
-        await self._check_model()
+        await self.check()
         tool_list = [t.to_openai() for t in tools] if tools else None
         if seeds is None:
             seeds = params.seeds_for(len(conversations))
