@@ -18,7 +18,7 @@ def _bench_dir() -> Path:
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` command to ``app``."""
 
-    @app.command("bench")
+    @app.command("bench", short_help="Run a benchmark; it prints its figures.")
     def bench(names: Optional[list[str]] = typer.Argument(None, help="Benchmarks to run (e.g. credit household); "
                                                                       "all when omitted.")) -> None:
         """Run benchmarks (bench/bench_*.py); each prints its figures."""

@@ -8,7 +8,7 @@ import typer
 def register(app: typer.Typer) -> None:
     """Add the ``envs`` command to ``app``."""
 
-    @app.command("envs")
+    @app.command("envs", short_help="List environments, their tools and task suites.")
     def envs() -> None:
         """List registered environments with their tools and task-suite sizes."""
         from rich.console import Console

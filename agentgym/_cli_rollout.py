@@ -10,25 +10,37 @@ from typing import Optional
 import typer
 
 
+def _positive(value: Optional[float]) -> Optional[float]:
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value:g} is not positive")
+    return value
+
+
+def _probability(value: float) -> float:
+    if not 0 < value <= 1:
+        raise typer.BadParameter(f"{value:g} is not in (0, 1]")
+    return value
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``rollout`` command to ``app``."""
 
-    @app.command("rollout")
+    @app.command("rollout", short_help="Play a policy on a task suite; record and summarize it.")
     def rollout(
         env: str = typer.Option("household-v0", help="Environment id (see `agentgym envs`)."),
         suite: str = typer.Option("test-unseen", help="Task suite of the environment."),
         policy: str = typer.Option("smollm2", help="expert, random, smollm2, hf:/path, openai:URL#model or vllm:/path."),
-        n: int = typer.Option(1, help="Samples per task (one group)."),
-        limit: Optional[int] = typer.Option(None, help="Play only the first N tasks of the suite."),
+        n: int = typer.Option(1, min=1, help="Samples per task (one group)."),
+        limit: Optional[int] = typer.Option(None, min=1, help="Play only the first N tasks of the suite."),
         out: Optional[str] = typer.Option(None, help="Run directory (default: runs/rollout-<env>-<policy>-<time>)."),
-        max_turns: Optional[int] = typer.Option(None, help="Agent-turn limit (the task's own limit applies too)."),
-        step_timeout: float = typer.Option(60.0, help="Seconds for one environment call."),
-        episode_timeout: Optional[float] = typer.Option(None, help="Seconds for a whole episode."),
-        temperature: float = typer.Option(1.0, help="Sampling temperature (0 = greedy)."),
-        top_p: float = typer.Option(1.0, help="Nucleus sampling mass."),
-        max_new_tokens: int = typer.Option(64, help="Tokens per model turn."),
+        max_turns: Optional[int] = typer.Option(None, min=1, help="Agent-turn limit (the task's own limit applies too)."),
+        step_timeout: float = typer.Option(60.0, callback=_positive, help="Seconds for one environment call."),
+        episode_timeout: Optional[float] = typer.Option(None, callback=_positive, help="Seconds for a whole episode."),
+        temperature: float = typer.Option(1.0, min=0, help="Sampling temperature (0 = greedy)."),
+        top_p: float = typer.Option(1.0, callback=_probability, help="Nucleus sampling mass."),
+        max_new_tokens: int = typer.Option(64, min=1, help="Tokens per model turn."),
         context: str = typer.Option("full", help="Context manager: full, window:K or summary:LIMIT[:MAX_SUMMARIES]."),
-        concurrency: int = typer.Option(64, help="Episodes alive at once."),
+        concurrency: int = typer.Option(64, min=1, help="Episodes alive at once."),
         tool_schema: bool = typer.Option(True, help="Show the tool specs in the prompt (off: plain-text actions, shorter prompts)."),
         seed: int = typer.Option(0, help="Base seed of the episodes."),
     ) -> None:
@@ -39,20 +51,24 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.text import Text
 
-        from agentgym.errors import AgentGymError
+        from agentgym.context import context_factory
+        from agentgym.errors import AgentGymError, ConfigError
         from agentgym.policies import SamplingParams, load_policy
         from agentgym.registry import load_tasks
         from agentgym.rollout import RolloutRunner
         from agentgym.store import RunStore
 
         console = Console()
+        # every check of the flags comes before the policy loads (seconds for a model): usage errors exit 2
         try:
-            if limit is not None and limit <= 0:
-                raise ValueError(f"--limit must be a positive number of tasks, got {limit}")
             tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
             sampling = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         except (AgentGymError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None
+        try:
+            context_factory(context)
+        except AgentGymError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--context") from None
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy).strip("-")[:40]
         root = Path(out or f"runs/rollout-{env}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}")
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -65,9 +81,13 @@ def register(app: typer.Typer) -> None:
         done = {"n": 0, "ok": 0, "failed": 0}
         stores: list[RunStore] = []
 
-        async def main() -> dict:
+        try:
             with console.status(f"loading policy {policy}"):
                 loaded = load_policy(policy)
+        except AgentGymError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--policy") from None
+
+        async def main() -> dict:
             try:
                 check = getattr(loaded, "check", None)  # a remote policy: is the server there, with the model?
                 if check is not None:
@@ -99,6 +119,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             summary = asyncio.run(main())
+        except ConfigError as exc:  # the options do not fit together (e.g. summaries with a scripted policy)
+            raise typer.BadParameter(str(exc)) from None
         except AgentGymError as exc:
             console.print(Text.assemble(("error: ", "red"), str(exc)))  # plain text: no markup or emoji codes
             raise typer.Exit(1) from None

@@ -10,19 +10,21 @@ import typer
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` command to ``app``."""
 
-    @app.command("serve")
+    @app.command("serve", short_help="Serve a local model over an OpenAI-compatible HTTP API.")
     def serve(
         policy: str = typer.Option("smollm2", help="smollm2 or hf:/path/to/model (a base model or a trained checkpoint)."),
         host: str = typer.Option("127.0.0.1", help="Address to listen on."),
         port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
         served_name: Optional[str] = typer.Option(None, help="Model name clients ask for (default: the policy name)."),
-        max_batch_size: int = typer.Option(8, help="Most requests generated together in one batch."),
+        max_batch_size: int = typer.Option(8, min=1, help="Most requests generated together in one batch."),
         max_wait: float = typer.Option(0.01, help="Seconds to wait for a batch to fill."),
     ) -> None:
         """Serve /v1/models, /v1/chat/completions and /v1/completions with token ids and logprobs."""
         import asyncio
+        import socket
 
         from rich.console import Console
+        from rich.text import Text
 
         from agentgym.errors import AgentGymError
         from agentgym.policies import load_policy
@@ -30,15 +32,29 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
 
-        async def main() -> None:
+        def fail(message: str) -> typer.Exit:
+            console.print(Text.assemble(("error: ", "red"), message))  # plain text: no markup in paths
+            return typer.Exit(1)
+
+        if port:  # a busy port is reported now, not after the model has loaded
             try:
+                socket.create_server((host, port)).close()
+            except OSError as exc:
+                raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        try:
+            with console.status(f"loading {policy}"):
                 loaded = load_policy(policy, max_batch_size=max_batch_size)
-            except TypeError:
-                raise AgentGymError(f"agentgym serve needs a local model policy (smollm2 or hf:/path), got {policy!r}")
+        except TypeError:  # a scripted policy takes no batch size
+            raise typer.BadParameter(f"agentgym serve needs a local model policy (smollm2 or hf:/path), got {policy!r}",
+                                     param_hint="--policy") from None
+        except AgentGymError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--policy") from None
+
+        async def main() -> None:
             server = PolicyServer(loaded, served_name=served_name, host=host, port=port,
                                   max_batch_size=max_batch_size, max_wait=max_wait)
             async with server:
-                console.print(f"serving [bold]{server.served_name}[/bold] at {server.url} (Ctrl-C to stop)")
+                console.print(Text.assemble("serving ", (server.served_name, "bold"), f" at {server.url} (Ctrl-C to stop)"))
                 await asyncio.Event().wait()
 
         try:
@@ -46,5 +62,4 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             pass
         except (AgentGymError, OSError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
+            raise fail(str(exc)) from None

@@ -51,7 +51,7 @@ def _fail(exc: Exception) -> None:
 def register(app: typer.Typer) -> None:
     """Add the ``train`` and ``sft`` commands to ``app``."""
 
-    @app.command("train")
+    @app.command("train", short_help="Train a policy with RL (GiGPO, GRPO, RLOO) as a config says.")
     def train(
         config: Optional[Path] = typer.Argument(None, help="Run config (YAML). Optional with --resume."),
         set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
             _fail(exc)
         typer.echo(f"run directory: {out}")
 
-    @app.command("sft")
+    @app.command("sft", short_help="Supervised warm start on expert trajectories.")
     def sft(
         config: Path = typer.Argument(..., help="SFT config (YAML): policy, sft.data, schedule."),
         set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),

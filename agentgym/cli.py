@@ -11,7 +11,7 @@ import importlib
 
 import typer
 
-app = typer.Typer(help="Build, run, evaluate and train LLM agents.", no_args_is_help=True,
+app = typer.Typer(help="Build, run, evaluate and train LLM agents.", no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False, add_completion=False)
 
 _COMMAND_MODULES = [

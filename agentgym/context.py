@@ -157,21 +157,20 @@ def context_factory(spec: str | Callable[[], ContextManager]) -> Callable[[], Co
     if callable(spec):
         return spec
     kind, _, rest = spec.partition(":")
-    args = rest.split(":") if rest else []
     try:
-        if kind == "full" and not args:
-            return FullHistory
-        if kind == "window" and len(args) <= 1:
-            k = int(args[0]) if args else 4
-            SlidingWindow(k)  # validate now, not in the first episode
-            return lambda: SlidingWindow(k)
-        if kind == "summary" and len(args) <= 2:
-            limit = int(args[0]) if args else 2048
-            most = int(args[1]) if len(args) > 1 else 2
-            Summarize(limit, most)
-            return lambda: Summarize(limit, most)
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"bad context spec {spec!r}: {exc}") from None
+        args = [int(a) for a in rest.split(":")] if rest else []
+    except ValueError:
+        raise ConfigError(f"bad context spec {spec!r}: its numbers must be integers "
+                          "(full, window:K, summary:LIMIT or summary:LIMIT:MAX_SUMMARIES)") from None
+    if kind == "full" and not args:
+        return FullHistory
+    if kind == "window" and len(args) <= 1:
+        k = args[0] if args else 4
+        SlidingWindow(k)  # validate now, not in the first episode
+        return lambda: SlidingWindow(k)
+    if kind == "summary" and len(args) <= 2:
+        limit = args[0] if args else 2048
+        most = args[1] if len(args) > 1 else 2
+        Summarize(limit, most)
+        return lambda: Summarize(limit, most)
     raise ConfigError(f"unknown context spec {spec!r}; use full, window:K, summary:LIMIT or summary:LIMIT:MAX_SUMMARIES")

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import json
 import secrets
+import threading
 import time
 from typing import Any, Mapping
 
@@ -55,6 +56,11 @@ class DockerSandbox:
         self._sessions: set[DockerSession] = set()
         self._start_lock = asyncio.Lock()
         self._closed = False
+        # every container is labelled with this sandbox's owner token, so aclose can sweep by label
+        # what no bookkeeping saw (a create that failed after the container existed)
+        self._owner = secrets.token_hex(8)
+        # makes "closed?" and "record the new container" one step for creations still in a thread
+        self._guard = threading.Lock()
 
     # ----- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> "DockerSandbox":
@@ -91,9 +97,10 @@ class DockerSandbox:
 
     async def aclose(self) -> None:
         """Remove every container this sandbox made; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._guard:  # a creation that finishes from now on removes its own container
+            if self._closed:
+                return
+            self._closed = True
         for session in list(self._sessions):
             await session.aclose()
         for task in list(self._tasks):
@@ -101,6 +108,7 @@ class DockerSandbox:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
             await asyncio.gather(*(asyncio.to_thread(self._remove, cid) for cid in list(self._containers)))
+            await asyncio.to_thread(self._sweep)
             self._client.close()
         self._idle.clear()
 
@@ -122,11 +130,18 @@ class DockerSandbox:
             pids_limit=lim.max_processes + 16, cap_drop=["ALL"], security_opt=["no-new-privileges"],
             ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
                      docker.types.Ulimit(name="nproc", soft=4096, hard=4096)],
-            environment={}, labels={"agentgym.sandbox": "1"}, stop_signal="SIGKILL")
+            environment={}, labels={"agentgym.sandbox": "1", "agentgym.sandbox.owner": self._owner},
+            stop_signal="SIGKILL")
         if self.runtime:
             options["runtime"] = self.runtime
         container = self._client.containers.run(self.image, ["sleep", "infinity"], **options)
-        self._containers.add(container.id)
+        with self._guard:
+            closed = self._closed
+            if not closed:
+                self._containers.add(container.id)
+        if closed:  # aclose ran while this thread was creating: nobody else will remove it
+            self._remove(container.id)
+            raise EnvironmentClosedError("this DockerSandbox was closed while a container was being created")
         return container.id
 
     def _remove(self, cid: str) -> None:
@@ -136,17 +151,22 @@ class DockerSandbox:
             pass
         self._containers.discard(cid)
 
+    def _sweep(self) -> None:
+        """Remove any container still carrying this sandbox's owner label."""
+        try:
+            left = self._client.containers.list(all=True, filters={"label": f"agentgym.sandbox.owner={self._owner}"})
+        except Exception:  # noqa: BLE001 - best effort: the API may be gone at shutdown
+            return
+        for container in left:
+            self._remove(container.id)
+
     def _fill_pool(self) -> None:
         missing = self.warm - len(self._idle) - sum(1 for t in self._tasks if t.get_name() == "warm")
         for _ in range(max(missing, 0)):
             self._spawn(self._warm_one(), "warm")
 
     async def _warm_one(self) -> None:
-        cid = await asyncio.to_thread(self._create)
-        if self._closed:
-            await asyncio.to_thread(self._remove, cid)
-        else:
-            self._idle.append(cid)
+        self._idle.append(await asyncio.to_thread(self._create))  # raises if closed meanwhile
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.ensure_future(coro)

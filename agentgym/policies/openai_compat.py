@@ -13,7 +13,10 @@ logprobs; ``agentgym serve``: the sampling distribution, see :mod:`agentgym.poli
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import json
+import math
 import random
 from typing import Any
 
@@ -214,11 +217,20 @@ def _message_json(m: Message) -> dict[str, Any]:
 
 
 def _retry_after(header: str | None) -> float:
-    """Seconds a ``Retry-After`` header asks for (a number of seconds; HTTP dates are ignored)."""
-    try:
-        return min(max(float(header), 0.0), _MAX_RETRY_AFTER) if header else 0.0
-    except ValueError:
+    """Seconds a ``Retry-After`` header asks for: a number of seconds or an HTTP date (RFC 9110)."""
+    if not header:
         return 0.0
+    try:
+        seconds = float(header)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return 0.0  # unreadable: fall back to the backoff alone
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)  # HTTP dates are GMT
+        seconds = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER) if not math.isnan(seconds) else 0.0
 
 
 def _error_message(text: str) -> str:

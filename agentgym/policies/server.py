@@ -49,6 +49,7 @@ class PolicyServer:
         self._batcher: Batcher[tuple[list[int], int | None], Completion] = Batcher(
             self._generate, max_batch=max_batch_size or getattr(policy, "max_batch_size", 8), max_wait=max_wait)
         self._runner: Any = None
+        self._closing = False
         config = getattr(getattr(policy, "model", None), "config", None)
         self._vocab_size: int | None = getattr(config, "vocab_size", None)
         self._max_context: int | None = getattr(config, "max_position_embeddings", None)
@@ -93,7 +94,8 @@ class PolicyServer:
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def aclose(self) -> None:
-        """Stop the server and cancel queued requests."""
+        """Stop the server; requests still waiting for the model get a 503."""
+        self._closing = True
         await self._batcher.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -140,6 +142,11 @@ class PolicyServer:
                 raise _BadRequest(f"The model `{body.get('model')}` does not exist; this server serves "
                                   f"`{self.served_name}`.", status=404)
             return web.json_response(await build(body))
+        except asyncio.CancelledError:
+            cancelling = getattr(asyncio.current_task(), "cancelling", lambda: 0)  # Python 3.11+
+            if self._closing and not cancelling():  # aclose cancelled our batch, not this handler
+                return _error("the server is shutting down", 503)
+            raise
         except _BadRequest as exc:
             return _error(str(exc), exc.status)
         except PolicyError as exc:

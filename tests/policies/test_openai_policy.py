@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import socket
 import time
 
@@ -131,6 +132,19 @@ async def test_a_request_whose_client_hung_up_is_not_generated(smollm2):
         assert srv.batch_sizes == []
 
 
+async def test_a_request_waiting_when_the_server_stops_gets_a_503(smollm2):
+    body = {"model": "smollm2", "prompt": [1, 2, 3], "max_tokens": 400}
+    srv = PolicyServer(smollm2, served_name="smollm2", port=0, max_wait=0.01)
+    await srv.start()
+    async with aiohttp.ClientSession() as http:
+        answer = asyncio.ensure_future(http.post(f"{srv.url}/completions", json=body))
+        while not srv.batch_sizes:  # the request is being generated
+            await asyncio.sleep(0.02)
+        await srv.aclose()
+        resp = await answer
+        assert resp.status == 503 and (await resp.json())["error"]["message"] == "the server is shutting down"
+
+
 @pytest.mark.slow
 async def test_wrong_model_name_is_a_clear_policy_error(server):
     async with OpenAIPolicy(server.url, "gpt-7") as remote:
@@ -169,13 +183,16 @@ async def test_retries_on_overload_and_reads_vllm_token_fields():
                 await remote.generate([CONV], None, SamplingParams())
 
 
-async def test_a_rate_limit_is_retried_no_sooner_than_retry_after():
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_a_rate_limit_is_retried_no_sooner_than_retry_after(form):
     hits: list[float] = []
 
     async def chat(request):
         hits.append(time.perf_counter())
         if len(hits) == 1:
-            return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "1"})
+            # an HTTP date has whole seconds: 2 s ahead is at least 1 s ahead
+            later = email.utils.formatdate(time.time() + 2, usegmt=True) if form == "http-date" else "1"
+            return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": later})
         return web.json_response(vllm_answer())
 
     async with stand_in(chat) as url, OpenAIPolicy(url, "m", backoff=0.01) as remote:
@@ -266,3 +283,19 @@ async def test_rollout_through_the_server_records_tokens(server, smollm2):
         assert smollm2.tokenizer.decode(step.response_ids, skip_special_tokens=True) == step.response
         assert step.prompt_ids == smollm2.render(step.messages, Counter().tools)
         assert len(step.logprobs) == len(step.response_ids)
+
+
+def test_serve_reports_a_busy_port_before_loading_the_model_and_a_bad_policy_as_usage():
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        # the policy path does not exist: reaching it would be a different error
+        busy = CliRunner().invoke(app, ["serve", "--policy", "hf:/nowhere", "--port", str(port)])
+    assert busy.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.output, busy.output
+    bad = CliRunner().invoke(app, ["serve", "--policy", "expert", "--port", "0"])
+    assert bad.exit_code == 2 and "needs a local model policy" in bad.output, bad.output

@@ -204,3 +204,29 @@ async def test_docker_warm_pool_and_cleanup(docker_url):
     left = {c.id for c in from_env.containers.list(all=True, filters={"label": "agentgym.sandbox"})}
     assert not ids & left
     from_env.close()
+
+
+def test_docker_close_during_container_creation_leaves_no_container(docker_url):
+    """Containers still being created in threads when the sandbox closes are removed too."""
+    import docker
+
+    from agentgym.sandboxes import DockerSandbox
+
+    async def scenario() -> None:
+        sb = DockerSandbox(base_url=docker_url, warm=3)
+        await sb.start()
+        run = asyncio.ensure_future(sb.run("true"))  # a cold container, its creation cancelled below
+        await asyncio.sleep(0.2)  # the creations are under way in their threads
+        run.cancel()
+        await sb.aclose()
+
+    client = docker.DockerClient(base_url=docker_url)
+    try:
+        def ours() -> set[str]:
+            return {c.id for c in client.containers.list(all=True, filters={"label": "agentgym.sandbox"})}
+
+        before = ours()
+        asyncio.run(scenario())  # returns once every thread has finished (the default executor is shut down)
+        assert ours() - before == set()
+    finally:
+        client.close()
