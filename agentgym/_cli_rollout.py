@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
     @app.command("rollout", short_help="Play a policy on a task suite; record and summarize it.")
     def rollout(
         env: str = typer.Option("household-v0", help="Environment id (see `agentgym envs`)."),
-        suite: str = typer.Option("test-unseen", help="Task suite of the environment."),
+        suite: Optional[str] = typer.Option(None, help="Task suite of the environment (default: its held-out "
+                                                       "test-unseen, else test)."),
         policy: str = typer.Option("smollm2", help="expert, random, smollm2, hf:/path, openai:URL#model or vllm:/path."),
         n: int = typer.Option(1, min=1, help="Samples per task (one group)."),
         limit: Optional[int] = typer.Option(None, min=1, help="Play only the first N tasks of the suite."),
@@ -54,13 +55,16 @@ def register(app: typer.Typer) -> None:
         from agentgym.context import context_factory
         from agentgym.errors import AgentGymError, ConfigError
         from agentgym.policies import SamplingParams, load_policy
-        from agentgym.registry import load_tasks
+        from agentgym.registry import load_tasks, suites
         from agentgym.rollout import RolloutRunner
         from agentgym.store import RunStore
 
         console = Console()
         # every check of the flags comes before the policy loads (seconds for a model): usage errors exit 2
         try:
+            if suite is None:
+                names = suites(env)
+                suite = next((s for s in ("test-unseen", "test") if s in names), "test-unseen")
             tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
             sampling = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         except (AgentGymError, ValueError) as exc:

@@ -125,7 +125,10 @@ class Environment:
                     tools[tool_name] = _build_tool(attr, value, tool_name)
         cls._tools = tools
         if "reset" in vars(cls):
-            cls.reset = _wrap_reset(vars(cls)["reset"])  # type: ignore[method-assign]
+            reset = vars(cls)["reset"]
+            if not inspect.iscoroutinefunction(inspect.unwrap(reset)):
+                raise TypeError(f"{cls.__name__}.reset must be a coroutine: write `async def reset(self, task)`")
+            cls.reset = _wrap_reset(reset)  # type: ignore[method-assign]
 
     def __init__(self, **options: Any) -> None:
         if options:
@@ -213,10 +216,11 @@ class Environment:
         self._step_reward, self._step_milestones, self._step_info = 0.0, [], {}
 
     # ----- acting ----------------------------------------------------------------------------
-    async def step(self, action: ToolCall | str) -> StepResult:
+    async def step(self, action: ToolCall | dict[str, Any] | str) -> StepResult:
         """Execute one action and return its :class:`StepResult`.
 
-        ``action`` is a :class:`ToolCall` or raw model text (parsed here). Bad input never raises:
+        ``action`` is a :class:`ToolCall`, a dict with its ``name`` and ``arguments``, or raw model
+        text (parsed here). Bad input never raises:
         an unparseable response, an unknown tool, or missing or mistyped arguments become an error
         observation naming the problem and the valid tools, with ``valid=False``. Raises only when
         the environment is closed or was never reset (programming errors).
@@ -225,15 +229,20 @@ class Environment:
             raise EnvironmentClosedError(f"{type(self).__name__} is closed; create a new one with agentgym.make")
         if not self._episode_started:
             raise RuntimeError("call reset(task) before step()")
-        if self.done:
+        self._step_reward, self._step_milestones, self._step_info = 0.0, [], {}
+        if self.done:  # pays nothing: the final step's reward and milestones were paid once
             return self._result("The episode is over.", valid=False)
         self.turn += 1
-        self._step_reward, self._step_milestones, self._step_info = 0.0, [], {}
         observation, valid, error = await self._execute(action)
         return self._result(observation, valid=valid, error=error)
 
-    async def _execute(self, action: ToolCall | str) -> tuple[str, bool, str | None]:
+    async def _execute(self, action: ToolCall | dict[str, Any] | str) -> tuple[str, bool, str | None]:
         call = action if isinstance(action, ToolCall) else None
+        if isinstance(action, dict):  # {"name": ..., "arguments": {...}}, as JSON tool calls come
+            try:
+                call = ToolCall.model_validate(action)
+            except ValidationError:
+                return self._error('a dict action needs "name" and "arguments" (or pass a ToolCall or text)')
         if call is None:
             parsed = parse_action(str(action), self._tools.keys())
             if parsed.error:
@@ -267,6 +276,8 @@ class Environment:
             key: str | None = self.state_key()
         except NotImplementedError:
             key = None
+        if key is not None and type(key) is not str:
+            raise TypeError(f"{type(self).__name__}.state_key() must return a str, got {type(key).__name__} {key!r}")
         info: dict[str, Any] = {"success": self.success, **self._step_info}
         if error is not None:
             info["error"] = error
@@ -298,7 +309,11 @@ def _wrap_reset(reset: Callable) -> Callable:
             self._begin_episode(task)
             self._in_reset = True
         try:
-            return await reset(self, task, *args, **kwargs)
+            observation = await reset(self, task, *args, **kwargs)
+            if outermost and not isinstance(observation, str):
+                raise TypeError(f"{type(self).__name__}.reset must return the first observation as a str, "
+                                f"got {type(observation).__name__}")
+            return observation
         finally:
             if outermost:
                 self._in_reset = False

@@ -45,7 +45,7 @@ from agentgym.errors import ConfigError
 from agentgym.parsing import parse_action
 from agentgym.policies._batching import Batcher
 from agentgym.policies.base import Completion, EnvPolicy, Policy, SamplingParams
-from agentgym.registry import make
+from agentgym.registry import make, spec
 from agentgym.store import RunStore
 from agentgym.types import Message, Step, StepResult, Task, ToolCall, ToolSpec, Trajectory, unchecked
 
@@ -243,6 +243,8 @@ class RolloutRunner:
         for name, value in (("step_timeout", step_timeout), ("episode_timeout", episode_timeout)):
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive or None, got {value}")
+        if isinstance(env, str):
+            spec(env)  # an unknown id fails here, naming the close matches, not once per episode
         self._owns_policy = isinstance(policy, str)
         if isinstance(policy, str):
             from agentgym.policies import load_policy
@@ -286,6 +288,12 @@ class RolloutRunner:
         """
         if self._batcher is not None:
             raise RuntimeError("this RolloutRunner is already running; use one runner per concurrent run")
+        if isinstance(tasks, (str, Task)) or not all(isinstance(t, Task) for t in tasks):
+            raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
+                            f"or [task]; got {type(tasks).__name__}")
+        if self.env is None:
+            for env_id in {t.env for t in tasks}:
+                spec(env_id)
         horizon = self._horizon(step)
         run_id = uuid.uuid4().hex[:8]
         # a task listed twice makes two groups
@@ -616,6 +624,9 @@ def _message(role: str, content: Any) -> Message:
 
 def _state_key(env: Environment) -> str | None:
     try:
-        return env.state_key()
+        key = env.state_key()
     except NotImplementedError:
         return None
+    if key is not None and type(key) is not str:
+        raise TypeError(f"{type(env).__name__}.state_key() must return a str, got {type(key).__name__} {key!r}")
+    return key

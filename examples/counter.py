@@ -1,4 +1,4 @@
-"""The Counter environment from DESIGN.md, exactly as written there, plus a short run of it."""
+"""The Counter environment from the README, a few steps of it by hand, then a recorded rollout."""
 
 import asyncio
 
@@ -23,6 +23,9 @@ class Counter(ag.Environment):
     def state_key(self) -> str:
         return str(self.value)
 
+    def expert_action(self) -> str:  # optional: makes --policy expert (and SFT data) work
+        return f"add(n={self.target - self.value})"
+
 
 ag.register("counter-v0", Counter)
 
@@ -34,6 +37,11 @@ async def main() -> None:
             result = await env.step(action)
             print(f"> {action}\n{result.observation}  (reward={result.reward}, valid={result.valid}, "
                   f"terminated={result.terminated})")
+    # many episodes at once, recorded: the same runner trains models (any policy name works here)
+    tasks = [ag.Task(id=f"t{i}", env="counter-v0", data={"target": target}) for i, target in enumerate([3, 5, 8])]
+    async with ag.RolloutRunner("expert", n=2) as runner:
+        result = await runner.run(tasks)
+    print(result.summary())
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import signal
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -278,6 +279,8 @@ class ProcessSandbox:
             raise SandboxError("running as root needs setpriv (Debian package util-linux) to drop to an "
                                "unprivileged uid; install it or run as a normal user")
         self._dir = Path(tempfile.mkdtemp(prefix="agentgym-sandbox-", dir=self._tmp_root))
+        # removes the directory once: in aclose, when the sandbox is collected unclosed, or at exit
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, str(self._dir), True)
         os.chmod(self._dir, 0o711)
         etc = self._dir / "etc"
         etc.mkdir()
@@ -309,15 +312,20 @@ class ProcessSandbox:
         if self._closed:
             return
         self._closed = True
-        for session in list(self._sessions):
-            await session.aclose()
+        # kill every ready launcher before the first await: a cancelled close must not leave them running
         for launch in self._idle:
             launch.dispose(self._pending)
         self._idle.clear()
-        await settle(self._pending)
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        for session in self._sessions:
+            session._dispose_next()
+        try:
+            for session in list(self._sessions):
+                await session.aclose()
+            await settle(self._pending)
+        finally:  # even when the close itself is cancelled (a timeout, Ctrl-C): the launchers are killed by now
+            if self._dir is not None:
+                self._remove_dir()
+                self._dir = None
 
     async def __aenter__(self) -> "ProcessSandbox":
         return await self.start()
@@ -484,19 +492,24 @@ class ProcessSession(SessionBase):
                 self._next = sb._new_launch(self._workdir)
             return result
 
+    def _dispose_next(self) -> None:
+        if self._next is not None:
+            self._next.dispose(self._sandbox._pending)
+            self._next = None
+
     async def aclose(self) -> None:
         """Kill the session's ready launcher and remove its work directory; idempotent."""
         if self._closed:
             return
         self._closed = True
-        async with self._lock:
-            if self._next is not None:
-                self._next.dispose(self._sandbox._pending)
-                self._next = None
-            await settle(self._sandbox._pending)
+        self._dispose_next()
+        try:
+            async with self._lock:  # a running call finishes first (it starts no new launcher once closed)
+                await settle(self._sandbox._pending)
+        finally:
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
-        self._sandbox._sessions.discard(self)
+            self._sandbox._sessions.discard(self)
 
 
 async def _execute(launch: _Launch, request: bytes, limits: Limits) -> ExecResult:

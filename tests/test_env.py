@@ -10,7 +10,7 @@ from agentgym.errors import EnvironmentClosedError, InvalidActionError
 from agentgym.types import Milestone, ToolCall
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from counter import Counter  # noqa: E402  (the DESIGN.md example, exactly as written)
+from counter import Counter  # noqa: E402  (the README example)
 
 
 class Lamp(ag.Environment):
@@ -95,6 +95,7 @@ async def test_inadmissible_action_milestones_and_on_text():
     assert env.episode_reward == 2.0
     after = await env.step("turn it on")
     assert not after.valid and after.observation == "The episode is over."
+    assert after.reward == 0.0 and after.milestones == [] and env.episode_reward == 2.0  # paid once only
 
 
 async def test_milestones_count_only_the_first_time_and_must_be_declared():
@@ -142,3 +143,35 @@ async def test_step_before_reset_is_a_programming_error():
 def test_unknown_options_are_refused():
     with pytest.raises(TypeError, match="takes no options"):
         Counter(colour="red")
+
+
+async def test_a_dict_action_is_a_tool_call():
+    env = Counter()
+    await env.reset(_task(data={"target": 5}))
+    assert (await env.step({"name": "add", "arguments": {"n": 2}})).observation == "The value is 2."
+    bad = await env.step({"tool": "add"})
+    assert not bad.valid and 'needs "name" and "arguments"' in bad.observation and env.value == 2
+
+
+def test_a_sync_reset_is_refused_when_the_class_is_defined():
+    with pytest.raises(TypeError, match=r"Sync.reset must be a coroutine: write `async def reset"):
+        class Sync(ag.Environment):
+            def reset(self, task):
+                return "hi"
+
+
+async def test_reset_and_state_key_of_the_wrong_type_name_the_method():
+    class Silent(ag.Environment):
+        async def reset(self, task):
+            self.value = 0
+
+    class IntKey(Counter):
+        def state_key(self):
+            return self.value
+
+    with pytest.raises(TypeError, match="Silent.reset must return the first observation as a str, got NoneType"):
+        await Silent().reset(_task())
+    env = IntKey()
+    await env.reset(_task(data={"target": 5}))
+    with pytest.raises(TypeError, match=r"IntKey.state_key\(\) must return a str, got int 1"):
+        await env.step("add(n=1)")

@@ -333,9 +333,22 @@ async def test_concurrent_generation_requests_are_batched():
     assert step.response_ids == [7, 8] and step.logprobs == [-0.5, -0.25] and step.prompt_ids == [4]
 
 
-async def test_unknown_environment_is_an_episode_error():
-    result = await RolloutRunner("expert").run([ag.Task(id="x", env="nope-v0")])
-    assert result.trajectories[0].error.startswith("cannot create environment 'nope-v0'")
+async def test_an_unknown_environment_fails_up_front_and_one_that_cannot_start_fails_its_episode():
+    from agentgym.errors import UnknownEnvironmentError
+
+    with pytest.raises(UnknownEnvironmentError, match="unknown environment 'household-v1'. Did you mean 'household-v0'"):
+        await RolloutRunner("expert").run([ag.Task(id="x", env="household-v1")])
+    with pytest.raises(UnknownEnvironmentError, match="unknown environment 'nope-v0'"):
+        RolloutRunner("expert", "nope-v0")
+    with pytest.raises(TypeError, match="tasks must be a list of Task"):
+        await RolloutRunner("expert").run(ag.Task(id="x", env="household-v0"))
+
+    def broken():
+        raise OSError("no display")
+
+    result = await RolloutRunner("expert", broken).run([ag.Task(id="x", env="household-v0")])
+    error = result.trajectories[0].error
+    assert error.startswith("cannot create environment") and error.endswith("OSError: no display")
 
 
 def test_bad_configuration_names_the_fix():
@@ -463,3 +476,14 @@ def test_a_rejected_rollout_command_says_why_and_leaves_no_run_directory(tmp_pat
     res = CliRunner().invoke(app, ["rollout", "--policy", "expert", "--limit", "1", "--out", str(out), *args])
     assert res.exit_code == code and message in flat(res.output), res.output
     assert not out.exists()
+
+
+def test_rollout_without_suite_takes_the_environments_held_out_suite(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+
+    out = tmp_path / "run"  # sql-v0 has no test-unseen suite: its held-out suite is test
+    res = CliRunner().invoke(app, ["rollout", "--env", "sql-v0", "--policy", "expert", "--limit", "1", "--out", str(out)])
+    assert res.exit_code == 0 and "of sql-v0/test with expert" in flat(res.output), res.output
+    assert RunStore(out).read_config()["suite"] == "test"

@@ -144,7 +144,13 @@ class OpenAIPolicy:
         """Fail fast with a :class:`PolicyError` unless the server answers and serves the model (once)."""
         if self._checked:
             return
-        served = await self.models()
+        try:
+            served = await self.models()
+        except _HTTPError as exc:
+            if exc.status == 404 and not self.base_url.endswith("/v1"):
+                raise PolicyError(f"{exc}; OpenAI-compatible servers usually serve under /v1: "
+                                  f"did you mean {self.base_url}/v1?") from None
+            raise
         if self.model is None:
             if len(served) != 1:
                 raise PolicyError(f"{self.base_url} serves {served}; name one: openai:{self.base_url}#MODEL")

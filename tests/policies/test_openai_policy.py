@@ -161,6 +161,17 @@ async def test_wrong_url_is_a_clear_policy_error():
         OpenAIPolicy("localhost:8000", "m")
 
 
+async def test_a_url_without_v1_gets_a_hint():
+    async def chat(request):
+        return web.json_response(vllm_answer())
+
+    async with stand_in(chat) as url:
+        root = url.removesuffix("/v1")
+        async with OpenAIPolicy(root, "m") as remote:
+            with pytest.raises(PolicyError, match=f"HTTP 404.*did you mean {root}/v1\\?"):
+                await remote.check()
+
+
 async def test_retries_on_overload_and_reads_vllm_token_fields():
     """A stand-in remote server that is overloaded twice, then answers the way vLLM does."""
     hits = {"chat": 0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import stat
 from pathlib import Path
@@ -136,6 +137,34 @@ async def test_process_sandbox_leaves_nothing_behind(warm, host_processes_with):
         await sb.run("true")
     mounts = Path("/proc/self/mountinfo").read_text()
     assert token not in mounts
+
+
+async def test_a_cancelled_close_still_removes_the_directory_and_processes(host_processes_with):
+    sb = ProcessSandbox(warm=2)
+    await sb.start()
+    folder = sb._dir
+    await sb.session().run_python("print(1)")
+    closing = asyncio.ensure_future(sb.aclose())
+    await asyncio.sleep(0)  # the close is waiting for its launchers to be reaped
+    closing.cancel()  # as a step timeout or Ctrl-C does
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert not folder.exists()
+    for _ in range(100):  # killed already; reaping is asynchronous
+        if not host_processes_with(str(folder)):
+            break
+        await asyncio.sleep(0.05)
+    assert host_processes_with(str(folder)) == []
+
+
+async def test_a_sandbox_dropped_unclosed_removes_its_directory():
+    sb = ProcessSandbox()
+    await sb.start()
+    folder = sb._dir
+    assert folder is not None and folder.is_dir()
+    del sb
+    gc.collect()
+    assert not folder.exists()
 
 
 async def test_warm_launches_closed_at_once_leave_no_process(host_processes_with):
