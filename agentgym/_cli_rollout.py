@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.text import Text
 
-        from agentgym.context import context_factory
+        from agentgym.context import Summarize, context_factory
         from agentgym.errors import AgentGymError, ConfigError
         from agentgym.policies import SamplingParams, load_policy
         from agentgym.registry import load_tasks, suites
@@ -70,7 +70,8 @@ def register(app: typer.Typer) -> None:
         except (AgentGymError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None
         try:
-            context_factory(context)
+            if isinstance(context_factory(context)(), Summarize) and policy in ("expert", "random"):
+                raise ConfigError(f"summarization needs a model policy; the {policy} policy cannot write summaries")
         except AgentGymError as exc:
             raise typer.BadParameter(str(exc), param_hint="--context") from None
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy).strip("-")[:40]
@@ -90,6 +91,9 @@ def register(app: typer.Typer) -> None:
                 loaded = load_policy(policy)
         except AgentGymError as exc:
             raise typer.BadParameter(str(exc), param_hint="--policy") from None
+        except KeyboardInterrupt:
+            console.print("interrupted while loading the policy; nothing was run")
+            raise typer.Exit(130) from None
 
         async def main() -> dict:
             try:

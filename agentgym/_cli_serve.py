@@ -38,12 +38,15 @@ def register(app: typer.Typer) -> None:
 
         if port:  # a busy port is reported now, not after the model has loaded
             try:
-                socket.create_server((host, port)).close()
+                family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # IPv4 or IPv6
+                socket.create_server((host, port), family=family).close()
             except OSError as exc:
                 raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         try:
             with console.status(f"loading {policy}"):
                 loaded = load_policy(policy, max_batch_size=max_batch_size)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
         except TypeError:  # a scripted policy takes no batch size
             raise typer.BadParameter(f"agentgym serve needs a local model policy (smollm2 or hf:/path), got {policy!r}",
                                      param_hint="--policy") from None

@@ -276,7 +276,7 @@ class Environment:
             key: str | None = self.state_key()
         except NotImplementedError:
             key = None
-        if key is not None and type(key) is not str:
+        if key is not None and not isinstance(key, str):
             raise TypeError(f"{type(self).__name__}.state_key() must return a str, got {type(key).__name__} {key!r}")
         info: dict[str, Any] = {"success": self.success, **self._step_info}
         if error is not None:

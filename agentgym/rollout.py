@@ -288,7 +288,11 @@ class RolloutRunner:
         """
         if self._batcher is not None:
             raise RuntimeError("this RolloutRunner is already running; use one runner per concurrent run")
-        if isinstance(tasks, (str, Task)) or not all(isinstance(t, Task) for t in tasks):
+        if isinstance(tasks, (str, Task)):
+            raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
+                            f"or [task]; got {type(tasks).__name__}")
+        tasks = list(tasks)  # a generator is read once, here
+        if not all(isinstance(t, Task) for t in tasks):
             raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
                             f"or [task]; got {type(tasks).__name__}")
         if self.env is None:
@@ -627,6 +631,6 @@ def _state_key(env: Environment) -> str | None:
         key = env.state_key()
     except NotImplementedError:
         return None
-    if key is not None and type(key) is not str:
+    if key is not None and not isinstance(key, str):
         raise TypeError(f"{type(env).__name__}.state_key() must return a str, got {type(key).__name__} {key!r}")
     return key

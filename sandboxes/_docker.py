@@ -69,7 +69,11 @@ class DockerSandbox:
             raise EnvironmentClosedError("this DockerSandbox is closed; create a new one")
         async with self._start_lock:
             if self._client is None:
-                self._client = await asyncio.to_thread(self._connect)
+                client = await asyncio.to_thread(self._connect)
+                if self._closed:  # closed while connecting
+                    client.close()
+                    raise EnvironmentClosedError("this DockerSandbox was closed while it was starting")
+                self._client = client
                 self._fill_pool()
         return self
 
@@ -161,12 +165,17 @@ class DockerSandbox:
             self._remove(container.id)
 
     def _fill_pool(self) -> None:
+        if self._closed:
+            return
         missing = self.warm - len(self._idle) - sum(1 for t in self._tasks if t.get_name() == "warm")
         for _ in range(max(missing, 0)):
             self._spawn(self._warm_one(), "warm")
 
     async def _warm_one(self) -> None:
-        self._idle.append(await asyncio.to_thread(self._create))  # raises if closed meanwhile
+        try:
+            self._idle.append(await asyncio.to_thread(self._create))
+        except EnvironmentClosedError:
+            pass  # closed meanwhile: _create removed the container
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -184,7 +193,8 @@ class DockerSandbox:
         return await asyncio.to_thread(self._create)
 
     def _release(self, cid: str) -> None:
-        self._spawn(asyncio.to_thread(self._remove, cid), "remove")
+        if not self._closed:  # once closed, aclose removes every container this sandbox made
+            self._spawn(asyncio.to_thread(self._remove, cid), "remove")
 
     # ----- running ------------------------------------------------------------------------------
     async def run(self, argv: Argv, *, files: Files | None = None, stdin: str | bytes | None = None,

@@ -259,6 +259,7 @@ class ProcessSandbox:
         self._idle: list[_Launch] = []
         self._sessions: set[ProcessSession] = set()
         self._pending: set[_Launch] = set()
+        self._running: set[_Launch] = set()  # launches serving a call right now
         self._start_lock = asyncio.Lock()
         self._started = False
         self._closed = False
@@ -312,12 +313,14 @@ class ProcessSandbox:
         if self._closed:
             return
         self._closed = True
-        # kill every ready launcher before the first await: a cancelled close must not leave them running
+        # kill every process before the first await: a cancelled close must not leave any running
         for launch in self._idle:
             launch.dispose(self._pending)
         self._idle.clear()
         for session in self._sessions:
             session._dispose_next()
+        for launch in self._running:
+            launch.kill()  # its call sees the tree end, returns and disposes it (its fds are the call's)
         try:
             for session in list(self._sessions):
                 await session.aclose()
@@ -425,10 +428,12 @@ class ProcessSandbox:
 
     async def _run(self, launch: _Launch, kind: str, payload: Argv, *, files: Files | None,
                    stdin: str | bytes | None, env: Mapping[str, str] | None, limits: Limits) -> ExecResult:
+        self._running.add(launch)
         try:
             request = make_request(kind, payload, files=files, stdin=stdin, env=env, limits=limits)
             return await _execute(launch, marshal.dumps(request), limits)
         finally:
+            self._running.discard(launch)
             launch.dispose(self._pending)
 
 

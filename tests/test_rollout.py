@@ -342,6 +342,8 @@ async def test_an_unknown_environment_fails_up_front_and_one_that_cannot_start_f
         RolloutRunner("expert", "nope-v0")
     with pytest.raises(TypeError, match="tasks must be a list of Task"):
         await RolloutRunner("expert").run(ag.Task(id="x", env="household-v0"))
+    suite = ag.load_tasks("household-v0", "test-unseen")[:2]
+    assert len((await RolloutRunner("expert").run(t for t in suite)).trajectories) == 2  # a generator, read once
 
     def broken():
         raise OSError("no display")
@@ -465,7 +467,7 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     (["--context", "summary:100:x"], "bad context spec 'summary:100:x'", 2),  # as typed: no emoji for :100:
     (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] is not a Hugging Face model", 2),
     (["--policy", "gpt"], "Invalid value for --policy: unknown policy 'gpt'", 2),
-    (["--context", "summary:100"], "summarization needs a model policy", 2),
+    (["--context", "summary:100"], "Invalid value for --context: summarization needs a model policy", 2),
 ])
 def test_a_rejected_rollout_command_says_why_and_leaves_no_run_directory(tmp_path, args, message, code):
     from typer.testing import CliRunner

@@ -231,7 +231,7 @@ def _retry_after(header: str | None) -> float:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return 0.0  # unreadable: fall back to the backoff alone
         if when.tzinfo is None:
             when = when.replace(tzinfo=datetime.timezone.utc)  # HTTP dates are GMT

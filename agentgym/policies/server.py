@@ -130,6 +130,8 @@ class PolicyServer:
         from aiohttp import web
 
         try:
+            if self._closing:
+                return _error("the server is shutting down", 503)
             try:
                 body = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -141,9 +143,12 @@ class PolicyServer:
             if body.get("model") != self.served_name:
                 raise _BadRequest(f"The model `{body.get('model')}` does not exist; this server serves "
                                   f"`{self.served_name}`.", status=404)
+            if self._closing:  # closed while the body was arriving: the batcher takes no more work
+                return _error("the server is shutting down", 503)
             return web.json_response(await build(body))
         except asyncio.CancelledError:
-            cancelling = getattr(asyncio.current_task(), "cancelling", lambda: 0)  # Python 3.11+
+            # Python 3.11+ tells our batch's cancellation from the handler's own; 3.10 answers 503 to both
+            cancelling = getattr(asyncio.current_task(), "cancelling", lambda: 0)
             if self._closing and not cancelling():  # aclose cancelled our batch, not this handler
                 return _error("the server is shutting down", 503)
             raise

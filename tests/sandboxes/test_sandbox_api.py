@@ -140,16 +140,21 @@ async def test_process_sandbox_leaves_nothing_behind(warm, host_processes_with):
 
 
 async def test_a_cancelled_close_still_removes_the_directory_and_processes(host_processes_with):
-    sb = ProcessSandbox(warm=2)
+    sb = ProcessSandbox(warm=2, timeout=30)  # the time limit must not be what ends the busy call
     await sb.start()
     folder = sb._dir
     await sb.session().run_python("print(1)")
+    busy = asyncio.ensure_future(sb.run_python("import time\ntime.sleep(60)"))
+    while not sb._running:
+        await asyncio.sleep(0.01)
     closing = asyncio.ensure_future(sb.aclose())
     await asyncio.sleep(0)  # the close is waiting for its launchers to be reaped
     closing.cancel()  # as a step timeout or Ctrl-C does
     with pytest.raises(asyncio.CancelledError):
         await closing
     assert not folder.exists()
+    result = await asyncio.wait_for(busy, 5)  # killed, not left sleeping
+    assert result.exit_code == -9
     for _ in range(100):  # killed already; reaping is asynchronous
         if not host_processes_with(str(folder)):
             break
@@ -241,21 +246,21 @@ def test_docker_close_during_container_creation_leaves_no_container(docker_url):
 
     from agentgym.sandboxes import DockerSandbox
 
+    owners = []
+
     async def scenario() -> None:
         sb = DockerSandbox(base_url=docker_url, warm=3)
+        owners.append(sb._owner)
         await sb.start()
         run = asyncio.ensure_future(sb.run("true"))  # a cold container, its creation cancelled below
-        await asyncio.sleep(0.2)  # the creations are under way in their threads
+        await asyncio.sleep(0.05)  # the creations are under way in their threads (each takes longer)
         run.cancel()
         await sb.aclose()
 
+    asyncio.run(scenario())  # returns once every thread has finished (the default executor is shut down)
     client = docker.DockerClient(base_url=docker_url)
     try:
-        def ours() -> set[str]:
-            return {c.id for c in client.containers.list(all=True, filters={"label": "agentgym.sandbox"})}
-
-        before = ours()
-        asyncio.run(scenario())  # returns once every thread has finished (the default executor is shut down)
-        assert ours() - before == set()
+        left = client.containers.list(all=True, filters={"label": f"agentgym.sandbox.owner={owners[0]}"})
+        assert left == []
     finally:
         client.close()
