@@ -88,11 +88,16 @@ def register(app: typer.Typer) -> None:
                 raise AgentGymError("give a CONFIG file (see examples/household_quickstart.yaml) or --resume RUN_DIR")
             else:
                 cfg = _load(TrainConfig, config, set_, {"run_dir": str(run_dir) if run_dir else None})
-            from agentgym.trainers.rl import train as run_training
+            from agentgym.trainers.rl import new_run_dir, train as run_training
 
+            if resume is None:  # fixed now, so an interrupted run can say where it is
+                cfg = cfg.model_copy(update={"run_dir": str(new_run_dir(cfg))})
             out = run_training(cfg, resume=resume, progress=progress)
         except AgentGymError as exc:
             _fail(exc)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted; continue with: agentgym train --resume {resume or cfg.run_dir}", err=True)
+            raise typer.Exit(130) from None
         typer.echo(f"run directory: {out}")
 
     @app.command("sft", short_help="Supervised warm start on expert trajectories.")

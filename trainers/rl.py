@@ -53,7 +53,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
     from agentgym.trainers.loss import aggregate, clipped_surrogate, kl_penalty
 
     # ---- setup --------------------------------------------------------------------------------
-    run_dir = Path(resume) if resume is not None else _new_run_dir(config)
+    run_dir = Path(resume) if resume is not None else new_run_dir(config)
     store = RunStore(run_dir)
     say = log or _console_logger()
     start_step, state = 0, {}
@@ -359,7 +359,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _new_run_dir(config: TrainConfig) -> Path:
+def new_run_dir(config: TrainConfig) -> Path:
+    """The run directory a new run of ``config`` writes: its ``run_dir``, else runs/<name>-<time>."""
     if config.run_dir:
         return Path(config.run_dir)
     return Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"

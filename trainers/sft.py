@@ -196,10 +196,10 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     LoRA the adapters are merged first). Returns the run directory.
     """
     from agentgym.trainers import model as M
-    from agentgym.trainers.rl import _console_logger, _new_run_dir, _seed_everything
+    from agentgym.trainers.rl import _console_logger, _seed_everything, new_run_dir
 
     say = log or _console_logger()
-    run_dir = _new_run_dir(config)  # type: ignore[arg-type]
+    run_dir = new_run_dir(config)  # type: ignore[arg-type]
     store = RunStore(run_dir)
     store.write_config(config)
     config.env.load_plugins()

@@ -49,3 +49,46 @@ def test_train_tiny_example_smoke(tmp_path):
                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "step    2/2" in out.stdout and (tmp_path / "run" / "checkpoints" / "step_00000002").is_dir()
+
+
+@pytest.mark.slow
+def test_ctrl_c_names_the_run_directory_and_resume_finishes_the_run(tmp_path):
+    """A new run interrupted mid-training says how to continue; that command ends the run."""
+    import json
+    import signal
+    import time
+
+    import yaml
+
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(REPO / "examples"))
+    from train_tiny import tiny_config
+
+    from agentgym.trainers.tiny import make_tiny_model
+
+    config = tiny_config(make_tiny_model(tmp_path / "model"), tmp_path / "unused", steps=8)
+    del config["run_dir"]  # the default runs/<name>-<time>, relative to the working directory
+    config["eval"] = {"every": 0}
+    config["checkpoint"] = {"every": 2, "keep_last": 1}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "agentgym", "train", "--no-progress"]
+    run = subprocess.Popen([*command, "c.yaml"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def steps_done() -> int:
+        lines = [json.loads(x) for f in tmp_path.glob("runs/*/metrics.jsonl") for x in f.read_text().splitlines()]
+        return max((m["step"] for m in lines if "loss" in m or "success" in m), default=0)
+
+    deadline = time.monotonic() + 300
+    while steps_done() < 3 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err[-2000:]
+    (run_dir,) = tmp_path.glob("runs/tiny-doors-*")
+    assert f"continue with: agentgym train --resume runs/{run_dir.name}" in err
+    assert steps_done() < 8
+    resumed = subprocess.run([*command, "--resume", f"runs/{run_dir.name}"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert steps_done() == 8
