@@ -200,11 +200,15 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1000, help="concurrent episodes in the memory figure")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--skip-model", action="store_true", help="leave out the generation figure")
+    parser.add_argument("--no-gc", action="store_true",
+                        help="throughput with the garbage collector off (its share of the runner's overhead)")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         bench_memory_child(args.episodes)
         return
+    if args.no_gc:
+        gc.disable()  # timed() still collects between passes
     bench_runner(args.tasks, args.repeats)
     subprocess.run([sys.executable, __file__, "--memory-child", "--episodes", str(args.episodes)], check=True)
     if not args.skip_model:
