@@ -127,8 +127,6 @@ def register(app: typer.Typer) -> None:
 
         try:
             summary = asyncio.run(main())
-        except ConfigError as exc:  # the options do not fit together (e.g. summaries with a scripted policy)
-            raise typer.BadParameter(str(exc)) from None
         except AgentGymError as exc:
             console.print(Text.assemble(("error: ", "red"), str(exc)))  # plain text: no markup or emoji codes
             raise typer.Exit(1) from None

@@ -272,17 +272,22 @@ class Environment:
     def _result(self, observation: str, *, valid: bool, error: str | None = None) -> StepResult:
         self.episode_reward += self._step_reward
         truncated = not self.done and self.turn >= self.task.max_turns
-        try:
-            key: str | None = self.state_key()
-        except NotImplementedError:
-            key = None
-        if key is not None and not isinstance(key, str):
-            raise TypeError(f"{type(self).__name__}.state_key() must return a str, got {type(key).__name__} {key!r}")
+        key = self._current_state_key()
         info: dict[str, Any] = {"success": self.success, **self._step_info}
         if error is not None:
             info["error"] = error
         return StepResult(observation=observation, reward=self._step_reward, milestones=list(self._step_milestones),
                           terminated=self.done, truncated=truncated, valid=valid, state_key=key, info=info)
+
+    def _current_state_key(self) -> str | None:
+        """``state_key()``, checked; None for environments that define none."""
+        try:
+            key = self.state_key()
+        except NotImplementedError:
+            return None
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"{type(self).__name__}.state_key() must return a str, got {type(key).__name__} {key!r}")
+        return key
 
     # ----- lifecycle ---------------------------------------------------------------------------
     @property

@@ -288,13 +288,11 @@ class RolloutRunner:
         """
         if self._batcher is not None:
             raise RuntimeError("this RolloutRunner is already running; use one runner per concurrent run")
-        if isinstance(tasks, (str, Task)):
+        task_list = None if isinstance(tasks, (str, Task)) else list(tasks)  # a generator is read once, here
+        if task_list is None or not all(isinstance(t, Task) for t in task_list):
             raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
                             f"or [task]; got {type(tasks).__name__}")
-        tasks = list(tasks)  # a generator is read once, here
-        if not all(isinstance(t, Task) for t in tasks):
-            raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
-                            f"or [task]; got {type(tasks).__name__}")
+        tasks = task_list
         if self.env is None:
             for env_id in {t.env for t in tasks}:
                 spec(env_id)
@@ -473,7 +471,7 @@ class RolloutRunner:
         for turn in range(limit):
             t0 = time.perf_counter()
             # the state the agent acts from: what the last step reported, or the env itself after reset
-            state_key = result.state_key if result is not None else self._env_sync("state_key", _state_key, env)
+            state_key = result.state_key if result is not None else self._env_sync("state_key", env._current_state_key)
             prompt = context.messages() if keep_context else None
             completion = None
             if self.scripted:
@@ -624,13 +622,3 @@ def _message(role: str, content: Any) -> Message:
     if type(content) is str:
         return unchecked(Message, {"role": role, "content": content})
     return Message(role=role, content=content)  # type: ignore[arg-type]
-
-
-def _state_key(env: Environment) -> str | None:
-    try:
-        key = env.state_key()
-    except NotImplementedError:
-        return None
-    if key is not None and not isinstance(key, str):
-        raise TypeError(f"{type(env).__name__}.state_key() must return a str, got {type(key).__name__} {key!r}")
-    return key
