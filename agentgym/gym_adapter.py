@@ -109,7 +109,4 @@ class AgentGymEnv(gym.Env):
         self._runner = None  # type: ignore[assignment]
 
     def _state_key(self) -> str | None:
-        try:
-            return self._env.state_key()
-        except NotImplementedError:
-            return None
+        return self._env._current_state_key()
