@@ -10,7 +10,7 @@ A context manager holds one episode's working context. The rollout engine drives
    and passes the text to ``add_summary``) or ``"overlong"`` (the episode ends).
 
 Three strategies ship: :class:`FullHistory`, :class:`SlidingWindow` (the last ``k`` turns) and
-:class:`Summarize` (SUPO, ALGORITHMS.md §4). :func:`context_factory` turns a spec string
+:class:`Summarize` (SUPO, docs/ALGORITHMS.md §4). :func:`context_factory` turns a spec string
 (``full``, ``window:K``, ``summary:LIMIT[:MAX_SUMMARIES]``) into a factory of fresh instances,
 one per episode.
 """
@@ -96,7 +96,7 @@ SUMMARY_PREFIX = "Summary of your progress so far:\n"
 
 
 class Summarize(ContextManager):
-    """SUPO's summarization-augmented context (ALGORITHMS.md §4.1).
+    """SUPO's summarization-augmented context (docs/ALGORITHMS.md §4.1).
 
     The working context starts as ``s_1``; each turn appends the action ``a_t`` and observation
     ``o_t``. When ``|s_t| + |a_t| + |o_t|`` (the token count of the context with the new turn)

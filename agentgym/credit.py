@@ -1,6 +1,6 @@
 """Credit assignment: one advantage per step row, from group-relative statistics.
 
-Every estimator works on flat per-step *rows* (layout L1 of ALGORITHMS.md §0.1): row k is one agent
+Every estimator works on flat per-step *rows* (layout L1 of docs/ALGORITHMS.md §0.1): row k is one agent
 turn, with the id of its task group (the N samples of one task), the id of its trajectory, its
 environment reward r_t and, for GiGPO, its anchor state s_t. Groups may come in any order, even
 interleaved; the rows of one trajectory must be in time order. Each function returns a float64
@@ -16,7 +16,7 @@ array with one advantage per row, in input order; the trainer broadcasts it to t
 Also here: discounted_returns, potential_shaping and milestone_potential (MiRA-style shaping),
 and horizon (the ScalingInter-RL turn budget).
 
-Conventions shared by every estimator (ALGORITHMS.md §0.2):
+Conventions shared by every estimator (docs/ALGORITHMS.md §0.2):
 
 - std is the Bessel-corrected sample std; ε = 1e-6. A group whose values are all equal gets
   advantages of exactly 0.
@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 EPS = 1e-6
-"""ε added to the group std before dividing (ALGORITHMS.md §0.2)."""
+"""ε added to the group std before dividing (docs/ALGORITHMS.md §0.2)."""
 
 Norm = Literal["std", "mean"]
 EpisodeStats = Literal["trajectory", "rows"]
@@ -115,7 +115,7 @@ _PLAIN_ANCHORS = frozenset({str, int, float, bool, type(None)})
 
 
 def _canonical(anchor: Any) -> Any:
-    """The hashable canonical form of an anchor state key (ALGORITHMS.md §1.3)."""
+    """The hashable canonical form of an anchor state key (docs/ALGORITHMS.md §1.3)."""
     if anchor is None or isinstance(anchor, (str, int, float, bool)):
         return anchor
     if isinstance(anchor, np.generic):
@@ -265,7 +265,7 @@ class _Stats(NamedTuple):
 
 
 def _group_stats(x: np.ndarray, key: np.ndarray, n_keys: int) -> _Stats:
-    """Count, mean and sample std of x within each key (ALGORITHMS.md §0.2)."""
+    """Count, mean and sample std of x within each key (docs/ALGORITHMS.md §0.2)."""
     n = np.bincount(key, minlength=n_keys)
     mean = np.bincount(key, weights=x, minlength=n_keys) / np.maximum(n, 1)
     # A group of equal values gets that exact value as its mean (a rounded sum/n could differ in
@@ -394,7 +394,7 @@ def grpo(group_ids: Any, traj_ids: Any, rewards: Any, *, norm: Norm = "std",
 
     With the invalid-action penalty p, row scores are R_i − p·(1 − v_t); under
     ``episode_stats="trajectory"`` a trajectory's value is the mean of its row scores and all its
-    rows share the normalized value (the Dr. MAS reference, ALGORITHMS.md §3.3). Under ``"rows"``
+    rows share the normalized value (the Dr. MAS reference, docs/ALGORITHMS.md §3.3). Under ``"rows"``
     every row is a sample with its own score.
 
     Dr. MAS (arXiv 2602.08847, Eq. 5), switched on by ``agent_ids``: the statistics of agent k are
@@ -579,7 +579,7 @@ def potential_shaping(traj_ids: Any, rewards: Any, potentials: Any, *, gamma: fl
     Φ(s_t) is the potential of the state row t acted from; s_{t+1} is the next row's state and the
     state after a trajectory's last row gets potential 0, whether the episode terminated or was
     truncated. With that choice and the same γ, the shaped discounted return from t is G_t − Φ(s_t)
-    (ALGORITHMS.md §5.3), so a potential that depends on the anchor state alone leaves GiGPO's step
+    (docs/ALGORITHMS.md §5.3), so a potential that depends on the anchor state alone leaves GiGPO's step
     advantages unchanged. To give the final state a potential, append a row for it.
 
     Args:
@@ -604,7 +604,7 @@ def potential_shaping(traj_ids: Any, rewards: Any, potentials: Any, *, gamma: fl
 
 
 def milestone_potential(traj_ids: Any, reached: Any, num_milestones: Any) -> np.ndarray:
-    """Φ(s_t): the fraction of the task's milestones reached before row t (ALGORITHMS.md §5.3).
+    """Φ(s_t): the fraction of the task's milestones reached before row t (docs/ALGORITHMS.md §5.3).
 
         Φ(s_t) = (number of milestones reached in steps 0..t−1) / K
 
@@ -691,7 +691,7 @@ class SummarizationConfig(BaseModel):
 
 
 class CreditConfig(BaseModel):
-    """Credit-assignment settings for :func:`compute` (ALGORITHMS.md §9)."""
+    """Credit-assignment settings for :func:`compute` (docs/ALGORITHMS.md §9)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -787,7 +787,7 @@ def compute(trajectories: Sequence[Trajectory], config: CreditConfig | None = No
       A = A^E for a summary row. Every segment of a trajectory thus shares the trajectory's
       episode advantage, with statistics over whole trajectories, never over segments.
     - A turn that overflowed the context (``Trajectory.metadata["discarded_steps"]``) is discarded:
-      it counts in the statistics like any step but gets loss mask 0 (ALGORITHMS.md §4.2).
+      it counts in the statistics like any step but gets loss mask 0 (docs/ALGORITHMS.md §4.2).
     - Overlong trajectories (summary budget exhausted) count in the statistics and get loss mask 0
       by default (``config.summarization``); left out of the statistics they get advantage 0.
     - Trajectories with ``error`` set (a system failure, not the agent's) are left out of the

@@ -16,11 +16,11 @@ or ``episode_timeout`` for the episode, ends that episode with ``error`` set and
 a policy failure is retried ``policy_retries`` times with backoff and then recorded the same way.
 The other episodes go on and the steps collected so far are kept. (A step that blocks the event
 loop without awaiting cannot be interrupted in-process; such environments must run their blocking
-work in a thread or subprocess, as DESIGN.md asks.)
+work in a thread or subprocess, as docs/DESIGN.md asks.)
 
 Limits: an episode stops at ``min(task.max_turns, H)`` agent turns, where ``H`` is ``max_turns``,
 or ``max_turns(step)`` when it is a schedule over training steps (:func:`horizon_schedule`,
-ScalingInter-RL, ALGORITHMS.md §6). A summarizing context (:class:`agentgym.context.Summarize`)
+ScalingInter-RL, docs/ALGORITHMS.md §6). A summarizing context (:class:`agentgym.context.Summarize`)
 adds summary steps and may end an episode as ``overlong``.
 """
 
@@ -138,7 +138,7 @@ class _Deadline:
 
 
 def horizon_schedule(rounds: Sequence[int] | int, steps_per_stage: int) -> Callable[[int], int]:
-    """ScalingInter-RL's turn limit for training step ``k``: ``rounds[min((k-1)//K, M-1)]`` (ALGORITHMS.md §6)."""
+    """ScalingInter-RL's turn limit for training step ``k``: ``rounds[min((k-1)//K, M-1)]`` (docs/ALGORITHMS.md §6)."""
     def schedule(step: int) -> int:
         from agentgym.credit import horizon
 

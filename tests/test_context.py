@@ -1,4 +1,4 @@
-"""Context managers: full history, sliding window, and SUPO summarization (ALGORITHMS.md §4)."""
+"""Context managers: full history, sliding window, and SUPO summarization (docs/ALGORITHMS.md §4)."""
 
 from __future__ import annotations
 

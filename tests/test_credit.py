@@ -1,4 +1,4 @@
-"""agentgym.credit: every test vector of ALGORITHMS.md §1-§6, edge cases, config and compute()."""
+"""agentgym.credit: every test vector of docs/ALGORITHMS.md §1-§6, edge cases, config and compute()."""
 
 from __future__ import annotations
 

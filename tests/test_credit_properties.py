@@ -1,4 +1,4 @@
-"""Property tests for agentgym.credit (hypothesis): the invariants of ALGORITHMS.md §9 and a
+"""Property tests for agentgym.credit (hypothesis): the invariants of docs/ALGORITHMS.md §9 and a
 comparison with a plain loop implementation written straight from the formulas."""
 
 from __future__ import annotations

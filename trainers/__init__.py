@@ -3,7 +3,7 @@
 Importing this package stays light (no torch): the names below load their submodule on first
 use. ``agentgym.trainers.config`` (pydantic only) is safe to import anywhere.
 
-- :func:`policy_loss`, :func:`kl_penalty`, :func:`entropy_from_logits` (``loss``): ALGORITHMS.md §8
+- :func:`policy_loss`, :func:`kl_penalty`, :func:`entropy_from_logits` (``loss``): docs/ALGORITHMS.md §8
 - :class:`TrainConfig`, :class:`SFTConfig`, :func:`load_config` (``config``): one config per run
 - :func:`train` (``rl``): the RL loop; :func:`run_sft` (``sft``): the supervised warm start
 - :func:`build_sequences` (``batching``): trajectories to token sequences with loss masks

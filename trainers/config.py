@@ -106,19 +106,19 @@ class RolloutSection(_Section):
 
 
 class HorizonSection(_Section):
-    type: Literal["fixed", "stepwise"] = Field("fixed", description="Interaction-horizon schedule (ScalingInter-RL, ALGORITHMS.md §6).")
+    type: Literal["fixed", "stepwise"] = Field("fixed", description="Interaction-horizon schedule (ScalingInter-RL, docs/ALGORITHMS.md §6).")
     rounds: list[int] = Field(default_factory=list, description="Horizons h_0 < h_1 < ...; 'fixed' uses rounds[0] or the env's max_turns when empty.")
     steps_per_stage: int = Field(100, gt=0, description="Training steps per horizon stage (K).")
 
 
 class LossSection(_Section):
     loss_agg_mode: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = Field(
-        "token-mean", description="How token losses reduce to a scalar (ALGORITHMS.md §8.4).")
+        "token-mean", description="How token losses reduce to a scalar (docs/ALGORITHMS.md §8.4).")
     clip_low: float = Field(0.2, ge=0.0, lt=1.0, description="Lower ratio clip ε_low: ρ ≥ 1 − ε_low.")
     clip_high: float = Field(0.2, ge=0.0, description="Upper ratio clip ε_high: ρ ≤ 1 + ε_high (DAPO clip-higher: 0.28).")
     clip_ratio_c: float | None = Field(3.0, description="Dual-clip bound c (> 1) for negative advantages; null turns dual-clip off.")
     use_kl_loss: bool = Field(False, description="Add β·KL(π‖π_ref) to the loss (reference: frozen initial weights, or the base without LoRA).")
-    kl_loss_type: Literal["k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl"] = Field("low_var_kl", description="KL estimator (ALGORITHMS.md §8.5).")
+    kl_loss_type: Literal["k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl"] = Field("low_var_kl", description="KL estimator (docs/ALGORITHMS.md §8.5).")
     kl_loss_coef: float = Field(0.01, ge=0.0, description="β, the KL loss weight.")
     entropy_coeff: float = Field(0.0, ge=0.0, description="Entropy bonus weight c_ent (loss − c_ent·H).")
     norm_length: int | None = Field(None, gt=0, description="L_max for seq-mean-token-sum-norm (default: sampling.max_new_tokens).")
@@ -215,7 +215,7 @@ class TrainConfig(_RunConfig):
     credit: CreditConfig = Field(default_factory=lambda: CreditConfig(estimator="gigpo"),
                                  description="Credit assignment (agentgym.credit.CreditConfig: estimator, norm, gamma, omega, ...).")
     horizon: HorizonSection = Field(default_factory=HorizonSection, description="Interaction-horizon schedule.")
-    loss: LossSection = Field(default_factory=LossSection, description="Policy loss (ALGORITHMS.md §8).")
+    loss: LossSection = Field(default_factory=LossSection, description="Policy loss (docs/ALGORITHMS.md §8).")
     optim: OptimSection = Field(default_factory=OptimSection, description="Optimizer and learning-rate schedule.")
     update: UpdateSection = Field(default_factory=UpdateSection, description="Steps, epochs and batching of the update.")
     eval: EvalSection = Field(default_factory=EvalSection, description="Held-out evaluation.")
@@ -262,7 +262,7 @@ class TrainConfig(_RunConfig):
         return self
 
     def horizon_at(self, step: int) -> int | None:
-        """H(k) of ALGORITHMS.md §6.1 for training step ``step`` (1-indexed); None means the env's own limit."""
+        """H(k) of docs/ALGORITHMS.md §6.1 for training step ``step`` (1-indexed); None means the env's own limit."""
         h = self.horizon
         if not h.rounds:
             return self.env.max_turns

@@ -1,4 +1,4 @@
-"""The PPO-style policy loss of ALGORITHMS.md §8: ratio clamp, clipped surrogate, dual-clip,
+"""The PPO-style policy loss of docs/ALGORITHMS.md §8: ratio clamp, clipped surrogate, dual-clip,
 aggregation modes, KL estimators and token entropy.
 
 Every tensor is ``[sequences, tokens]``; ``mask`` is 1.0 on the tokens that carry loss (the
@@ -21,7 +21,7 @@ KL_KINDS: tuple[str, ...] = ("k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl")
 def aggregate(values: torch.Tensor, mask: torch.Tensor, agg: str = "token-mean", *,
               num_tokens: float | None = None, num_seqs: float | None = None,
               norm_length: float | None = None) -> torch.Tensor:
-    """Reduce per-token ``values`` to a scalar, ALGORITHMS.md §8.4.
+    """Reduce per-token ``values`` to a scalar, docs/ALGORITHMS.md §8.4.
 
     - ``token-mean``: ``Σ L·M / Σ M``
     - ``seq-mean-token-mean``: mean over sequences of each sequence's masked token mean
@@ -73,7 +73,7 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
                 clip_low: float = 0.2, clip_high: float = 0.2, clip_c: float | None = 3.0,
                 agg: str = "token-mean") -> torch.Tensor:
-    """The clipped policy-gradient loss of ALGORITHMS.md §8.2-8.4 as a scalar.
+    """The clipped policy-gradient loss of docs/ALGORITHMS.md §8.2-8.4 as a scalar.
 
     All four tensors are ``[sequences, tokens]``: current and sampling-time log-probs of the
     sampled tokens, advantages broadcast to tokens, and the loss mask. ``agg`` is one of
@@ -85,7 +85,7 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
 
 
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") -> torch.Tensor:
-    """Per-token KL estimate between the policy and a reference, ALGORITHMS.md §8.5.
+    """Per-token KL estimate between the policy and a reference, docs/ALGORITHMS.md §8.5.
 
     With ``δ = logπ_ref − logπ``: ``k1``/``kl`` = −δ, ``abs`` = |δ|, ``k2``/``mse`` = ½δ²,
     ``k3``/``low_var_kl`` = e^δ − δ − 1 with δ clamped to ±20 and the result to ±10

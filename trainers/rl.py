@@ -4,14 +4,14 @@ Read :func:`train` top to bottom; it is the algorithm. One training step k:
 
 1. **Rollout.** Sample ``tasks_per_step`` training tasks (seeded by ``(seed, k)``, so a resumed
    run sees the same tasks) and run ``group_size`` episodes of each with the current policy,
-   capped at the horizon ``H(k)`` (ALGORITHMS.md §6). Trajectories stream into the run directory.
+   capped at the horizon ``H(k)`` (docs/ALGORITHMS.md §6). Trajectories stream into the run directory.
 2. **Credit.** ``agentgym.credit.compute`` turns rewards into one advantage per step row
    (GiGPO: ``A = A_E + omega * A_S``; GRPO; RLOO; ...), computed before any batching.
 3. **Token batches.** Each step's sampled ``response_ids`` carry its advantage; everything else
    is masked. Append-only contexts are forwarded once per trajectory (``batching``).
 4. **Update.** ``ppo_epochs`` passes of ``mini_batches`` optimizer updates, each accumulating
    micro-batches: clipped surrogate with dual-clip, ``− c_ent·H``, ``+ β·KL(π‖π_ref)``
-   (ALGORITHMS.md §8), gradient clipping, AdamW.
+   (docs/ALGORITHMS.md §8), gradient clipping, AdamW.
 5. **Log** a metrics line and append it to ``metrics.jsonl``; **checkpoint** every
    ``checkpoint.every`` steps (atomically); then **evaluate** on held-out suites every
    ``eval.every`` steps, so a kill during a long evaluation keeps the trained model.

@@ -1,4 +1,4 @@
-"""The loss against every TV-P vector of ALGORITHMS.md §8.7 (tolerance 2e-4)."""
+"""The loss against every TV-P vector of docs/ALGORITHMS.md §8.7 (tolerance 2e-4)."""
 
 import subprocess
 import sys
