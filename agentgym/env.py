@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Annotated, Any, Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from agentgym.errors import EnvironmentClosedError, InvalidActionError
 from agentgym.parsing import parse_action
@@ -58,6 +59,21 @@ def tool(fn: Callable | None = None, *, name: str | None = None) -> Any:
     return mark(fn) if fn is not None else mark
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic's lax mode would read true as 1
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+def _numeric_without_bool(annotation: Any) -> Any:
+    """``annotation``, refusing booleans where it takes numbers but not booleans (``int``, ``float | None``)."""
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
+        else (annotation,)
+    if bool in members or not any(m in (int, float) for m in members):
+        return annotation
+    return Annotated[annotation, BeforeValidator(_not_bool)]
+
+
 def _build_tool(method_name: str, fn: Callable, tool_name: str) -> _Tool:
     hints = typing.get_type_hints(fn)
     summary, arg_docs = _doc_parts(fn)
@@ -65,7 +81,7 @@ def _build_tool(method_name: str, fn: Callable, tool_name: str) -> _Tool:
     for pname, param in inspect.signature(fn).parameters.items():
         if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        annotation = hints.get(pname, Any)
+        annotation = _numeric_without_bool(hints.get(pname, Any))
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (annotation, Field(default, description=arg_docs.get(pname)))
     model = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)

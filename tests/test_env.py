@@ -72,6 +72,8 @@ async def test_counter_example_runs_to_success():
     (ToolCall(name="subtract", arguments={"n": 1}), "unknown tool 'subtract'"),
     (ToolCall(name="add", arguments={}), "missing argument 'n'"),
     (ToolCall(name="add", arguments={"n": "many"}), "argument 'n'"),
+    (ToolCall(name="add", arguments={"n": True}), "expected a number, got a boolean"),
+    ("add(n=True)", "expected a number, got a boolean"),
     (ToolCall(name="add", arguments={"n": 1, "m": 2}), "unexpected argument 'm'"),
     ("I am not sure what to do.", "no tool call found"),
     ('<tool_call>{"name": "add", "arguments": {n: 1}}</tool_call>', "not valid JSON"),
