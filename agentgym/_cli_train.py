@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
         if keys:
             _keys_table(TrainConfig)
             return
+        cfg = None
         try:
             if resume is not None:
                 if not resume.is_dir():
@@ -96,7 +97,11 @@ def register(app: typer.Typer) -> None:
         except AgentGymError as exc:
             _fail(exc)
         except KeyboardInterrupt:
-            typer.echo(f"interrupted; continue with: agentgym train --resume {resume or cfg.run_dir}", err=True)
+            target = resume or (cfg.run_dir if cfg is not None else None)
+            if target is not None and (Path(target) / "config.yaml").exists():
+                typer.echo(f"interrupted; continue with: agentgym train --resume {target}", err=True)
+            else:
+                typer.echo("interrupted before the run started", err=True)
             raise typer.Exit(130) from None
         typer.echo(f"run directory: {out}")
 
@@ -119,14 +124,26 @@ def register(app: typer.Typer) -> None:
         if keys:
             _keys_table(SFTConfig)
             return
+        cfg = None
         try:
             extra: dict[str, Any] = {"run_dir": str(run_dir) if run_dir else None}
             if data:
                 extra["sft.data"] = "[" + ", ".join(f"'{d}'" for d in data) + "]"
             cfg = _load(SFTConfig, config, set_, extra)
+            from agentgym.trainers.rl import new_run_dir
             from agentgym.trainers.sft import run_sft
 
+            cfg = cfg.model_copy(update={"run_dir": str(new_run_dir(cfg))})  # fixed now, so Ctrl-C can name it
             out = run_sft(cfg, progress=progress)
         except AgentGymError as exc:
             _fail(exc)
+        except KeyboardInterrupt:
+            model = Path(cfg.run_dir) / "model" if cfg is not None and cfg.run_dir else None
+            if model is not None and model.is_dir():
+                typer.echo(f"interrupted after the model was saved in {model}", err=True)
+            else:
+                where = f" in {cfg.run_dir}" if model is not None else ""
+                typer.echo(f"interrupted: no model was saved{where}; SFT does not resume, run the command again",
+                           err=True)
+            raise typer.Exit(130) from None
         typer.echo(f"run directory: {out}")
