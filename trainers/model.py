@@ -9,6 +9,7 @@ actions after long prompts this saves most of the ``[tokens, vocabulary]`` logit
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Iterator
 
 from agentgym.trainers.checkpoint import is_peft
@@ -100,7 +101,9 @@ def add_lora(model: Any, r: int, alpha: int, dropout: float, target_modules: Any
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                         task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads transformers' renamed is_gradient_checkpointing: not ours to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def frozen_copy(model: Any) -> Any:
