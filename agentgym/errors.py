@@ -10,6 +10,7 @@
     ├── SandboxError              a sandbox that cannot start (missing bubblewrap, no namespaces)
     │   └── SandboxTimeout        a command that ran past its wall-clock limit
     ├── PolicyError               an inference back end that fails (wrong URL, unknown model)
+    │   └── ContextLengthError    a prompt that, with its new tokens, does not fit the model's context
     └── ConfigError               a bad configuration value; the message names the key and the fix
 """
 
@@ -52,6 +53,10 @@ class SandboxTimeout(SandboxError, TimeoutError):
 
 class PolicyError(AgentGymError, RuntimeError):
     """An inference back end that cannot serve a request."""
+
+
+class ContextLengthError(PolicyError):
+    """A prompt whose tokens plus the new tokens asked for pass the model's context length."""
 
 
 class ConfigError(AgentGymError, ValueError):

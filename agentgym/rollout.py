@@ -44,7 +44,7 @@ from agentgym.env import Environment
 from agentgym.errors import ConfigError
 from agentgym.parsing import parse_action
 from agentgym.policies._batching import Batcher
-from agentgym.policies.base import Completion, EnvPolicy, Policy, SamplingParams
+from agentgym.policies.base import Completion, EnvPolicy, Policy, SamplingParams, context_overflow
 from agentgym.registry import make, spec
 from agentgym.store import RunStore
 from agentgym.types import Message, Step, StepResult, Task, ToolCall, ToolSpec, Trajectory, unchecked
@@ -272,6 +272,8 @@ class RolloutRunner:
         self.record_messages = record_messages
         self.seed = seed
         self._seeded = not self.scripted and _takes_seeds(policy)
+        self._context_length: int | None = (getattr(policy, "context_length", None)
+                                            if hasattr(policy, "count_tokens") else None)
         self._batcher: Batcher[tuple[list[Message], int], Completion] | None = None
         self._batch_args: dict[Any, tuple[list[ToolSpec] | None, SamplingParams]] = {}
         self._tools_keys: dict[tuple[int, ...], tuple[list[ToolSpec], str]] = {}
@@ -582,6 +584,10 @@ class RolloutRunner:
     async def _generate(self, prompt: list[Message], tools: list[ToolSpec], tools_key: str,
                         params: SamplingParams, seed: int) -> Completion:
         assert self._batcher is not None
+        if self._context_length is not None:  # checked alone: in a batch it would fail its batch mates too
+            length = self.policy.count_tokens(prompt, tools or None)  # type: ignore[union-attr]
+            if length + params.max_new_tokens > self._context_length:
+                raise _EpisodeFailure(context_overflow(length, params.max_new_tokens, self._context_length))
         key = (tools_key, params.key())
         self._batch_args.setdefault(key, (tools or None, params))
         last: Exception | None = None

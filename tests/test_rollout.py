@@ -397,6 +397,21 @@ async def test_smollm2_household_rollout_records_exact_tokens(smollm2):
             assert step.state_key is not None and step.result is not None
 
 
+async def test_a_prompt_past_the_model_context_ends_its_episode_and_no_other(smollm2):
+    from agentgym.errors import ContextLengthError
+
+    context = smollm2.context_length
+    with pytest.raises(ContextLengthError, match=f"past the model's context of {context} tokens"):
+        smollm2.generate_tokens_sync([[1] * (context - 2)], SamplingParams(max_new_tokens=4))
+    long = ag.Task(id="long", env="counter-test-v0", prompt="word " * context, data={"target": 3})
+    runner = RolloutRunner(smollm2, Counter, max_turns=1, sampling=SamplingParams(temperature=1.0, max_new_tokens=4))
+    short, too_long = (await runner.run([*tasks(1), long])).trajectories
+    assert short.error is None and short.num_turns == 1
+    assert too_long.num_turns == 0 and too_long.truncated
+    # refused before batching, once: not a failed batch that its mates retry, nor retried itself
+    assert too_long.error.startswith("the prompt has ") and "asks for 4 more, past the model's context" in too_long.error
+
+
 @pytest.mark.slow
 async def test_a_seeded_smollm2_rollout_samples_the_same_tokens_whatever_the_batching(smollm2):
     suite = ag.load_tasks("household-v0", "test-unseen")[:2]

