@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
 import re
 import types
 import typing
@@ -72,6 +74,13 @@ def _numeric_without_bool(annotation: Any) -> Any:
     if bool in members or not any(m in (int, float) for m in members):
         return annotation
     return Annotated[annotation, BeforeValidator(_not_bool)]
+
+
+def _finite(reward: Any) -> float:
+    """A reward as a float; NaN and infinity would poison every advantage of its group."""
+    if isinstance(reward, bool) or not isinstance(reward, numbers.Real) or not math.isfinite(reward):
+        raise ValueError(f"a reward must be a finite number, got {reward!r}")
+    return float(reward)
 
 
 def _build_tool(method_name: str, fn: Callable, tool_name: str) -> _Tool:
@@ -183,13 +192,15 @@ class Environment:
 
     def finish(self, reward: float = 1.0, success: bool | None = None) -> None:
         """End the episode (``terminated``) with ``reward``; success defaults to ``reward > 0``."""
+        if self.done:
+            raise RuntimeError("finish() was called again after the episode ended; it pays once")
+        self._step_reward += _finite(reward)
         self.done = True
-        self._step_reward += reward
         self.success = reward > 0 if success is None else success
 
     def add_reward(self, reward: float) -> None:
         """Add an intermediate reward to the current step without ending the episode."""
-        self._step_reward += reward
+        self._step_reward += _finite(reward)
 
     def add_info(self, **fields: Any) -> None:
         """Attach fields to this step's ``StepResult.info`` (e.g. a breakdown of the reward)."""

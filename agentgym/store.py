@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from pydantic import ValidationError
+
 from agentgym.types import Trajectory
 
 
@@ -38,13 +40,14 @@ def _ends_with_newline(fd: int) -> bool:
     return os.pread(fd, 1, os.fstat(fd).st_size - 1) == b"\n"
 
 
-def _read_lines(path: Path) -> Iterator[str]:
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The complete lines of ``path`` with their 1-based numbers (an unsealed torn tail is left out)."""
     if not path.exists():
         return
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             if line.endswith("\n") and line.strip():
-                yield line
+                yield number, line
 
 
 class RunStore:
@@ -89,21 +92,28 @@ class RunStore:
         return sorted(self.trajectory_dir.glob("*.jsonl"))
 
     def load_trajectories(self, name: str | None = None) -> list[Trajectory]:
-        """Load trajectories (all files, or ``<name>.jsonl``); a torn last line is skipped."""
+        """Load trajectories (all files, or ``<name>.jsonl``).
+
+        A torn line (cut JSON, left by a killed writer) is skipped. A line that is whole JSON but
+        not a trajectory raises a ``ValueError`` naming the file and line: skipping it would lose
+        the record without a word.
+        """
         files = [self.trajectory_dir / f"{name}.jsonl"] if name else self.trajectory_files()
         out = []
         for path in files:
-            for line in _read_lines(path):
+            for number, line in _read_lines(path):
                 try:
                     out.append(Trajectory.model_validate_json(line))
-                except ValueError:
-                    continue  # a line sealed after a crash
+                except ValidationError as exc:
+                    if all(e["type"] == "json_invalid" for e in exc.errors()):
+                        continue  # a torn line, sealed by the next append
+                    raise ValueError(f"{path}, line {number}: not a trajectory: {exc}") from None
         return out
 
     def load_metrics(self) -> list[dict[str, Any]]:
         """Load the metrics records."""
         out = []
-        for line in _read_lines(self.metrics_path):
+        for _, line in _read_lines(self.metrics_path):
             try:
                 out.append(json.loads(line))
             except ValueError:

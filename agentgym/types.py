@@ -17,7 +17,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities as the JSON constants Python's json and pydantic read back, not as null
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
 class Milestone(_Model):

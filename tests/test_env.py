@@ -177,3 +177,22 @@ async def test_reset_and_state_key_of_the_wrong_type_name_the_method():
     await env.reset(_task(data={"target": 5}))
     with pytest.raises(TypeError, match=r"IntKey.state_key\(\) must return a str, got int 1"):
         await env.step("add(n=1)")
+
+
+@pytest.mark.parametrize("reward", [float("nan"), float("inf"), "1", True])
+async def test_a_reward_must_be_a_finite_number(reward):
+    env = Counter()
+    await env.reset(_task(data={"target": 5}))
+    with pytest.raises(ValueError, match="a reward must be a finite number"):
+        env.add_reward(reward)
+    with pytest.raises(ValueError, match="a reward must be a finite number"):
+        env.finish(reward=reward)
+    assert not env.done  # a refused finish does not end the episode
+
+
+async def test_finish_pays_once():
+    env = Counter()
+    await env.reset(_task(data={"target": 5}))
+    env.finish(reward=1.0)
+    with pytest.raises(RuntimeError, match="finish\\(\\) was called again"):
+        env.finish(reward=1.0)

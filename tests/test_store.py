@@ -46,6 +46,25 @@ def test_torn_last_line_is_skipped_and_sealed(tmp_path):
     assert [t.id for t in store.load_trajectories()] == ["traj-0", "traj-2"]
 
 
+def test_non_finite_floats_round_trip_and_a_line_that_is_no_trajectory_is_reported(tmp_path):
+    import math
+
+    import pytest
+
+    store = RunStore(tmp_path)
+    odd = _trajectory(0)
+    odd.steps[0].logprobs = [-math.inf, -0.2, -0.3]
+    odd.steps[0].result.info["score"] = math.nan
+    store.append_trajectory(odd)
+    (back,) = store.load_trajectories()
+    assert back.steps[0].logprobs[0] == -math.inf and math.isnan(back.steps[0].result.info["score"])
+    path = store.trajectory_dir / "rollout.jsonl"
+    with open(path, "a") as fh:
+        fh.write('{"id": "x", "group_id": "g"}\n')  # whole JSON, but not a trajectory: not silently dropped
+    with pytest.raises(ValueError, match=r"rollout.jsonl, line 2: not a trajectory"):
+        store.load_trajectories()
+
+
 def test_sigkill_mid_write_loses_at_most_the_trajectory_being_written(tmp_path):
     writer = textwrap.dedent(f'''
         import sys
