@@ -12,6 +12,7 @@ import difflib
 import importlib
 import importlib.metadata
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +55,7 @@ class EnvSpec:
 
 _registry: dict[str, EnvSpec] = {}
 _plugins_loaded = False
+_plugin_failures: dict[str, str] = {}  # entry-point name -> why it failed to load
 
 
 def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str | Path | None = None,
@@ -106,7 +108,12 @@ def _ensure_loaded() -> None:
                 module, _, func = extra_suites.partition(":")
                 getattr(importlib.import_module(module), func)()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()()
+        try:
+            ep.load()()
+        except Exception as exc:  # one broken third-party package must not take the others down
+            _plugin_failures[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+            warnings.warn(f"agentgym: the environment plugin {ep.name!r} failed to load and is skipped "
+                          f"({_plugin_failures[ep.name]})", RuntimeWarning, stacklevel=2)
 
 
 def spec(env_id: str) -> EnvSpec:
@@ -117,8 +124,9 @@ def spec(env_id: str) -> EnvSpec:
     except KeyError:
         close = difflib.get_close_matches(env_id, list(_registry), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        broken = "".join(f" The plugin {name!r} failed to load ({why})." for name, why in _plugin_failures.items())
         raise UnknownEnvironmentError(
-            f"unknown environment {env_id!r}.{hint} Registered: {', '.join(sorted(_registry)) or '(none)'}."
+            f"unknown environment {env_id!r}.{hint} Registered: {', '.join(sorted(_registry)) or '(none)'}.{broken}"
         ) from None
 
 

@@ -81,3 +81,25 @@ def test_third_party_plugin_registers_through_entry_points(tmp_path):
                          env={"PYTHONPATH": str(tmp_path), "PATH": ""}, cwd=tmp_path)
     name, ids = json.loads(out.stdout)
     assert name == "Echo" and "echo-v0" in ids and "household-v0" in ids
+
+
+def test_a_broken_plugin_is_skipped_with_a_warning_and_named_when_its_environment_is_asked_for(tmp_path):
+    (tmp_path / "brokenplugin.py").write_text("import no_such_module_here\n")
+    dist = tmp_path / "brokenplugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[agentgym.environments]\nbroken = brokenplugin:register\n")
+    code = textwrap.dedent('''
+        import agentgym as ag
+        print(len(ag.load_tasks("household-v0", "test-seen")))
+        try:
+            ag.make("broken-v0")
+        except ag.errors.UnknownEnvironmentError as exc:
+            print(exc)
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": ""}, cwd=tmp_path)
+    count, message = out.stdout.splitlines()
+    assert int(count) == 200  # the built-in environments still work
+    assert "the environment plugin 'broken' failed to load and is skipped" in out.stderr
+    assert "ModuleNotFoundError: No module named 'no_such_module_here'" in message
