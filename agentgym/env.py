@@ -144,10 +144,22 @@ class Environment:
         super().__init_subclass__(**kwargs)
         tools: dict[str, _Tool] = {}
         for klass in reversed(cls.__mro__):
+            defined_here: dict[str, str] = {}  # tool name -> method, in this class (a subclass may override)
             for attr, value in vars(klass).items():
                 tool_name = getattr(value, "__agentgym_tool__", None)
-                if tool_name is not None:
-                    tools[tool_name] = _build_tool(attr, value, tool_name)
+                if tool_name is None:
+                    continue
+                if isinstance(value, (staticmethod, classmethod)):
+                    raise TypeError(f"{klass.__name__}.{attr}: a tool is an instance method (`async def {attr}"
+                                    "(self, ...)`), not a static or class method")
+                if attr in vars(Environment):
+                    raise TypeError(f"{klass.__name__}.{attr}: a tool method named {attr!r} hides Environment.{attr}; "
+                                    f"name the method otherwise and keep the tool's name with @tool(name={attr!r})")
+                if tool_name in defined_here:
+                    raise TypeError(f"{klass.__name__}: methods {defined_here[tool_name]!r} and {attr!r} are both "
+                                    f"the tool {tool_name!r}; tool names must be unique")
+                defined_here[tool_name] = attr
+                tools[tool_name] = _build_tool(attr, value, tool_name)
         cls._tools = tools
         if "reset" in vars(cls):
             reset = vars(cls)["reset"]

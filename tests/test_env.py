@@ -1,5 +1,6 @@
 """The environment authoring API: tools, validation, errors as observations, lifecycle."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -196,3 +197,28 @@ async def test_finish_pays_once():
     env.finish(reward=1.0)
     with pytest.raises(RuntimeError, match="finish\\(\\) was called again"):
         env.finish(reward=1.0)
+
+
+@pytest.mark.parametrize("body, problem", [
+    ('@ag.tool(name="act")\n    async def a(self) -> str:\n        """A."""\n'
+     '    @ag.tool(name="act")\n    async def b(self) -> str:\n        """B."""',
+     "methods 'a' and 'b' are both the tool 'act'"),
+    ('@ag.tool\n    async def step(self, x: int) -> str:\n        """S."""', "hides Environment.step"),
+    ('@ag.tool\n    @staticmethod\n    async def s() -> str:\n        """S."""', "not a static or class method"),
+])
+def test_tool_definitions_that_would_misbehave_are_refused_at_class_definition(body, problem):
+    with pytest.raises(TypeError, match=re.escape(problem)):
+        exec(f"class Bad(ag.Environment):\n    {body}\n", {"ag": ag})
+
+
+async def test_a_subclass_may_override_a_tool():
+    class Loud(Counter):
+        @ag.tool
+        async def add(self, n: int) -> str:
+            """Add n, loudly."""
+            return (await super().add(n)).upper()
+
+    env = Loud()
+    await env.reset(_task(data={"target": 5}))
+    assert [t.description for t in env.tools] == ["Add n, loudly."]
+    assert (await env.step("add(n=2)")).observation == "THE VALUE IS 2."
