@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -11,8 +12,8 @@ import typer
 
 
 def _positive(value: Optional[float]) -> Optional[float]:
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"{value:g} is not positive")
+    if value is not None and not 0 < value < math.inf:  # NaN fails too
+        raise typer.BadParameter(f"{value:g} is not a positive number")
     return value
 
 

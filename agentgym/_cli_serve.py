@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import typer
+
+
+def _seconds(value: float) -> float:
+    if not 0 <= value < math.inf:  # NaN fails too
+        raise typer.BadParameter(f"{value:g} is not a number of seconds (0 or more)")
+    return value
 
 
 def register(app: typer.Typer) -> None:
@@ -14,10 +21,10 @@ def register(app: typer.Typer) -> None:
     def serve(
         policy: str = typer.Option("smollm2", help="smollm2 or hf:/path/to/model (a base model or a trained checkpoint)."),
         host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-        port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
+        port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0 picks a free one)."),
         served_name: Optional[str] = typer.Option(None, help="Model name clients ask for (default: the policy name)."),
         max_batch_size: int = typer.Option(8, min=1, help="Most requests generated together in one batch."),
-        max_wait: float = typer.Option(0.01, help="Seconds to wait for a batch to fill."),
+        max_wait: float = typer.Option(0.01, callback=_seconds, help="Seconds to wait for a batch to fill."),
     ) -> None:
         """Serve /v1/models, /v1/chat/completions and /v1/completions with token ids and logprobs."""
         import asyncio

@@ -84,6 +84,9 @@ def register(app: typer.Typer) -> None:
                     saved = RunStore(resume).read_config()
                     if not saved:
                         raise AgentGymError(f"--resume {resume}: the run has no config.yaml; pass the CONFIG too")
+                    if saved.get("command") == "rollout":
+                        raise AgentGymError(f"--resume {resume}: that is a run directory of `agentgym rollout`, "
+                                            "not of a training run")
                     cfg = load_config(saved, list(set_ or []))
             elif config is None:
                 raise AgentGymError("give a CONFIG file (see examples/household_quickstart.yaml) or --resume RUN_DIR")
@@ -107,8 +110,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sft", short_help="Supervised warm start on expert trajectories.")
     def sft(
-        config: Path = typer.Argument(..., help="SFT config (YAML): policy, sft.data, schedule."),
-        set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+        config: Optional[Path] = typer.Argument(None, help="SFT config (YAML): policy, sft.data, schedule."),
+        set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP.replace("loss.clip_high=0.28", "sft.epochs=3")),
         data: Optional[list[Path]] = typer.Option(None, "--data", help="Expert run directory or .jsonl (replaces sft.data)."),
         run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>-<time>)."),
         keys: bool = typer.Option(False, "--keys", help="List every config key with its default and help, then exit."),
@@ -124,6 +127,8 @@ def register(app: typer.Typer) -> None:
         if keys:
             _keys_table(SFTConfig)
             return
+        if config is None:
+            raise typer.BadParameter("give an SFT config (see examples/household_sft.yaml)", param_hint="CONFIG")
         cfg = None
         try:
             extra: dict[str, Any] = {"run_dir": str(run_dir) if run_dir else None}

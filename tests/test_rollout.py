@@ -477,7 +477,8 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
 @pytest.mark.parametrize("args, message, code", [
     (["--limit", "0"], "Invalid value for '--limit'", 2),
     (["--n", "0"], "Invalid value for '--n'", 2),
-    (["--step-timeout", "0"], "Invalid value for '--step-timeout': 0 is not positive", 2),
+    (["--step-timeout", "0"], "Invalid value for '--step-timeout': 0 is not a positive number", 2),
+    (["--step-timeout", "nan"], "Invalid value for '--step-timeout': nan is not a positive number", 2),
     (["--context", "window:abc"], "Invalid value for --context: bad context spec 'window:abc': its numbers must be", 2),
     (["--context", "summary:100:x"], "bad context spec 'summary:100:x'", 2),  # as typed: no emoji for :100:
     (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] is not a Hugging Face model", 2),

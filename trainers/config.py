@@ -325,18 +325,26 @@ def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
 
 def _explain(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
     lines = []
+    unknown: dict[tuple[Any, ...], list[str]] = {}  # section -> its unknown keys: one list of known keys each
     for err in exc.errors():
         loc = tuple(err["loc"])
         key = prefix + ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
-            known = _fields_at(model, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
-            hint = f"; did you mean '{prefix}{'.'.join([*map(str, loc[:-1]), close[0]])}'?" if close else ""
-            lines.append(f"unknown key '{key}'{hint} Known keys here: {', '.join(known)}")
+            unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
         elif not key:
             lines.append(str(err["msg"]).removeprefix("Value error, "))
         else:
             lines.append(f"'{key}': {str(err['msg']).removeprefix('Value error, ')} (got {err.get('input')!r})")
+    for section, names in unknown.items():
+        known = _fields_at(model, section)
+        named = []
+        for name in names:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+            path = prefix + ".".join([*map(str, section), name])
+            named.append(f"'{path}' (did you mean '{prefix}{'.'.join([*map(str, section), close[0]])}'?)"
+                         if close else f"'{path}'")
+        label = "unknown key" if len(names) == 1 else "unknown keys"
+        lines.append(f"{label} {', '.join(named)}. Known keys here: {', '.join(known)}")
     return "bad config: " + "; ".join(lines)
 
 

@@ -310,3 +310,7 @@ def test_serve_reports_a_busy_port_before_loading_the_model_and_a_bad_policy_as_
     assert busy.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.output, busy.output
     bad = CliRunner().invoke(app, ["serve", "--policy", "expert", "--port", "0"])
     assert bad.exit_code == 2 and "needs a local model policy" in bad.output, bad.output
+    for flags, message in ((["--port", "99999"], "Invalid value for '--port'"),
+                           (["--max-wait", "nan"], "nan is not a number of seconds")):
+        usage = CliRunner().invoke(app, ["serve", "--policy", "hf:/nowhere", *flags])
+        assert usage.exit_code == 2 and message in usage.output, usage.output

@@ -35,6 +35,22 @@ def test_keys_lists_every_key_with_help():
         assert key in result.output
 
 
+def test_sft_keys_needs_no_config_and_sft_without_one_is_a_usage_error():
+    runner = CliRunner()
+    keys = runner.invoke(app, ["sft", "--keys"], env={"COLUMNS": "200"})
+    assert keys.exit_code == 0 and "sft.epochs" in keys.output and "loss.clip_high" not in keys.output
+    bare = runner.invoke(app, ["sft"])
+    assert bare.exit_code == 2 and "give an SFT config" in bare.output
+
+
+def test_resuming_a_rollout_directory_says_what_it_is(tmp_path):
+    from agentgym.store import RunStore
+
+    RunStore(tmp_path / "r").write_config({"command": "rollout", "env": "household-v0", "n": 2})
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "a run directory of `agentgym rollout`" in " ".join(result.output.split())
+
+
 def test_sft_without_data_says_how_to_get_it(tmp_path):
     cfg = tmp_path / "s.yaml"
     cfg.write_text("name: s\n")

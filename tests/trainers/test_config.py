@@ -41,8 +41,15 @@ def test_parse_overrides_rejects_missing_equals():
 
 
 def test_unknown_key_suggests_the_close_one():
-    with pytest.raises(ConfigError, match=r"unknown key 'loss.clip_hihg'; did you mean 'loss.clip_high'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'loss.clip_hihg' \(did you mean 'loss.clip_high'\?\)\. Known keys here: loss_agg_mode"):
         load_config({}, ["loss.clip_hihg=0.3"])
+
+
+def test_unknown_keys_of_one_section_share_one_list_of_known_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config({"command": "rollout", "suite": "test", "n": 2, "lsos": {}})
+    assert "unknown keys 'command', 'suite', 'n', 'lsos' (did you mean 'loss'?). Known keys here: name," in str(err.value)
+    assert str(err.value).count("Known keys here") == 1
 
 
 def test_bad_value_names_key():
