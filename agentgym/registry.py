@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from agentgym.errors import UnknownEnvironmentError, UnknownSuiteError
+from pydantic import ValidationError
+
+from agentgym.errors import ConfigError, UnknownEnvironmentError, UnknownSuiteError
 from agentgym.types import Task
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
@@ -70,6 +72,8 @@ def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str |
         raise ValueError(f"environment ids look like 'name-v0' (lowercase, versioned), got {id!r}")
     spec = EnvSpec(id=id, entry_point=entry_point, defaults=defaults, description=description)
     if isinstance(suites, (str, Path)):
+        if not Path(suites).is_dir():
+            raise ConfigError(f"register({id!r}): suites folder {str(suites)!r} does not exist")
         spec.suites.update(_suites_in(Path(suites)))
     elif suites:
         spec.suites.update({k: Path(v) if isinstance(v, str) else v for k, v in suites.items()})
@@ -157,8 +161,15 @@ def load_tasks(env_id: str, suite: str = "train") -> list[Task]:
     source = s.suites[suite]
     if callable(source):
         return list(source())
+    tasks = []
     with open(source, encoding="utf-8") as fh:
-        return [Task.model_validate_json(line) for line in fh if line.strip()]
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    tasks.append(Task.model_validate_json(line))
+                except ValidationError as exc:
+                    raise ConfigError(f"{source}, line {number}: not a task: {exc}") from None
+    return tasks
 
 
 def count_tasks(env_id: str, suite: str) -> int:

@@ -103,3 +103,17 @@ def test_a_broken_plugin_is_skipped_with_a_warning_and_named_when_its_environmen
     assert int(count) == 200  # the built-in environments still work
     assert "the environment plugin 'broken' failed to load and is skipped" in out.stderr
     assert "ModuleNotFoundError: No module named 'no_such_module_here'" in message
+
+
+def test_a_bad_suite_line_is_named_by_file_and_line_and_a_missing_suites_folder_is_refused(tmp_path):
+    from agentgym.errors import ConfigError
+
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    good = ag.Task(id="a", env="bad-suite-v0").model_dump_json()
+    (folder / "train.jsonl").write_text(f"{good}\n\n" + good.replace('"id"', '"max_turn": 3, "id"') + "\n")
+    ag.register("bad-suite-v0", "agentgym.env:Environment", suites=folder)
+    with pytest.raises(ConfigError, match=r"(?s)train.jsonl, line 3: not a task: .*max_turn"):
+        ag.load_tasks("bad-suite-v0", "train")
+    with pytest.raises(ConfigError, match="suites folder .* does not exist"):
+        ag.register("bad-suite-v1", "agentgym.env:Environment", suites=tmp_path / "nowhere")

@@ -31,7 +31,7 @@ from agentgym.store import RunStore
 from agentgym.trainers import checkpoint as ckpt
 from agentgym.trainers.batching import BatchStats, Sequence, build_sequences, split
 from agentgym.trainers.config import TrainConfig
-from agentgym.trainers.rollouts import Collector, progress_bar, rollout_metrics, training_tasks
+from agentgym.trainers.rollouts import Collector, check_inputs, progress_bar, rollout_metrics, training_tasks
 from agentgym.types import Trajectory
 
 Logger = Callable[[str], None]
@@ -53,13 +53,14 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
     from agentgym.trainers.loss import aggregate, clipped_surrogate, kl_penalty
 
     # ---- setup --------------------------------------------------------------------------------
+    config.env.load_plugins()
+    check_inputs(config, train_suite=True)  # before the model loads and the run directory appears
     run_dir = Path(resume) if resume is not None else new_run_dir(config)
     store = RunStore(run_dir)
     say = log or _console_logger()
     start_step, state = 0, {}
     latest = ckpt.latest_checkpoint(store.checkpoint_dir) if resume is not None else None
     store.write_config(config_record(config))
-    config.env.load_plugins()
     _seed_everything(config.seed)
     # the policy samples with these weights; we update them in place
     policy, model, device, pad_id = M.prepare_trainable(config.policy, policy)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -26,6 +27,27 @@ def training_tasks(config: TrainConfig) -> list[Task]:
     from agentgym.registry import load_tasks
 
     return load_tasks(config.env.id, config.env.train_suite)
+
+
+def check_inputs(config: Any, *, train_suite: bool) -> None:
+    """Fail before a model loads or a run directory appears: the environment id, the suites the run
+    reads (the training suite when ``train_suite``, the evaluation suites when it evaluates) and the
+    SFT data paths."""
+    from agentgym.errors import ConfigError, UnknownSuiteError
+    from agentgym.registry import spec
+
+    suites = spec(config.env.id).suites
+    needed = [config.env.train_suite] if train_suite else []
+    needed += list(config.env.eval_suites) if config.eval.every else []
+    missing = [name for name in needed if name not in suites]
+    if missing:
+        raise UnknownSuiteError(f"environment {config.env.id!r} has no task suite {missing[0]!r}; "
+                                f"its suites: {', '.join(sorted(suites)) or '(none)'}")
+    sft = getattr(config, "sft", None)
+    for source in (sft.data if sft is not None else []):
+        path = Path(source).expanduser()
+        if not (path.is_dir() or path.is_file()):
+            raise ConfigError(f"sft.data: {str(path)!r} is neither a run directory nor a .jsonl file")
 
 
 def _cap(task: Task, horizon: int | None) -> Task:

@@ -198,11 +198,14 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     from agentgym.trainers import model as M
     from agentgym.trainers.rl import _console_logger, _seed_everything, new_run_dir
 
+    from agentgym.trainers.rollouts import check_inputs
+
     say = log or _console_logger()
+    config.env.load_plugins()
+    check_inputs(config, train_suite=not config.sft.data)  # before the model loads and the run directory appears
     run_dir = new_run_dir(config)  # type: ignore[arg-type]
     store = RunStore(run_dir)
     store.write_config(config)
-    config.env.load_plugins()
     _seed_everything(config.seed)
     policy, model, device, pad_id = M.prepare_trainable(config.policy, policy)
     data = load_trajectories(config.sft.data) if config.sft.data else collect_expert(config, store, progress=progress)

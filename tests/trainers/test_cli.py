@@ -51,6 +51,20 @@ def test_resuming_a_rollout_directory_says_what_it_is(tmp_path):
     assert result.exit_code != 0 and "a run directory of `agentgym rollout`" in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("command, message", [
+    (["train", str(REPO / "examples" / "household_quickstart.yaml"), "--set", "env.id=nope-v0"],
+     "unknown environment 'nope-v0'"),
+    (["train", str(REPO / "examples" / "household_quickstart.yaml"), "--set", "env.eval_suites=[nope]"],
+     "has no task suite 'nope'"),
+    (["sft", str(REPO / "examples" / "household_sft.yaml"), "--data", "/nowhere/expert"],
+     "'/nowhere/expert' is neither a run directory nor a .jsonl file"),
+])
+def test_bad_inputs_fail_before_the_model_loads_and_leave_no_run_directory(tmp_path, command, message):
+    result = CliRunner().invoke(app, [*command, "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_sft_without_data_says_how_to_get_it(tmp_path):
     cfg = tmp_path / "s.yaml"
     cfg.write_text("name: s\n")
