@@ -48,7 +48,8 @@ def parse_action(text: str, tool_names: Iterable[str] | None = None) -> ParsedAc
     """Parse model output into a tool call or a plain answer; never raises.
 
     ``tool_names`` (when given) restricts the compact ``name(...)`` form to known tools, so prose
-    such as ``Sure (I think)`` stays an answer. JSON forms are accepted for any name; the
+    such as ``Sure (I think)`` stays an answer; an unknown ``name(key=value)`` with no space before
+    the parenthesis is still read as a call, so the environment can say the tool does not exist. JSON forms are accepted for any name; the
     environment reports unknown tools.
     """
     try:
@@ -75,6 +76,12 @@ def _parse(text: str, tool_names: set[str] | None) -> ParsedAction:
     m = _COMPACT.match(text)
     if m and (tool_names is None or m.group(1) in tool_names):
         return _from_compact(m.group(1), m.group(2), text)
+    if m and "=" in m.group(2) and re.match(r"\s*`?[A-Za-z_][A-Za-z0-9_]*\(", text):
+        # name(key=value) with no space before "(": a call to a tool that does not exist, not prose
+        # like "Sure (I think)"; the environment then names the valid tools
+        attempt = _from_compact(m.group(1), m.group(2), text)
+        if attempt.call is not None:
+            return attempt
     return ParsedAction(None, text.strip())
 
 

@@ -3,6 +3,7 @@
 from hypothesis import given, settings, strategies as st
 
 from agentgym.parsing import parse_action
+from agentgym.types import ToolCall
 
 
 def test_hermes_block_with_surrounding_text():
@@ -36,6 +37,13 @@ def test_compact_form_with_literals_and_bare_words():
 def test_compact_form_for_unknown_name_is_an_answer():
     p = parse_action("Sure (I think)", tool_names=["add"])
     assert p.is_answer and p.text == "Sure (I think)"
+    for prose in ("Maybe(later)", "Sure (x=1)"):
+        assert parse_action(prose, tool_names=["add"]).is_answer
+
+
+def test_a_compact_call_to_an_unknown_tool_is_a_call_the_environment_can_refuse():
+    p = parse_action("jump(height=2)", tool_names=["add"])
+    assert p.call == ToolCall(name="jump", arguments={"height": 2})
 
 
 def test_plain_text_is_an_answer():
