@@ -28,13 +28,27 @@ class _Tool:
     is_async: bool = True
 
 
+_DOC_SECTION = re.compile(r"(Args|Arguments|Returns?|Yields?|Raises|Examples?|Notes?|Warnings?|See Also|Attributes):(\s|$)")
+
+
 def _doc_parts(fn: Callable) -> tuple[str, dict[str, str]]:
-    """Split a Google-style docstring into its summary and the ``Args:`` descriptions."""
-    doc = inspect.getdoc(fn) or ""
-    summary, _, rest = doc.partition("\nArgs:")
+    """Split a Google-style docstring into its summary and the ``Args:`` descriptions.
+
+    The summary is the text before the first section (``Args:``, ``Returns:``, ``Raises:``, ...).
+    """
+    summary: list[str] = []
     params: dict[str, str] = {}
-    current = None
-    for line in rest.splitlines():
+    section, current = None, None
+    for line in (inspect.getdoc(fn) or "").splitlines():
+        header = _DOC_SECTION.match(line)  # at column 0: getdoc removed the common indent
+        if header:
+            section, current = header.group(1), None
+            continue
+        if section is None:
+            summary.append(line)
+            continue
+        if section not in ("Args", "Arguments"):
+            continue
         m = re.match(r"\s{0,8}(\w+)\s*(?:\([^)]*\))?:\s*(.*)", line)
         if m and not line.startswith(" " * 9):
             current = m.group(1)
@@ -43,7 +57,7 @@ def _doc_parts(fn: Callable) -> tuple[str, dict[str, str]]:
             params[current] += " " + line.strip()
         elif not line.strip() and params:
             current = None
-    return " ".join(summary.split()), params
+    return " ".join(" ".join(summary).split()), params
 
 
 def tool(fn: Callable | None = None, *, name: str | None = None) -> Any:

@@ -16,6 +16,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from agentgym import registry
+from agentgym.errors import EnvironmentClosedError
 from agentgym.types import Task, ToolCall
 
 CHARSET = string.printable
@@ -80,13 +81,15 @@ class AgentGymEnv(gym.Env):
         index = (options or {}).get("task_index")
         if index is None:
             index = int(self.np_random.integers(len(self.tasks)))
+        elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.tasks):
+            raise ValueError(f"options['task_index'] must be an int in [0, {len(self.tasks)}), got {index!r}")
         task = self.tasks[index]
-        self._last = _to_charset(self._runner.run(self._env.reset(task)))
+        self._last = _to_charset(self._running().run(self._env.reset(task)))
         return self._last, {"task_id": task.id, "task_index": index, "state_key": self._state_key()}
 
     def step(self, action: str | ToolCall) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Act; returns (observation, reward, terminated, truncated, info)."""
-        result = self._runner.run(self._env.step(action))
+        result = self._running().run(self._env.step(action))
         self._last = _to_charset(result.observation)
         info = {"valid": result.valid, "milestones": result.milestones, "state_key": result.state_key, **result.info}
         return self._last, float(result.reward), result.terminated, result.truncated, info
@@ -107,6 +110,11 @@ class AgentGymEnv(gym.Env):
         self._runner.run(self._env.aclose())
         self._runner.close()
         self._runner = None  # type: ignore[assignment]
+
+    def _running(self) -> "_LoopThread":
+        if self._runner is None:
+            raise EnvironmentClosedError(f"this {self.env_id} Gymnasium environment is closed; make a new one")
+        return self._runner
 
     def _state_key(self) -> str | None:
         return self._env._current_state_key()

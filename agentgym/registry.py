@@ -142,8 +142,14 @@ def registered() -> list[EnvSpec]:
 
 def make(env_id: str, **overrides: Any) -> Any:
     """Build a new instance of ``env_id`` with its registered defaults updated by ``overrides``."""
+    from agentgym.env import Environment
+
     s = spec(env_id)
-    return s.load()(**{**s.defaults, **overrides})
+    env = s.load()(**{**s.defaults, **overrides})
+    if not isinstance(env, Environment):
+        raise TypeError(f"{env_id!r} is registered with {s.entry_point!r}, which made a {type(env).__name__} object, "
+                        "not an agentgym.Environment")
+    return env
 
 
 def suites(env_id: str) -> list[str]:

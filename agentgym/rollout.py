@@ -495,10 +495,15 @@ class RolloutRunner:
             try:
                 result = await env.step(call or response)
             except Exception as exc:
+                traj.metadata["failed_response"] = response  # the action the episode died on, for debugging
                 raise _EpisodeFailure(f"environment step raised {type(exc).__name__}: {exc}") from exc
+            except asyncio.CancelledError:
+                traj.metadata["failed_response"] = response
+                raise
             finally:
                 deadline.finish()
             if deadline.expired:  # the step swallowed our cancellation
+                traj.metadata["failed_response"] = response
                 raise asyncio.CancelledError
             t2 = time.perf_counter()
             record = {"index": len(traj.steps), "kind": "action", "segment": context.segment, "state_key": state_key,

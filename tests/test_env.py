@@ -222,3 +222,29 @@ async def test_a_subclass_may_override_a_tool():
     await env.reset(_task(data={"target": 5}))
     assert [t.description for t in env.tools] == ["Add n, loudly."]
     assert (await env.step("add(n=2)")).observation == "THE VALUE IS 2."
+
+
+def test_the_tool_description_stops_at_the_first_docstring_section():
+    class Walker(ag.Environment):
+        async def reset(self, task):
+            return ""
+
+        @ag.tool
+        async def move(self, steps: int) -> str:
+            """Move the agent.
+
+            Returns:
+                The new position.
+
+            Args:
+                steps: how far,
+                    in cells.
+
+            Raises:
+                ValueError: never.
+            """
+            return ""
+
+    (spec,) = Walker().tools
+    assert spec.description == "Move the agent."
+    assert spec.parameters["properties"]["steps"]["description"] == "how far, in cells."

@@ -56,3 +56,17 @@ def test_adapter_works_inside_a_running_event_loop():
 def test_unknown_render_mode_is_refused():
     with pytest.raises(ValueError, match="render_mode"):
         gymnasium.make("agentgym/counter-v0", render_mode="human")
+
+
+def test_a_bad_task_index_and_a_step_after_close_say_what_is_wrong():
+    from agentgym.errors import EnvironmentClosedError
+
+    env = gymnasium.make("agentgym/counter-v0").unwrapped
+    for index in (5, -1, "0"):
+        with pytest.raises(ValueError, match=r"options\['task_index'\] must be an int in \[0, 5\)"):
+            env.reset(options={"task_index": index})
+    env.reset(options={"task_index": 4})
+    env.close()
+    with pytest.raises(EnvironmentClosedError, match="is closed"):
+        env.step("add(n=1)")
+    env.close()  # a second close does nothing

@@ -117,3 +117,9 @@ def test_a_bad_suite_line_is_named_by_file_and_line_and_a_missing_suites_folder_
         ag.load_tasks("bad-suite-v0", "train")
     with pytest.raises(ConfigError, match="suites folder .* does not exist"):
         ag.register("bad-suite-v1", "agentgym.env:Environment", suites=tmp_path / "nowhere")
+
+
+def test_an_entry_point_that_makes_no_environment_is_refused():
+    ag.register("junk-v0", int)
+    with pytest.raises(TypeError, match="'junk-v0' is registered with <class 'int'>, which made a int object, not an"):
+        ag.make("junk-v0")

@@ -160,6 +160,9 @@ async def test_crashing_and_hanging_environments_fail_alone():
     assert crashed.error == "environment step raised RuntimeError: boom" and crashed.truncated
     assert crashed.num_turns == 1  # the step before the crash is kept
     assert hung.error == "environment step timed out after 0.3 s" and hung.truncated and not hung.steps
+    call = '<tool_call>{"name": "add", "arguments": {"n": 1}}</tool_call>'  # the expert's action, as text
+    assert crashed.metadata["failed_response"] == hung.metadata["failed_response"] == call
+    assert "failed_response" not in ok.metadata and "failed_response" not in no_reset.metadata
     assert no_reset.error == "environment reset raised OSError: reset exploded"
     summary = result.summary()
     assert summary["failed"] == 3 and summary["episodes"] == 5
