@@ -65,7 +65,9 @@ def tool(fn: Callable | None = None, *, name: str | None = None) -> Any:
 
     The JSON schema comes from the method's type hints and docstring (summary line and an
     ``Args:`` section); arguments are validated against it before the method runs. Use as
-    ``@tool`` or ``@tool(name="other_name")``.
+    ``@tool`` or ``@tool(name="other_name")``. A plain ``def`` tool runs on the shared event loop:
+    blocking work belongs in an ``async def`` tool that awaits it (a step time limit can stop a
+    tool only at an ``await``).
     """
 
     def mark(f: Callable) -> Callable:
