@@ -26,7 +26,11 @@ def register(app: typer.Typer) -> None:
         max_batch_size: int = typer.Option(8, min=1, help="Most requests generated together in one batch."),
         max_wait: float = typer.Option(0.01, callback=_seconds, help="Seconds to wait for a batch to fill."),
     ) -> None:
-        """Serve /v1/models, /v1/chat/completions and /v1/completions with token ids and logprobs."""
+        """Serve /v1/models, /v1/chat/completions and /v1/completions with token ids and logprobs.
+
+        A completion's text is exactly its sampled tokens: a matched stop string stays at its end
+        (OpenAI's API drops it).
+        """
         import asyncio
         import socket
 

@@ -202,7 +202,7 @@ class PolicyServer:
         for i, c in enumerate(outs):
             choice: dict[str, Any] = {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None,
                                       "token_ids": c.token_ids, "prompt_token_ids": c.prompt_ids}
-            if body.get("logprobs") is not None:
+            if body.get("logprobs") is not None and body.get("logprobs") is not False:  # 0 asks for them too
                 choice["logprobs"] = {"tokens": self._token_strings(c.token_ids, as_ids), "token_logprobs": c.logprobs,
                                       "top_logprobs": None, "text_offset": None}
             choices.append(choice)
@@ -242,7 +242,8 @@ class PolicyServer:
 def _error(message: str, status: int) -> Any:
     from aiohttp import web
 
-    kind = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "InternalServerError")
+    kind = {400: "BadRequestError", 404: "NotFoundError", 503: "ServiceUnavailableError"}.get(status,
+                                                                                              "InternalServerError")
     return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
 
 
@@ -250,6 +251,12 @@ def _int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise _BadRequest(f"'{name}' must be a positive integer, got {value!r}")
     return value
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _BadRequest(f"'{name}' must be a number, got {value!r}")
+    return float(value)
 
 
 def _params(body: dict[str, Any], max_tokens: Any) -> SamplingParams:
@@ -262,8 +269,8 @@ def _params(body: dict[str, Any], max_tokens: Any) -> SamplingParams:
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63 - 2 ** 16):
         raise _BadRequest(f"'seed' must be an integer in [0, 2**63 - 2**16), got {seed!r}")  # room for seed + i
     try:
-        return SamplingParams(temperature=1.0 if temperature is None else float(temperature),
-                              top_p=1.0 if top_p is None else float(top_p),
+        return SamplingParams(temperature=1.0 if temperature is None else _number(temperature, "temperature"),
+                              top_p=1.0 if top_p is None else _number(top_p, "top_p"),
                               max_new_tokens=_int(256 if max_tokens is None else max_tokens, "max_tokens"),
                               stop=[str(s) for s in stop], seed=seed)
     except (TypeError, ValueError) as exc:
@@ -299,11 +306,15 @@ def _parse_messages(raw: Any) -> list[Message]:
 def _parse_tools(raw: Any) -> list[ToolSpec] | None:
     if not raw:
         return None
+    if not isinstance(raw, list) or not all(isinstance(t, dict) and isinstance(t.get("function"), dict)
+                                            and isinstance(t["function"].get("name"), str) for t in raw):
+        raise _BadRequest("'tools' must be a list of {\"type\": \"function\", \"function\": {\"name\": ..., "
+                          "\"description\": ..., \"parameters\": {...}}}")
     try:
         return [ToolSpec(name=t["function"]["name"], description=t["function"].get("description", ""),
                          parameters=t["function"].get("parameters") or {"type": "object", "properties": {}})
                 for t in raw]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise _BadRequest(f"invalid tools: {exc}") from None
 
 

@@ -102,6 +102,16 @@ async def test_completions_and_models_endpoints(server, smollm2):
             assert r.status == 400 and "streaming" in (await r.json())["error"]["message"]
         async with http.post(f"{server.url}/chat/completions", json={"model": "smollm2", "messages": "hi"}) as r:
             assert r.status == 400
+        hello = [{"role": "user", "content": "hi"}]
+        for extra, message in (({"temperature": "hot"}, "'temperature' must be a number, got 'hot'"),
+                               ({"tools": [{"type": "function"}]}, "'tools' must be a list of")):
+            body = {"model": "smollm2", "messages": hello, "max_tokens": 1, **extra}
+            async with http.post(f"{server.url}/chat/completions", json=body) as r:
+                assert r.status == 400 and message in (await r.json())["error"]["message"]
+        for logprobs, wanted in ((False, False), (0, True), (None, False)):
+            body = {"model": "smollm2", "prompt": [1, 2, 3], "max_tokens": 1, "logprobs": logprobs}
+            async with http.post(f"{server.url}/completions", json=body) as r:
+                assert ((await r.json())["choices"][0]["logprobs"] is not None) == wanted
 
 
 @pytest.mark.slow
