@@ -318,6 +318,9 @@ class Environment:
             out = await method(**kwargs) if tool_.is_async else method(**kwargs)
         except InvalidActionError as exc:
             return str(exc), False, str(exc)
+        if out is None:  # a forgotten return would show the agent "None"
+            raise TypeError(f"{type(self).__name__}.{tool_.method_name} returned None; a tool returns the "
+                            "observation text")
         return str(out), True, None
 
     def _error(self, problem: str) -> tuple[str, bool, str]:

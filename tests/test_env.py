@@ -248,3 +248,18 @@ def test_the_tool_description_stops_at_the_first_docstring_section():
     (spec,) = Walker().tools
     assert spec.description == "Move the agent."
     assert spec.parameters["properties"]["steps"]["description"] == "how far, in cells."
+
+
+async def test_a_tool_that_returns_nothing_is_named():
+    class Forgetful(ag.Environment):
+        async def reset(self, task):
+            return ""
+
+        @ag.tool
+        async def poke(self) -> str:
+            """Poke."""
+
+    env = Forgetful()
+    await env.reset(_task())
+    with pytest.raises(TypeError, match="Forgetful.poke returned None; a tool returns the observation text"):
+        await env.step("poke()")

@@ -35,9 +35,11 @@ class ScriptedPolicy:
             return out
         if inspect.iscoroutine(out):
             out = await out
+        if isinstance(out, dict) and {"name", "arguments"} <= out.keys():  # as env.step takes it
+            out = ToolCall(name=out["name"], arguments=out["arguments"])
         if not isinstance(out, (ToolCall, str)):
             raise PolicyError(f"{type(env).__name__}.{self.hook}() returned {type(out).__name__}; "
-                              "expected a ToolCall or a string")
+                              "expected a ToolCall, a {'name', 'arguments'} dict or a string")
         return out
 
     async def aclose(self) -> None:

@@ -54,6 +54,16 @@ async def test_expert_and_random_policies_act_through_the_env():
     assert all(t.success for t in random_run.trajectories)  # "on" comes up within 10 tries here
 
 
+class DictLamp(Lamp):
+    def expert_action(self) -> dict:
+        return {"name": "press", "arguments": {"button": "on"}}
+
+
+async def test_an_expert_may_answer_with_a_tool_call_dict():
+    (traj,) = (await RolloutRunner("expert", DictLamp).run(lamp_tasks(1))).trajectories
+    assert traj.success and traj.steps[0].action.arguments == {"button": "on"}
+
+
 async def test_missing_hook_fails_the_episode_with_the_reason():
     result = await RolloutRunner(ExpertPolicy(), Blank).run(lamp_tasks(1))
     assert result.trajectories[0].error.startswith("scripted policy failed: PolicyError: the expert policy needs "
