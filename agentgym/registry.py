@@ -77,6 +77,9 @@ def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str |
         spec.suites.update(_suites_in(Path(suites)))
     elif suites:
         spec.suites.update({k: Path(v) if isinstance(v, str) else v for k, v in suites.items()})
+        missing = [f"{k} ({v})" for k, v in spec.suites.items() if isinstance(v, Path) and not v.is_file()]
+        if missing:
+            raise ConfigError(f"register({id!r}): no such suite file: {', '.join(missing)}")
     _registry[id] = spec
     from agentgym import _gym_hook
 

@@ -117,6 +117,8 @@ def test_a_bad_suite_line_is_named_by_file_and_line_and_a_missing_suites_folder_
         ag.load_tasks("bad-suite-v0", "train")
     with pytest.raises(ConfigError, match="suites folder .* does not exist"):
         ag.register("bad-suite-v1", "agentgym.env:Environment", suites=tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=r"no such suite file: test \("):
+        ag.register("bad-suite-v2", "agentgym.env:Environment", suites={"test": str(tmp_path / "test.jsonl")})
 
 
 def test_an_entry_point_that_makes_no_environment_is_refused():
