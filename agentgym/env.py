@@ -128,8 +128,11 @@ def _format_validation_error(tool_name: str, exc: ValidationError) -> str:
         elif err["type"] == "extra_forbidden":
             problems.append(f"unexpected argument '{where}'")
         else:
-            problems.append(f"argument '{where}': {err['msg']}")
+            problems.append(f"argument '{where}': {str(err['msg']).removeprefix('Value error, ')}")
     return f"invalid call to '{tool_name}': " + "; ".join(problems)
+
+
+_EPISODE_ATTRIBUTES = {"task", "turn", "done", "success", "episode_reward", "reached"}  # set per episode
 
 
 class Environment:
@@ -162,13 +165,15 @@ class Environment:
         for klass in reversed(cls.__mro__):
             defined_here: dict[str, str] = {}  # tool name -> method, in this class (a subclass may override)
             for attr, value in vars(klass).items():
-                tool_name = getattr(value, "__agentgym_tool__", None)
+                wrapped = isinstance(value, (staticmethod, classmethod))
+                tool_name = (getattr(value, "__agentgym_tool__", None)  # @tool over @staticmethod, or under it
+                             or (getattr(value.__func__, "__agentgym_tool__", None) if wrapped else None))
                 if tool_name is None:
                     continue
-                if isinstance(value, (staticmethod, classmethod)):
+                if wrapped:
                     raise TypeError(f"{klass.__name__}.{attr}: a tool is an instance method (`async def {attr}"
                                     "(self, ...)`), not a static or class method")
-                if attr in vars(Environment):
+                if attr in vars(Environment) or attr in _EPISODE_ATTRIBUTES:
                     raise TypeError(f"{klass.__name__}.{attr}: a tool method named {attr!r} hides Environment.{attr}; "
                                     f"name the method otherwise and keep the tool's name with @tool(name={attr!r})")
                 if tool_name in defined_here:

@@ -8,6 +8,7 @@ Each registered environment is also registered with Gymnasium as ``agentgym/<id>
 from __future__ import annotations
 
 import asyncio
+import numbers
 import string
 import threading
 from typing import Any
@@ -81,8 +82,9 @@ class AgentGymEnv(gym.Env):
         index = (options or {}).get("task_index")
         if index is None:
             index = int(self.np_random.integers(len(self.tasks)))
-        elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.tasks):
-            raise ValueError(f"options['task_index'] must be an int in [0, {len(self.tasks)}), got {index!r}")
+        elif isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < len(self.tasks):
+            raise ValueError(f"options['task_index'] must be an integer in [0, {len(self.tasks)}), got {index!r}")
+        index = int(index)  # a numpy integer too
         task = self.tasks[index]
         self._last = _to_charset(self._running().run(self._env.reset(task)))
         return self._last, {"task_id": task.id, "task_index": index, "state_key": self._state_key()}

@@ -130,7 +130,8 @@ def _from_compact(name: str, inner: str, text: str) -> ParsedAction:
         node = ast.parse(f"f({inner})", mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ParsedAction(None, text, f"could not read the arguments of {name}(...)")
-    assert isinstance(node, ast.Call)
+    if not isinstance(node, ast.Call):  # e.g. "f(x=1) and g(y=2)": more than one call
+        return ParsedAction(None, text, f"could not read the arguments of {name}(...)")
     if node.args:
         return ParsedAction(None, text, f"use keyword arguments: {name}(arg=value, ...)")
     args: dict[str, Any] = {}

@@ -61,6 +61,10 @@ class _EpisodeFailure(Exception):
     """Ends one episode with ``Trajectory.error`` set to the message."""
 
 
+class _ContextFull(Exception):
+    """Ends one episode as overlong: its next prompt would not fit the model's context."""
+
+
 class _Deadline:
     """The time limits of the running task (one episode): when one passes, the task is cancelled.
 
@@ -398,6 +402,9 @@ class RolloutRunner:
             traj.error, traj.truncated = deadline.reason, True
         except _EpisodeFailure as exc:
             traj.error, traj.truncated = str(exc), True
+        except _ContextFull as exc:  # not a system failure: the episode ran out of context, like SUPO's overlong
+            traj.overlong = traj.truncated = True
+            traj.metadata["context_full"] = str(exc)
         except Exception as exc:  # a bug outside the environment: isolate it all the same
             traj.error, traj.truncated = f"{type(exc).__name__}: {exc}", True
         finally:
@@ -498,7 +505,8 @@ class RolloutRunner:
                 traj.metadata["failed_response"] = response  # the action the episode died on, for debugging
                 raise _EpisodeFailure(f"environment step raised {type(exc).__name__}: {exc}") from exc
             except asyncio.CancelledError:
-                traj.metadata["failed_response"] = response
+                if deadline.expired:  # our time limit, not a cancelled run
+                    traj.metadata["failed_response"] = response
                 raise
             finally:
                 deadline.finish()
@@ -592,7 +600,7 @@ class RolloutRunner:
         if self._context_length is not None:  # checked alone: in a batch it would fail its batch mates too
             length = self.policy.count_tokens(prompt, tools or None)  # type: ignore[union-attr]
             if length + params.max_new_tokens > self._context_length:
-                raise _EpisodeFailure(context_overflow(length, params.max_new_tokens, self._context_length))
+                raise _ContextFull(context_overflow(length, params.max_new_tokens, self._context_length))
         key = (tools_key, params.key())
         self._batch_args.setdefault(key, (tools or None, params))
         last: Exception | None = None

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
+from agentgym.errors import ConfigError
 from agentgym.types import Trajectory
 
 
@@ -95,8 +96,8 @@ class RunStore:
         """Load trajectories (all files, or ``<name>.jsonl``).
 
         A torn line (cut JSON, left by a killed writer) is skipped. A line that is whole JSON but
-        not a trajectory raises a ``ValueError`` naming the file and line: skipping it would lose
-        the record without a word.
+        not a trajectory raises :class:`~agentgym.errors.ConfigError` naming the file and line:
+        skipping it would lose the record without a word.
         """
         files = [self.trajectory_dir / f"{name}.jsonl"] if name else self.trajectory_files()
         out = []
@@ -107,7 +108,8 @@ class RunStore:
                 except ValidationError as exc:
                     if all(e["type"] == "json_invalid" for e in exc.errors()):
                         continue  # a torn line, sealed by the next append
-                    raise ValueError(f"{path}, line {number}: not a trajectory: {exc}") from None
+                    raise ConfigError(f"{path}, line {number}: not a trajectory (fix or delete that line): {exc}") \
+                        from None
         return out
 
     def load_metrics(self) -> list[dict[str, Any]]:

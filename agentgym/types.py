@@ -149,7 +149,8 @@ class Trajectory(_Model):
     success: bool = False
     terminated: bool = False
     truncated: bool = False
-    overlong: bool = Field(False, description="Ended because the summary budget ran out (SUPO).")
+    overlong: bool = Field(False, description="Ended because the context ran out: the summary budget was spent "
+                           "(SUPO), or the next prompt would not fit the model (metadata['context_full']).")
     error: str | None = Field(None, description="Set when the episode failed for a system reason.")
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -205,6 +205,8 @@ async def test_finish_pays_once():
      "methods 'a' and 'b' are both the tool 'act'"),
     ('@ag.tool\n    async def step(self, x: int) -> str:\n        """S."""', "hides Environment.step"),
     ('@ag.tool\n    @staticmethod\n    async def s() -> str:\n        """S."""', "not a static or class method"),
+    ('@staticmethod\n    @ag.tool\n    async def s() -> str:\n        """S."""', "not a static or class method"),
+    ('@ag.tool\n    async def done(self) -> str:\n        """D."""', "hides Environment.done"),
 ])
 def test_tool_definitions_that_would_misbehave_are_refused_at_class_definition(body, problem):
     with pytest.raises(TypeError, match=re.escape(problem)):

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import gymnasium
+import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -63,9 +64,9 @@ def test_a_bad_task_index_and_a_step_after_close_say_what_is_wrong():
 
     env = gymnasium.make("agentgym/counter-v0").unwrapped
     for index in (5, -1, "0"):
-        with pytest.raises(ValueError, match=r"options\['task_index'\] must be an int in \[0, 5\)"):
+        with pytest.raises(ValueError, match=r"options\['task_index'\] must be an integer in \[0, 5\)"):
             env.reset(options={"task_index": index})
-    env.reset(options={"task_index": 4})
+    assert env.reset(options={"task_index": np.int64(4)})[1]["task_index"] == 4
     env.close()
     with pytest.raises(EnvironmentClosedError, match="is closed"):
         env.step("add(n=1)")

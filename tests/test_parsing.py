@@ -37,7 +37,7 @@ def test_compact_form_with_literals_and_bare_words():
 def test_compact_form_for_unknown_name_is_an_answer():
     p = parse_action("Sure (I think)", tool_names=["add"])
     assert p.is_answer and p.text == "Sure (I think)"
-    for prose in ("Maybe(later)", "Sure (x=1)"):
+    for prose in ("Maybe(later)", "Sure (x=1)", "f(x=1) and g(y=2)", "len(x)==len(y=2)"):
         assert parse_action(prose, tool_names=["add"]).is_answer
 
 

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+from agentgym.errors import ConfigError
 from agentgym.store import RunStore
 from agentgym.types import Message, Step, StepResult, ToolCall, Trajectory
 
@@ -61,7 +62,7 @@ def test_non_finite_floats_round_trip_and_a_line_that_is_no_trajectory_is_report
     path = store.trajectory_dir / "rollout.jsonl"
     with open(path, "a") as fh:
         fh.write('{"id": "x", "group_id": "g"}\n')  # whole JSON, but not a trajectory: not silently dropped
-    with pytest.raises(ValueError, match=r"rollout.jsonl, line 2: not a trajectory"):
+    with pytest.raises(ConfigError, match=r"rollout.jsonl, line 2: not a trajectory \(fix or delete that line\)"):
         store.load_trajectories()
 
 

@@ -54,7 +54,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
 
     # ---- setup --------------------------------------------------------------------------------
     config.env.load_plugins()
-    check_inputs(config, train_suite=True)  # before the model loads and the run directory appears
+    # before the model loads and the run directory appears; a resumed run may be past its SFT data
+    check_inputs(config, train_suite=True, sft_data=resume is None)
     run_dir = Path(resume) if resume is not None else new_run_dir(config)
     store = RunStore(run_dir)
     say = log or _console_logger()

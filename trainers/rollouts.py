@@ -29,10 +29,10 @@ def training_tasks(config: TrainConfig) -> list[Task]:
     return load_tasks(config.env.id, config.env.train_suite)
 
 
-def check_inputs(config: Any, *, train_suite: bool) -> None:
+def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> None:
     """Fail before a model loads or a run directory appears: the environment id, the suites the run
-    reads (the training suite when ``train_suite``, the evaluation suites when it evaluates) and the
-    SFT data paths."""
+    reads (the training suite when ``train_suite``, the evaluation suites when it evaluates) and,
+    when ``sft_data``, the SFT data paths."""
     from agentgym.errors import ConfigError, UnknownSuiteError
     from agentgym.registry import spec
 
@@ -43,7 +43,7 @@ def check_inputs(config: Any, *, train_suite: bool) -> None:
     if missing:
         raise UnknownSuiteError(f"environment {config.env.id!r} has no task suite {missing[0]!r}; "
                                 f"its suites: {', '.join(sorted(suites)) or '(none)'}")
-    sft = getattr(config, "sft", None)
+    sft = getattr(config, "sft", None) if sft_data else None
     for source in (sft.data if sft is not None else []):
         path = Path(source).expanduser()
         if not (path.is_dir() or path.is_file()):

@@ -15,6 +15,8 @@ already carry ``prompt_ids``/``response_ids`` (sampled by a model) are used as t
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -203,20 +205,26 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     say = log or _console_logger()
     config.env.load_plugins()
     check_inputs(config, train_suite=not config.sft.data)  # before the model loads and the run directory appears
+    data = load_trajectories(config.sft.data) if config.sft.data else None  # a bad line fails here too
     run_dir = new_run_dir(config)  # type: ignore[arg-type]
     store = RunStore(run_dir)
     store.write_config(config)
     _seed_everything(config.seed)
     policy, model, device, pad_id = M.prepare_trainable(config.policy, policy)
-    data = load_trajectories(config.sft.data) if config.sft.data else collect_expert(config, store, progress=progress)
+    if data is None:
+        data = collect_expert(config, store, progress=progress)
     metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
                         tool_schema=config.rollout.tool_schema,
                         progress=progress, trajectories=data)
     if config.policy.lora.enable:
         model = model.merge_and_unload()
         policy.model = model
-    model.save_pretrained(run_dir / "model")
-    policy.tokenizer.save_pretrained(run_dir / "model")
+    partial = run_dir / "model.partial"  # renamed when whole: RUN_DIR/model is never half written
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    policy.tokenizer.save_pretrained(partial)
+    shutil.rmtree(run_dir / "model", ignore_errors=True)  # a run directory given again: the new model replaces it
+    os.replace(partial, run_dir / "model")
     store.append_metrics({"step": 0, "phase": "sft", **metrics})
     say(f"SFT done: loss {metrics['sft_loss_first']:.4f} -> {metrics['sft_loss_last']:.4f}; model saved to {run_dir / 'model'}")
     if config.eval.every:

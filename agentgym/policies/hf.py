@@ -154,8 +154,9 @@ class TransformersPolicy:
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "name_or_path", "model") or "model"
         self.max_batch_size = max_batch_size
-        # positions past this were never trained: sampling there gives garbage with plausible logprobs
-        self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
+        # past it the model samples garbage with plausible logprobs; set it yourself for a model whose
+        # config does not tell
+        self.context_length: int | None = _context_length(model.config)
         self.autocast = autocast
         self._lock = threading.Lock()  # one batch in the model at a time
         # fast tokenizers raise "Already borrowed" when two threads use one concurrently
@@ -426,6 +427,21 @@ async def _off_loop(work: Any) -> list[Completion]:
     except asyncio.CancelledError:
         cancel.set()
         raise
+
+
+def _context_length(config: Any) -> int | None:
+    """The longest sequence the model is meant to run: its position limit, times a RoPE scaling factor
+    (YaRN, dynamic NTK, linear), which stretches the positions it handles."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return None
+    scaling = getattr(config, "rope_scaling", None) or getattr(config, "rope_parameters", None) or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default")) if isinstance(scaling, dict) else "default"
+    factor = scaling.get("factor") if isinstance(scaling, dict) else None
+    if kind not in (None, "default") and isinstance(factor, (int, float)) and factor > 1:
+        original = scaling.get("original_max_position_embeddings")  # some configs give the stretched limit already
+        return max(limit, int((original if isinstance(original, int) else limit) * factor))
+    return limit
 
 
 def _generator(device: Any, seed: int | None) -> Any:

@@ -189,3 +189,21 @@ async def test_closed_policy_raises(smollm2):
     await other.aclose()
     with pytest.raises(PolicyError, match="closed"):
         await other.generate([SHORT], None, SamplingParams())
+
+
+@pytest.mark.parametrize("config, expected", [
+    ({"max_position_embeddings": 8192}, 8192),
+    ({"max_position_embeddings": 8192, "rope_parameters": {"rope_type": "default", "rope_theta": 1e5}}, 8192),
+    ({"max_position_embeddings": 64, "rope_scaling": {"rope_type": "dynamic", "factor": 4}}, 256),
+    ({"max_position_embeddings": 32768,
+      "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}, 131072),
+    ({"max_position_embeddings": 131072,  # Llama 3.1 gives the stretched limit already
+      "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192}}, 131072),
+    ({}, None),
+])
+def test_the_context_length_counts_rope_scaling(config, expected):
+    from types import SimpleNamespace
+
+    from agentgym.policies.hf import _context_length
+
+    assert _context_length(SimpleNamespace(**config)) == expected

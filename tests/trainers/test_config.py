@@ -124,3 +124,12 @@ def test_written_config_loads_back(tmp_path):
     store = RunStore(tmp_path)
     store.write_config(config_record(cfg))
     assert load_config(store.read_config()) == cfg
+
+
+def test_sft_data_paths_are_checked_except_when_a_run_resumes():
+    from agentgym.trainers.rollouts import check_inputs
+
+    cfg = load_config({"sft": {"data": ["/nowhere/expert"]}})
+    with pytest.raises(ConfigError, match="'/nowhere/expert' is neither a run directory nor a .jsonl file"):
+        check_inputs(cfg, train_suite=True)
+    check_inputs(cfg, train_suite=True, sft_data=False)  # a resumed run may be past its SFT stage
