@@ -9,6 +9,7 @@ import numbers
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, ClassVar
 
@@ -115,6 +116,12 @@ def _build_tool(method_name: str, fn: Callable, tool_name: str) -> _Tool:
     for prop in schema.get("properties", {}).values():
         prop.pop("title", None)
     schema.setdefault("required", [])
+    untyped = [p for p in fields if p not in hints]
+    gaps = ["no docstring, so the model sees no description"] if not summary else []
+    if untyped:
+        gaps.append(f"no type hint on {', '.join(untyped)}, so the model sees no type and any value passes")
+    if gaps:
+        warnings.warn(f"tool {tool_name!r} ({fn.__qualname__}) has {'; and '.join(gaps)}", UserWarning, stacklevel=4)
     return _Tool(ToolSpec(name=tool_name, description=summary, parameters=schema), model, method_name,
                  tuple(fields), inspect.iscoroutinefunction(fn))
 

@@ -265,3 +265,19 @@ async def test_a_tool_that_returns_nothing_is_named():
     await env.reset(_task())
     with pytest.raises(TypeError, match="Forgetful.poke returned None; a tool returns the observation text"):
         await env.step("poke()")
+
+
+def test_a_tool_without_docstring_or_type_hints_gets_a_warning():
+    with pytest.warns(UserWarning) as caught:
+        class Vague(ag.Environment):
+            async def reset(self, task):
+                return ""
+
+            @ag.tool
+            async def go(self, where) -> str:
+                return ""
+
+    (message,) = [str(w.message) for w in caught]
+    assert message == ("tool 'go' (test_a_tool_without_docstring_or_type_hints_gets_a_warning.<locals>.Vague.go) has "
+                       "no docstring, so the model sees no description; and no type hint on where, so the model sees "
+                       "no type and any value passes")
