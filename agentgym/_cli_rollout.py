@@ -74,12 +74,12 @@ def register(app: typer.Typer) -> None:
             if isinstance(context_factory(context)(), Summarize) and policy in ("expert", "random"):
                 raise ConfigError(f"summarization needs a model policy; the {policy} policy cannot write summaries")
         except AgentGymError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--context") from None
+            raise typer.BadParameter(str(exc), param_hint="'--context'") from None
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy).strip("-")[:40]
         root = Path(out or f"runs/rollout-{env}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}")
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             what = "is not a directory" if not root.is_dir() else "already holds files (another run's?)"
-            raise typer.BadParameter(f"{root} {what}; choose a new --out or remove it", param_hint="--out")
+            raise typer.BadParameter(f"{root} {what}; choose a new --out or remove it", param_hint="'--out'")
         config = {"command": "rollout", "env": env, "suite": suite, "policy": policy, "n": n, "limit": limit,
                   "max_turns": max_turns, "step_timeout": step_timeout, "episode_timeout": episode_timeout,
                   "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "context": context,
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
             with console.status(f"loading policy {policy}"):
                 loaded = load_policy(policy)
         except AgentGymError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--policy") from None
+            raise typer.BadParameter(str(exc), param_hint="'--policy'") from None
         except KeyboardInterrupt:
             console.print("interrupted while loading the policy; nothing was run")
             raise typer.Exit(130) from None

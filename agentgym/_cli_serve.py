@@ -60,9 +60,9 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(0) from None
         except TypeError:  # a scripted policy takes no batch size
             raise typer.BadParameter(f"agentgym serve needs a local model policy (smollm2 or hf:/path), got {policy!r}",
-                                     param_hint="--policy") from None
+                                     param_hint="'--policy'") from None
         except AgentGymError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--policy") from None
+            raise typer.BadParameter(str(exc), param_hint="'--policy'") from None
 
         async def main() -> None:
             server = PolicyServer(loaded, served_name=served_name, host=host, port=port,

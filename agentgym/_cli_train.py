@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
             _keys_table(SFTConfig)
             return
         if config is None:
-            raise typer.BadParameter("give an SFT config (see examples/household_sft.yaml)", param_hint="CONFIG")
+            raise typer.BadParameter("give an SFT config (see examples/household_sft.yaml)", param_hint="'CONFIG'")
         cfg = None
         try:
             extra: dict[str, Any] = {"run_dir": str(run_dir) if run_dir else None}

@@ -484,11 +484,11 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     (["--n", "0"], "Invalid value for '--n'", 2),
     (["--step-timeout", "0"], "Invalid value for '--step-timeout': 0 is not a positive number", 2),
     (["--step-timeout", "nan"], "Invalid value for '--step-timeout': nan is not a positive number", 2),
-    (["--context", "window:abc"], "Invalid value for --context: bad context spec 'window:abc': its numbers must be", 2),
+    (["--context", "window:abc"], "Invalid value for '--context': bad context spec 'window:abc': its numbers must be", 2),
     (["--context", "summary:100:x"], "bad context spec 'summary:100:x'", 2),  # as typed: no emoji for :100:
     (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] is not a Hugging Face model", 2),
-    (["--policy", "gpt"], "Invalid value for --policy: unknown policy 'gpt'", 2),
-    (["--context", "summary:100"], "Invalid value for --context: summarization needs a model policy", 2),
+    (["--policy", "gpt"], "Invalid value for '--policy': unknown policy 'gpt'", 2),
+    (["--context", "summary:100"], "Invalid value for '--context': summarization needs a model policy", 2),
 ])
 def test_a_rejected_rollout_command_says_why_and_leaves_no_run_directory(tmp_path, args, message, code):
     from typer.testing import CliRunner
