@@ -93,8 +93,11 @@ def register(app: typer.Typer) -> None:
             else:
                 cfg = _load(TrainConfig, config, set_, {"run_dir": str(run_dir) if run_dir else None})
             from agentgym.trainers.rl import new_run_dir, train as run_training
+            from agentgym.trainers.rollouts import check_inputs
 
             if resume is None:  # fixed now, so an interrupted run can say where it is
+                cfg.env.load_plugins()
+                check_inputs(cfg, train_suite=True)  # a bad input leaves no new directory behind
                 cfg = cfg.model_copy(update={"run_dir": str(new_run_dir(cfg))})
             out = run_training(cfg, resume=resume, progress=progress)
         except AgentGymError as exc:
@@ -104,6 +107,8 @@ def register(app: typer.Typer) -> None:
             if target is not None and (Path(target) / "config.yaml").exists():
                 typer.echo(f"interrupted; continue with: agentgym train --resume {target}", err=True)
             else:
+                if target is not None and Path(target).is_dir() and not any(Path(target).iterdir()):
+                    Path(target).rmdir()  # claimed by new_run_dir, never written
                 typer.echo("interrupted before the run started", err=True)
             raise typer.Exit(130) from None
         typer.echo(f"run directory: {out}")
@@ -136,8 +141,11 @@ def register(app: typer.Typer) -> None:
                 extra["sft.data"] = "[" + ", ".join(f"'{d}'" for d in data) + "]"
             cfg = _load(SFTConfig, config, set_, extra)
             from agentgym.trainers.rl import new_run_dir
+            from agentgym.trainers.rollouts import check_inputs
             from agentgym.trainers.sft import run_sft
 
+            cfg.env.load_plugins()
+            check_inputs(cfg, train_suite=not cfg.sft.data)  # a bad input leaves no new directory behind
             cfg = cfg.model_copy(update={"run_dir": str(new_run_dir(cfg))})  # fixed now, so Ctrl-C can name it
             out = run_sft(cfg, progress=progress)
         except AgentGymError as exc:

@@ -162,7 +162,7 @@ class CheckpointSection(_Section):
 
 
 class SFTSection(_Section):
-    data: list[str] = Field(default_factory=list, description="Expert trajectories: run directories or .jsonl files (from `agentgym rollout --policy expert`).")
+    data: list[str] = Field(default_factory=list, description="Expert trajectories: run directories (their eval-* files left out) or .jsonl files (from `agentgym rollout --policy expert`).")
     expert_tasks: int | None = Field(None, gt=0, description="When data is empty: first roll out the expert on this many training tasks (saved as trajectories/expert.jsonl).")
     only_successful: bool = Field(True, description="Train only on trajectories that succeeded.")
     epochs: float = Field(2.0, gt=0.0, description="Passes over the SFT data.")

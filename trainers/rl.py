@@ -19,6 +19,7 @@ Read :func:`train` top to bottom; it is the algorithm. One training step k:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from agentgym._heap import trim_heap
+from agentgym.errors import ConfigError
 from agentgym.store import RunStore
 from agentgym.trainers import checkpoint as ckpt
 from agentgym.trainers.batching import BatchStats, Sequence, build_sequences, split
@@ -57,6 +59,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
     # before the model loads and the run directory appears; a resumed run may be past its SFT data
     check_inputs(config, train_suite=True, sft_data=resume is None)
     run_dir = Path(resume) if resume is not None else new_run_dir(config)
+    if resume is None:
+        refuse_used_run_dir(run_dir)
     store = RunStore(run_dir)
     say = log or _console_logger()
     start_step, state = 0, {}
@@ -362,10 +366,27 @@ def _seed_everything(seed: int) -> None:
 
 
 def new_run_dir(config: TrainConfig) -> Path:
-    """The run directory a new run of ``config`` writes: its ``run_dir``, else runs/<name>-<time>."""
+    """The run directory a new run of ``config`` writes: its ``run_dir``, else a new runs/<name>-<time>,
+    created here so that two runs started in the same second get one each (the second gets a ``-2``)."""
     if config.run_dir:
         return Path(config.run_dir)
-    return Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def refuse_used_run_dir(run_dir: Path) -> None:
+    """A new run must not append to another run's records: refuse a directory that holds one."""
+    if (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                          "or choose another --run-dir")
 
 
 def _discard_after(store: RunStore, step: int) -> None:

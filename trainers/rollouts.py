@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from agentgym.errors import AgentGymError
 from agentgym.store import RunStore
 from agentgym.trainers.config import TrainConfig
 from agentgym.types import Task, Trajectory
@@ -33,10 +36,26 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> No
     """Fail before a model loads or a run directory appears: the environment id, the suites the run
     reads (the training suite when ``train_suite``, the evaluation suites when it evaluates) and,
     when ``sft_data``, the SFT data paths."""
+    from agentgym.env import Environment
     from agentgym.errors import ConfigError, UnknownSuiteError
     from agentgym.registry import spec
 
-    suites = spec(config.env.id).suites
+    env_spec = spec(config.env.id)
+    suites = env_spec.suites
+    options = {**env_spec.defaults, **config.env.options}
+    env_class = env_spec.load()
+    try:
+        inspect.signature(env_class).bind(**options)
+        if options and env_class.__init__ is Environment.__init__:
+            raise TypeError(f"{env_class.__name__} takes no options, got {sorted(options)}")
+    except TypeError as exc:
+        raise ConfigError(f"env.options: {exc}") from None
+    device = str(getattr(getattr(config, "policy", None), "device", ""))
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"policy.device: {device!r}, but this torch sees no CUDA device; use cpu or auto")
     needed = [config.env.train_suite] if train_suite else []
     needed += list(config.env.eval_suites) if config.eval.every else []
     missing = [name for name in needed if name not in suites]
@@ -119,7 +138,17 @@ class Collector:
                                seed=seed, env_options=dict(cfg.env.options), tool_schema=cfg.rollout.tool_schema,
                                **_system_prompt(cfg))
         with progress_bar(label, len(tasks) * n, self.progress) as advance:
-            result = self._loop.run_until_complete(runner.run(tasks, step=step, on_trajectory=lambda _t: advance()))
+            main = self._loop.create_task(runner.run(tasks, step=step, on_trajectory=lambda _t: advance()))
+            try:
+                result = self._loop.run_until_complete(main)
+            except BaseException:  # Ctrl-C: let the episodes close their environments, not be destroyed pending
+                main.cancel()
+                self._loop.run_until_complete(asyncio.gather(main, return_exceptions=True))
+                raise
+        failed = [t.error for t in result.trajectories if t.error]
+        if result.trajectories and len(failed) == len(result.trajectories):  # nothing to learn from or measure
+            reason, count = Counter(failed).most_common(1)[0]
+            raise AgentGymError(f"every episode of {label} failed ({count} of them: {reason})")
         return result.trajectories
 
 

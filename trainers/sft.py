@@ -34,8 +34,11 @@ def load_trajectories(sources: list[str]) -> list[Trajectory]:
     out: list[Trajectory] = []
     for src in sources:
         path = Path(src).expanduser()
-        if path.is_dir():
-            out.extend(RunStore(path).load_trajectories())
+        if path.is_dir():  # every file but the held-out evaluations (eval-*): no test data in training
+            store = RunStore(path)
+            for file in store.trajectory_files():
+                if not file.name.startswith("eval-"):
+                    out.extend(store.load_trajectories(file.stem))
         elif path.is_file():
             with open(path, encoding="utf-8") as fh:
                 out.extend(Trajectory.model_validate_json(line) for line in fh if line.strip().endswith("}"))
@@ -198,7 +201,7 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     LoRA the adapters are merged first). Returns the run directory.
     """
     from agentgym.trainers import model as M
-    from agentgym.trainers.rl import _console_logger, _seed_everything, new_run_dir
+    from agentgym.trainers.rl import _console_logger, _seed_everything, new_run_dir, refuse_used_run_dir
 
     from agentgym.trainers.rollouts import check_inputs
 
@@ -207,6 +210,7 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     check_inputs(config, train_suite=not config.sft.data)  # before the model loads and the run directory appears
     data = load_trajectories(config.sft.data) if config.sft.data else None  # a bad line fails here too
     run_dir = new_run_dir(config)  # type: ignore[arg-type]
+    refuse_used_run_dir(run_dir)
     store = RunStore(run_dir)
     store.write_config(config)
     _seed_everything(config.seed)

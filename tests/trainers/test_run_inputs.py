@@ -1,0 +1,67 @@
+"""What a training run refuses or guards against: episodes that all fail, another run's directory,
+environment options the environment does not take, and held-out episodes in SFT data."""
+
+import pytest
+
+import agentgym as ag
+from agentgym.errors import AgentGymError, ConfigError
+from agentgym.store import RunStore
+from agentgym.trainers.config import load_config
+
+
+class Broken(ag.Environment):
+    """Every reset fails, as an environment with a missing dependency would."""
+
+    async def reset(self, task: ag.Task) -> str:
+        raise OSError("no database")
+
+
+def _broken_config(tiny_model_dir, tiny_config, run_dir):
+    ag.register("broken-run-v0", Broken,
+                suites={"train": lambda: [ag.Task(id=f"b{i}", env="broken-run-v0") for i in range(4)]})
+    cfg = tiny_config(tiny_model_dir, run_dir, env={"id": "broken-run-v0", "train_suite": "train", "eval_suites": []},
+                      update={"total_steps": 3}, rollout={"tasks_per_step": 2, "group_size": 2}, eval={"every": 0})
+    return load_config(cfg)
+
+
+def test_a_step_whose_episodes_all_fail_stops_the_run(tmp_path, tiny_model_dir, tiny_config):
+    from agentgym.trainers.rl import train
+
+    with pytest.raises(AgentGymError, match=r"every episode of rollout 1 failed \(4 of them: environment reset "
+                                            r"raised OSError: no database\)"):
+        train(_broken_config(tiny_model_dir, tiny_config, tmp_path / "run"), progress=False, log=lambda _l: None)
+    assert not [m for m in RunStore(tmp_path / "run").load_metrics() if "loss" in m]  # no step was trained
+
+
+def test_a_new_run_refuses_another_runs_directory_and_default_names_never_collide(tmp_path, monkeypatch,
+                                                                                 tiny_model_dir, tiny_config):
+    from agentgym.trainers.rl import new_run_dir, train
+
+    cfg = _broken_config(tiny_model_dir, tiny_config, tmp_path / "used")
+    RunStore(tmp_path / "used").write_config({"name": "an earlier run"})
+    with pytest.raises(ConfigError, match="already holds a run: continue it with --resume"):
+        train(cfg, progress=False, log=lambda _l: None)
+    monkeypatch.chdir(tmp_path)
+    unnamed = cfg.model_copy(update={"run_dir": None})
+    first, second = new_run_dir(unnamed), new_run_dir(unnamed)  # the same second, most likely
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_environment_options_are_checked_against_the_environment():
+    from agentgym.trainers.rollouts import check_inputs
+
+    with pytest.raises(ConfigError, match="env.options: got an unexpected keyword argument 'nope'"):
+        check_inputs(load_config({"env": {"options": {"nope": 1}}}), train_suite=True)
+    ag.register("no-options-v0", Broken, suites={"train": lambda: []})
+    with pytest.raises(ConfigError, match=r"env.options: Broken takes no options, got \['size'\]"):
+        check_inputs(load_config({"env": {"id": "no-options-v0", "train_suite": "train", "eval_suites": [],
+                                          "options": {"size": 3}}}), train_suite=True)
+
+
+def test_sft_data_from_a_run_directory_leaves_out_its_held_out_evaluations(tmp_path):
+    from agentgym.trainers.sft import load_trajectories
+
+    store = RunStore(tmp_path)
+    for name in ("expert", "train-000001", "eval-test-000001"):
+        store.append_trajectory(ag.Trajectory(id=name, group_id="g", task_id="t", env="x-v0"), name=name)
+    assert sorted(t.id for t in load_trajectories([str(tmp_path)])) == ["expert", "train-000001"]
