@@ -154,6 +154,7 @@ def household_stage(out: Path, sets: list[str], stage: str) -> None:
                               "cpu_seconds": time.process_time() - c0})
         print("zero-shot", ev)
     elif stage == "sft":
+        shutil.rmtree(out / "sft", ignore_errors=True)  # a stopped run's leftovers: a new run refuses them
         run_sft(sft_view(run_dir=str(out / "sft"), sft=base.sft.model_dump(mode="json"),
                          eval={**base.eval.model_dump(mode="json"), "every": 1}))
     else:  # RL from the SFT model, GiGPO or GRPO at the same budget
