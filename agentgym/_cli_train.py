@@ -10,6 +10,12 @@ import typer
 _SET_HELP = "Override a config key, dotted: --set loss.clip_high=0.28 (repeatable; values are YAML)."
 
 
+def _release_unused(claimed: Path | None) -> None:
+    """Remove a default run directory that ``new_run_dir`` claimed but the run never wrote."""
+    if claimed is not None and claimed.is_dir() and not any(claimed.iterdir()):
+        claimed.rmdir()
+
+
 def _keys_table(kind: Any) -> None:
     """Print every config key with its default and help text (taken from the config model)."""
     from pydantic import BaseModel
@@ -71,7 +77,7 @@ def register(app: typer.Typer) -> None:
         if keys:
             _keys_table(TrainConfig)
             return
-        cfg = None
+        cfg, claimed = None, None
         try:
             if resume is not None:
                 if not resume.is_dir():
@@ -93,22 +99,20 @@ def register(app: typer.Typer) -> None:
             else:
                 cfg = _load(TrainConfig, config, set_, {"run_dir": str(run_dir) if run_dir else None})
             from agentgym.trainers.rl import new_run_dir, train as run_training
-            from agentgym.trainers.rollouts import check_inputs
 
-            if resume is None:  # fixed now, so an interrupted run can say where it is
-                cfg.env.load_plugins()
-                check_inputs(cfg, train_suite=True)  # a bad input leaves no new directory behind
-                cfg = cfg.model_copy(update={"run_dir": str(new_run_dir(cfg))})
+            if resume is None and not cfg.run_dir:  # fixed now, so an interrupted run can say where it is
+                claimed = new_run_dir(cfg)
+                cfg = cfg.model_copy(update={"run_dir": str(claimed)})
             out = run_training(cfg, resume=resume, progress=progress)
         except AgentGymError as exc:
+            _release_unused(claimed)
             _fail(exc)
         except KeyboardInterrupt:
             target = resume or (cfg.run_dir if cfg is not None else None)
             if target is not None and (Path(target) / "config.yaml").exists():
                 typer.echo(f"interrupted; continue with: agentgym train --resume {target}", err=True)
             else:
-                if target is not None and Path(target).is_dir() and not any(Path(target).iterdir()):
-                    Path(target).rmdir()  # claimed by new_run_dir, never written
+                _release_unused(claimed)
                 typer.echo("interrupted before the run started", err=True)
             raise typer.Exit(130) from None
         typer.echo(f"run directory: {out}")
@@ -134,23 +138,24 @@ def register(app: typer.Typer) -> None:
             return
         if config is None:
             raise typer.BadParameter("give an SFT config (see examples/household_sft.yaml)", param_hint="'CONFIG'")
-        cfg = None
+        cfg, claimed = None, None
         try:
             extra: dict[str, Any] = {"run_dir": str(run_dir) if run_dir else None}
             if data:
                 extra["sft.data"] = "[" + ", ".join(f"'{d}'" for d in data) + "]"
             cfg = _load(SFTConfig, config, set_, extra)
             from agentgym.trainers.rl import new_run_dir
-            from agentgym.trainers.rollouts import check_inputs
             from agentgym.trainers.sft import run_sft
 
-            cfg.env.load_plugins()
-            check_inputs(cfg, train_suite=not cfg.sft.data)  # a bad input leaves no new directory behind
-            cfg = cfg.model_copy(update={"run_dir": str(new_run_dir(cfg))})  # fixed now, so Ctrl-C can name it
+            if not cfg.run_dir:  # fixed now, so Ctrl-C can name it
+                claimed = new_run_dir(cfg)
+                cfg = cfg.model_copy(update={"run_dir": str(claimed)})
             out = run_sft(cfg, progress=progress)
         except AgentGymError as exc:
+            _release_unused(claimed)
             _fail(exc)
         except KeyboardInterrupt:
+            _release_unused(claimed)
             model = Path(cfg.run_dir) / "model" if cfg is not None and cfg.run_dir else None
             if model is not None and model.is_dir():
                 typer.echo(f"interrupted after the model was saved in {model}", err=True)

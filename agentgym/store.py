@@ -42,13 +42,31 @@ def _ends_with_newline(fd: int) -> bool:
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """The complete lines of ``path`` with their 1-based numbers (an unsealed torn tail is left out)."""
+    """The non-blank lines of ``path`` with their 1-based numbers (a torn one fails to parse later)."""
     if not path.exists():
         return
     with open(path, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
-            if line.endswith("\n") and line.strip():
+            if line.strip():
                 yield number, line
+
+
+def read_trajectories(path: Path) -> list[Trajectory]:
+    """The trajectories of one JSONL file.
+
+    A torn line (cut JSON, left by a killed writer) is skipped. A line that is whole JSON but not
+    a trajectory raises :class:`~agentgym.errors.ConfigError` naming the file and line: skipping it
+    would lose the record without a word.
+    """
+    out = []
+    for number, line in _read_lines(path):
+        try:
+            out.append(Trajectory.model_validate_json(line))
+        except ValidationError as exc:
+            if all(e["type"] == "json_invalid" for e in exc.errors()):
+                continue  # a torn line, sealed by the next append
+            raise ConfigError(f"{path}, line {number}: not a trajectory (fix or delete that line): {exc}") from None
+    return out
 
 
 class RunStore:
@@ -93,24 +111,9 @@ class RunStore:
         return sorted(self.trajectory_dir.glob("*.jsonl"))
 
     def load_trajectories(self, name: str | None = None) -> list[Trajectory]:
-        """Load trajectories (all files, or ``<name>.jsonl``).
-
-        A torn line (cut JSON, left by a killed writer) is skipped. A line that is whole JSON but
-        not a trajectory raises :class:`~agentgym.errors.ConfigError` naming the file and line:
-        skipping it would lose the record without a word.
-        """
+        """Load trajectories (all files, or ``<name>.jsonl``), as :func:`read_trajectories` reads each."""
         files = [self.trajectory_dir / f"{name}.jsonl"] if name else self.trajectory_files()
-        out = []
-        for path in files:
-            for number, line in _read_lines(path):
-                try:
-                    out.append(Trajectory.model_validate_json(line))
-                except ValidationError as exc:
-                    if all(e["type"] == "json_invalid" for e in exc.errors()):
-                        continue  # a torn line, sealed by the next append
-                    raise ConfigError(f"{path}, line {number}: not a trajectory (fix or delete that line): {exc}") \
-                        from None
-        return out
+        return [t for path in files for t in read_trajectories(path)]
 
     def load_metrics(self) -> list[dict[str, Any]]:
         """Load the metrics records."""

@@ -19,7 +19,6 @@ Read :func:`train` top to bottom; it is the algorithm. One training step k:
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from pathlib import Path
@@ -372,14 +371,14 @@ def new_run_dir(config: TrainConfig) -> Path:
         return Path(config.run_dir)
     base = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     base.parent.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count(1):
-        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+    path, n = base, 1
+    while True:
         try:
             path.mkdir()
             return path
         except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
 
 
 def refuse_used_run_dir(run_dir: Path) -> None:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from agentgym.store import RunStore
+from agentgym.store import RunStore, read_trajectories
 from agentgym.trainers.batching import Sequence
 from agentgym.trainers.config import SFTConfig, SFTSection
 from agentgym.types import Trajectory
@@ -35,13 +34,11 @@ def load_trajectories(sources: list[str]) -> list[Trajectory]:
     for src in sources:
         path = Path(src).expanduser()
         if path.is_dir():  # every file but the held-out evaluations (eval-*): no test data in training
-            store = RunStore(path)
-            for file in store.trajectory_files():
+            for file in RunStore(path).trajectory_files():
                 if not file.name.startswith("eval-"):
-                    out.extend(store.load_trajectories(file.stem))
+                    out.extend(read_trajectories(file))
         elif path.is_file():
-            with open(path, encoding="utf-8") as fh:
-                out.extend(Trajectory.model_validate_json(line) for line in fh if line.strip().endswith("}"))
+            out.extend(read_trajectories(path))
         else:
             from agentgym.errors import ConfigError
 
@@ -202,7 +199,6 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     """
     from agentgym.trainers import model as M
     from agentgym.trainers.rl import _console_logger, _seed_everything, new_run_dir, refuse_used_run_dir
-
     from agentgym.trainers.rollouts import check_inputs
 
     say = log or _console_logger()
@@ -224,10 +220,8 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
         model = model.merge_and_unload()
         policy.model = model
     partial = run_dir / "model.partial"  # renamed when whole: RUN_DIR/model is never half written
-    shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     policy.tokenizer.save_pretrained(partial)
-    shutil.rmtree(run_dir / "model", ignore_errors=True)  # a run directory given again: the new model replaces it
     os.replace(partial, run_dir / "model")
     store.append_metrics({"step": 0, "phase": "sft", **metrics})
     say(f"SFT done: loss {metrics['sft_loss_first']:.4f} -> {metrics['sft_loss_last']:.4f}; model saved to {run_dir / 'model'}")

@@ -83,7 +83,7 @@ class Policy(Protocol):
 
     - ``count_tokens(messages, tools) -> int``: the prompt length in tokens (summarization);
     - ``context_length: int | None``: the model's context in tokens; with ``count_tokens``, an
-      episode whose next prompt would not fit ends with an error instead of sampling past it;
+      episode whose next prompt would not fit ends as overlong instead of sampling past it;
     - ``max_batch_size: int``: how many conversations one ``generate`` call should take;
     - ``max_inflight_batches: int``: how many ``generate`` calls may run at once (default 1);
     - a ``seeds`` keyword of ``generate``: ``seeds[i]`` seeds conversation i's sampling, so its

@@ -35,8 +35,8 @@ class ScriptedPolicy:
             return out
         if inspect.iscoroutine(out):
             out = await out
-        if isinstance(out, dict) and {"name", "arguments"} <= out.keys():  # as env.step takes it
-            out = ToolCall(name=out["name"], arguments=out["arguments"])
+        if isinstance(out, dict):  # {"name": ..., "arguments": {...}}, as env.step takes it
+            out = ToolCall.model_validate(out)
         if not isinstance(out, (ToolCall, str)):
             raise PolicyError(f"{type(env).__name__}.{self.hook}() returned {type(out).__name__}; "
                               "expected a ToolCall, a {'name', 'arguments'} dict or a string")

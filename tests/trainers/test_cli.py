@@ -59,10 +59,13 @@ def test_resuming_a_rollout_directory_says_what_it_is(tmp_path):
     (["sft", str(REPO / "examples" / "household_sft.yaml"), "--data", "/nowhere/expert"],
      "'/nowhere/expert' is neither a run directory nor a .jsonl file"),
 ])
-def test_bad_inputs_fail_before_the_model_loads_and_leave_no_run_directory(tmp_path, command, message):
+def test_bad_inputs_fail_before_the_model_loads_and_leave_no_run_directory(tmp_path, monkeypatch, command, message):
     result = CliRunner().invoke(app, [*command, "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
     assert not (tmp_path / "run").exists()
+    monkeypatch.chdir(tmp_path)  # the default runs/<name>-<time>, claimed early, is given back
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2 and not list((tmp_path / "runs").iterdir())
 
 
 def test_sft_without_data_says_how_to_get_it(tmp_path):
