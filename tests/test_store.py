@@ -93,3 +93,11 @@ def test_sigkill_mid_write_loses_at_most_the_trajectory_being_written(tmp_path):
     assert len(loaded) >= 1 and len(loaded) == lines  # every complete line loads
     assert [t.id for t in loaded] == [f"traj-{i}" for i in range(len(loaded))]  # no gaps, no duplicates
     assert all(len(t.steps) == 200 for t in loaded)
+
+
+def test_a_hand_made_file_without_a_final_newline_keeps_its_last_record(tmp_path):
+    from agentgym.store import read_trajectories
+
+    path = tmp_path / "made.jsonl"
+    path.write_text(_trajectory(0).model_dump_json() + "\n" + _trajectory(1).model_dump_json())
+    assert [t.id for t in read_trajectories(path)] == ["traj-0", "traj-1"]
