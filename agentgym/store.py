@@ -5,7 +5,8 @@ Layout::
     RUN_DIR/config.yaml
     RUN_DIR/trajectories/<name>.jsonl   one Trajectory per line
     RUN_DIR/metrics.jsonl               one JSON object per line
-    RUN_DIR/checkpoints/
+    RUN_DIR/config-changes.jsonl        settings a resumed run changed, and from which step
+    RUN_DIR/checkpoints/step_00000012/  one per saved training step (trainers/checkpoint.py writes them)
 
 Appends are crash-safe: each record is written with a single ``write`` of a complete line,
 flushed and fsynced. A process killed mid-write can leave at most one torn last line, which
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -69,6 +71,29 @@ def read_trajectories(path: Path) -> list[Trajectory]:
     return out
 
 
+_CHECKPOINT = re.compile(r"^step_(\d{8})$")
+
+
+def checkpoint_name(step: int) -> str:
+    """The directory name of the checkpoint after training step ``step``."""
+    return f"step_{step:08d}"
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoints under ``root`` (a run's ``checkpoints/``), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The newest complete checkpoint under ``root``, or None."""
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
 class RunStore:
     """A run directory; creates its folders on first use."""
 
@@ -78,8 +103,8 @@ class RunStore:
         self.checkpoint_dir = self.root / "checkpoints"
         self.metrics_path = self.root / "metrics.jsonl"
         self.config_path = self.root / "config.yaml"
-        self.trajectory_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.config_changes_path = self.root / "config-changes.jsonl"
+        self.trajectory_dir.mkdir(parents=True, exist_ok=True)  # checkpoints/ appears with the first one
 
     def write_config(self, config: Any) -> None:
         """Write ``config`` (a pydantic model or a dict) as YAML, atomically."""
@@ -97,6 +122,10 @@ class RunStore:
         if not self.config_path.exists():
             return {}
         return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+
+    def append_config_change(self, record: dict[str, Any]) -> None:
+        """Append one record of changed settings to ``config-changes.jsonl`` (config.yaml holds the latest)."""
+        _append_line(self.config_changes_path, json.dumps(record))
 
     def append_trajectory(self, trajectory: Trajectory, name: str = "rollout") -> None:
         """Append one trajectory to ``trajectories/<name>.jsonl``."""

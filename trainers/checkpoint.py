@@ -18,32 +18,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-_NAME = re.compile(r"^step_(\d{8})$")
-
-
-def checkpoint_name(step: int) -> str:
-    """The directory name of the checkpoint after training step ``step``."""
-    return f"step_{step:08d}"
-
-
-def list_checkpoints(root: str | Path) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The newest complete checkpoint under ``root``, or None."""
-    found = list_checkpoints(root)
-    return found[-1] if found else None
+# the run directory's layout lives in the store; re-exported for the trainer
+from agentgym.store import checkpoint_name, latest_checkpoint, list_checkpoints  # noqa: F401
 
 
 def _fsync_dir(path: Path) -> None:

@@ -9,7 +9,6 @@ actions after long prompts this saves most of the ``[tokens, vocabulary]`` logit
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Any, Iterator
 
 from agentgym.trainers.checkpoint import is_peft
@@ -99,10 +98,11 @@ def add_lora(model: Any, r: int, alpha: int, dropout: float, target_modules: Any
     """Inject LoRA adapters into ``model`` in place and return the peft wrapper (train it)."""
     from peft import LoraConfig, get_peft_model
 
+    from agentgym.policies.hf import quiet_peft
+
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                         task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft reads transformers' renamed is_gradient_checkpointing: not ours to fix
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with quiet_peft():
         return get_peft_model(model, config)
 
 

@@ -24,8 +24,10 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +142,12 @@ class TransformersPolicy:
             model = smollm2_path()
             name = name or "smollm2"
         if isinstance(model, (str, Path)):
-            path = Path(model).expanduser()
-            if not (path / "config.json").is_file():
-                raise PolicyError(f"{path} is not a Hugging Face model directory (no config.json)")
-            name = name or path.name
+            name = name or Path(model).name
+            path, adapter = model_source(model)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True)
+            if adapter is not None:
+                model = _merge_adapter(model, adapter)
             model.to(device)
             model.eval()
         elif tokenizer is None:
@@ -412,6 +414,69 @@ class TransformersPolicy:
 
     def __repr__(self) -> str:
         return f"TransformersPolicy(name={self.name!r}, max_batch_size={self.max_batch_size})"
+
+
+def model_source(path: str | Path) -> tuple[Path, Path | None]:
+    """The model directory that ``hf:PATH`` loads, and the LoRA adapter to merge into it (or None).
+
+    ``PATH`` may be a Hugging Face model directory; a peft adapter directory (its base model is the
+    local directory its ``adapter_config.json`` names); a trainer checkpoint (``checkpoints/step_N``,
+    holding ``model/`` or, for LoRA runs, ``adapter/``); or a run directory, meaning its newest
+    checkpoint, else the ``model/`` an SFT run saves.
+    """
+    from agentgym.store import latest_checkpoint
+
+    given = path = Path(path).expanduser()
+    for _ in range(3):  # run directory -> checkpoint -> model or adapter
+        if (path / "config.json").is_file():
+            return path, None
+        if (path / "adapter_config.json").is_file():
+            return _adapter_base(path), path
+        inner = latest_checkpoint(path / "checkpoints") or next(
+            (path / d for d in ("model", "adapter") if (path / d).is_dir()), None)
+        if inner is None:
+            break
+        path = inner
+    what = "does not exist" if not given.exists() else (
+        "is not a Hugging Face model directory (no config.json), a LoRA adapter (adapter_config.json), "
+        "a checkpoint (model/ or adapter/) or a run directory with checkpoints/")
+    raise PolicyError(f"{given} {what}")
+
+
+def _adapter_base(adapter: Path) -> Path:
+    try:
+        base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PolicyError(f"cannot read the base model of LoRA adapter {adapter}: {type(exc).__name__}: {exc}") from None
+    if not base or not (Path(base).expanduser() / "config.json").is_file():
+        raise PolicyError(f"LoRA adapter {adapter} was trained on {base!r}, which is not a local model directory "
+                          "(no config.json there); set base_model_name_or_path in its adapter_config.json")
+    return Path(base).expanduser()
+
+
+def hide_hf_progress() -> None:
+    """Turn off Hugging Face's own progress bars (weight loading, shard writing): ``--no-progress`` means none."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub, then transformers, import
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_peft() -> Any:
+    """Hide peft's read of transformers' renamed ``is_gradient_checkpointing`` (a FutureWarning, not ours to fix)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def _merge_adapter(model: Any, adapter: Path) -> Any:
+    """``model`` with the LoRA weights of ``adapter`` merged in: a plain model again, as fast as the base."""
+    from peft import PeftModel
+
+    with quiet_peft():
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
 
 class GenerationCancelled(PolicyError):

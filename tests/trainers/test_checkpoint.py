@@ -75,3 +75,47 @@ def test_lora_checkpoint_holds_the_adapter(tmp_path, tiny_model_dir):
     ckpt.load_checkpoint(path, model=other)
     b = {n: p for n, p in other.named_parameters() if "lora_B" in n}
     assert b and all(torch.all(p == 0.25) for p in b.values())
+
+
+def _logits(model, ids=(2, 5, 6, 7, 8)):
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([list(ids)])).logits
+
+
+def test_hf_loads_a_run_directory_its_checkpoints_and_lora_adapters(tmp_path, tiny_model_dir):
+    from agentgym.errors import PolicyError
+    from agentgym.policies import load_policy
+    from agentgym.trainers.model import add_lora
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model, opt, sched = _model_and_opt(tiny_model_dir)
+    _train_one(model, opt, sched)
+    ckpt.save_checkpoint(tmp_path / "full" / "checkpoints", 1, model=model, tokenizer=tokenizer)
+    _train_one(model, opt, sched)
+    newest = ckpt.save_checkpoint(tmp_path / "full" / "checkpoints", 2, model=model, tokenizer=tokenizer)
+    for source in (tmp_path / "full", newest):  # a run directory means its newest checkpoint
+        assert torch.allclose(_logits(load_policy(f"hf:{source}").model), _logits(model))
+
+    lora = add_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), 4, 8, 0.0, "all-linear")
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    path = ckpt.save_checkpoint(tmp_path / "lora" / "checkpoints", 1, model=lora)
+    assert not torch.allclose(_logits(lora), _logits(AutoModelForCausalLM.from_pretrained(tiny_model_dir)))
+    for source in (tmp_path / "lora", path, path / "adapter"):
+        merged = load_policy(f"hf:{source}").model
+        assert not hasattr(merged, "peft_config")  # merged into a plain model
+        assert torch.allclose(_logits(merged), _logits(lora), atol=1e-5)
+
+    with pytest.raises(PolicyError, match="not a Hugging Face model directory.*run directory"):
+        load_policy(f"hf:{tmp_path / 'lora' / 'checkpoints'}")  # holds checkpoints, is none
+    with pytest.raises(PolicyError, match="does not exist"):
+        load_policy(f"hf:{tmp_path / 'nowhere'}")
+    config = json.loads((path / "adapter" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "gone")
+    (path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(PolicyError, match="LoRA adapter .* was trained on .*gone.*not a local model directory"):
+        load_policy(f"hf:{tmp_path / 'lora'}")
