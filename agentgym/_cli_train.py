@@ -34,10 +34,21 @@ def _keys_table(kind: Any) -> None:
                 walk(nested, f"{prefix}{name}.")
             else:
                 default = field.get_default(call_default_factory=True)
-                table.add_row(f"{prefix}{name}", repr(default), field.description or "")
+                table.add_row(f"{prefix}{name}", repr(default), _with_choices(field.description or "", ann))
 
     walk(kind, "")
     Console().print(table)
+
+
+def _with_choices(help_text: str, annotation: Any) -> str:
+    """``help_text`` plus the values a ``Literal`` key (optionally ``| None``) accepts."""
+    from typing import Literal, get_args, get_origin
+
+    literal = next((a for a in (annotation, *get_args(annotation)) if get_origin(a) is Literal), None)
+    if literal is None:
+        return help_text
+    choices = ", ".join(repr(v) for v in get_args(literal))
+    return f"{help_text} One of: {choices}." if help_text else f"One of: {choices}."
 
 
 def _load(kind: Any, config: Optional[Path], sets: Optional[list[str]], extra: dict[str, Any]) -> Any:
@@ -45,6 +56,13 @@ def _load(kind: Any, config: Optional[Path], sets: Optional[list[str]], extra: d
 
     overrides = list(sets or []) + [f"{k}={v}" for k, v in extra.items() if v is not None]
     return load_config(config, overrides, kind=kind)
+
+
+def _progress(show: bool) -> None:
+    if not show:
+        from agentgym.policies.hf import hide_hf_progress
+
+        hide_hf_progress()
 
 
 def _fail(exc: Exception) -> None:
@@ -69,7 +87,8 @@ def register(app: typer.Typer) -> None:
         """Train a policy with RL (GiGPO, GRPO, RLOO) as CONFIG says; optional SFT warm start first.
 
         Writes RUN_DIR/config.yaml, metrics.jsonl, trajectories/ and checkpoints/. A killed run
-        continues with --resume RUN_DIR and ends with the same number of steps.
+        continues with --resume RUN_DIR and ends with the same number of steps; settings a resume
+        changes (--set) are recorded in config-changes.jsonl.
         """
         from agentgym.errors import AgentGymError
         from agentgym.trainers.config import TrainConfig
@@ -77,6 +96,7 @@ def register(app: typer.Typer) -> None:
         if keys:
             _keys_table(TrainConfig)
             return
+        _progress(progress)
         cfg, claimed = None, None
         try:
             if resume is not None:
@@ -136,6 +156,7 @@ def register(app: typer.Typer) -> None:
         if keys:
             _keys_table(SFTConfig)
             return
+        _progress(progress)
         if config is None:
             raise typer.BadParameter("give an SFT config (see examples/household_sft.yaml)", param_hint="'CONFIG'")
         cfg, claimed = None, None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentgym.credit import CreditConfig, horizon
 from agentgym.errors import ConfigError
 
+
+M = TypeVar("M", bound=BaseModel)
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -33,19 +35,11 @@ class EnvSection(_Section):
     plugins: list[str] = Field(default_factory=list, description="Modules ('pkg.mod') or callables ('pkg.mod:fn') loaded first; they register custom environments.")
 
     def load_plugins(self) -> None:
-        """Import each plug-in module and call the named function, if any."""
-        import importlib
+        """Import each plug-in module and call the named function, if any (:func:`agentgym.registry.load_plugin`)."""
+        from agentgym.registry import load_plugin
 
-        for spec in self.plugins:
-            module, _, fn = spec.partition(":")
-            try:
-                mod = importlib.import_module(module)
-            except ImportError as exc:
-                raise ConfigError(f"env.plugins: cannot import {module!r} ({exc}); fix the module path") from None
-            if fn:
-                if not callable(getattr(mod, fn, None)):
-                    raise ConfigError(f"env.plugins: {module!r} has no function {fn!r}")
-                getattr(mod, fn)()
+        for plugin in self.plugins:
+            load_plugin(plugin, "env.plugins")
 
 
 class LoraSection(_Section):
@@ -93,6 +87,19 @@ class ContextSection(_Section):
     max_tokens: int | None = Field(None, gt=0, description="Token budget that triggers a summary ('summary' context).")
     max_summaries: int | None = Field(None, ge=0, description="Summary rounds before an episode ends as overlong ('summary' context).")
     options: dict[str, Any] = Field(default_factory=dict, description="Further keyword options for the context manager.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ContextSection":
+        if self.type == "window" and self.window is None:
+            raise ValueError("context.type is 'window' but context.window is not set: give the number of turns to keep")
+        if self.type == "summary" and self.max_tokens is None:
+            raise ValueError("context.type is 'summary' but context.max_tokens is not set: give the token budget")
+        # a setting of another context type would be silently ignored
+        for key, owner in (("window", "window"), ("max_tokens", "summary"), ("max_summaries", "summary")):
+            if getattr(self, key) is not None and self.type != owner:
+                raise ValueError(f"context.{key} applies to context.type '{owner}', but context.type is "
+                                 f"'{self.type}': set context.type: {owner} or remove context.{key}")
+        return self
 
 
 class RolloutSection(_Section):
@@ -252,10 +259,6 @@ class TrainConfig(_RunConfig):
         elif len(h.rounds) > 1:
             raise ValueError(f"horizon.type is 'fixed' but horizon.rounds has {len(h.rounds)} values; "
                              "give one value or set horizon.type: stepwise")
-        if self.context.type == "window" and self.context.window is None:
-            raise ValueError("context.type is 'window' but context.window is not set: give the number of turns to keep")
-        if self.context.type == "summary" and self.context.max_tokens is None:
-            raise ValueError("context.type is 'summary' but context.max_tokens is not set: give the token budget")
         if self.sft is not None and not self.sft.data and self.sft.expert_tasks is None:
             raise ValueError("sft.data is empty: list expert trajectories or set sft.expert_tasks, "
                              "or remove the sft section to skip the warm start")
@@ -375,3 +378,12 @@ def load_config(source: str | Path | dict[str, Any] | None = None, overrides: li
     except ValidationError as exc:
         raise ConfigError(_explain(exc, kind)) from None
     return config
+
+
+def as_config(config: Any, kind: type[M]) -> M:
+    """``config`` as a ``kind``: that config itself, or a dict or YAML path read by :func:`load_config`."""
+    if isinstance(config, kind):
+        return config
+    if isinstance(config, (dict, str, Path)):
+        return load_config(config, kind=kind)
+    raise TypeError(f"expected a {kind.__name__}, a dict or the path of a YAML config, got {type(config).__name__}")

@@ -31,16 +31,16 @@ from agentgym.errors import ConfigError
 from agentgym.store import RunStore
 from agentgym.trainers import checkpoint as ckpt
 from agentgym.trainers.batching import BatchStats, Sequence, build_sequences, split
-from agentgym.trainers.config import TrainConfig
+from agentgym.trainers.config import TrainConfig, as_config
 from agentgym.trainers.rollouts import Collector, check_inputs, progress_bar, rollout_metrics, training_tasks
 from agentgym.types import Trajectory
 
 Logger = Callable[[str], None]
 
 
-def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any = None,
+def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Path | None = None, policy: Any = None,
           log: Logger | None = None, progress: bool = True) -> Path:
-    """Run RL training as configured; returns the run directory.
+    """Run RL training as configured (a config, or a dict or YAML path of one); returns the run directory.
 
     ``resume`` names a run directory: model, optimizer, RNG states, step counter and horizon stage
     come from its newest checkpoint, and trajectories and metrics written after that checkpoint
@@ -54,9 +54,16 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
     from agentgym.trainers.loss import aggregate, clipped_surrogate, kl_penalty
 
     # ---- setup --------------------------------------------------------------------------------
+    config = as_config(config, TrainConfig)
     config.env.load_plugins()
     # before the model loads and the run directory appears; a resumed run may be past its SFT data
     check_inputs(config, train_suite=True, sft_data=resume is None)
+    sft_data = None
+    if resume is None and config.sft is not None and config.sft.data:  # bad data fails before the model loads
+        from agentgym.trainers.sft import check_samples, load_trajectories
+
+        sft_data = load_trajectories(config.sft.data)
+        check_samples(sft_data, config.sft.only_successful)
     run_dir = Path(resume) if resume is not None else new_run_dir(config)
     if resume is None:
         refuse_used_run_dir(run_dir)
@@ -64,6 +71,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
     say = log or _console_logger()
     start_step, state = 0, {}
     latest = ckpt.latest_checkpoint(store.checkpoint_dir) if resume is not None else None
+    changes = config_changes(store.read_config(), config_record(config)) if resume is not None else {}
     store.write_config(config_record(config))
     _seed_everything(config.seed)
     # the policy samples with these weights; we update them in place
@@ -85,6 +93,10 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
     elif resume is not None:
         _discard_after(store, -1)
         say(f"no checkpoint in {run_dir}: starting it again from step 0")
+    if changes:  # config.yaml holds the new settings; the steps before ran with the old ones
+        store.append_config_change({"step": start_step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes})
+        say(f"config changed from step {start_step + 1} on (recorded in {store.config_changes_path.name}): "
+            + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
     collector = Collector(config, policy, store, progress=progress)
     if config.sft is not None and not state.get("sft_done", False):
         from agentgym.trainers.sft import collect_expert, load_trajectories, sft_train
@@ -94,8 +106,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
             store.append_metrics({"step": 0, "phase": "sft", **{f"eval_before_sft/{k}": v for k, v in zero.items()}})
             say("before SFT: " + "  ".join(f"{k} {v:.3f}" for k, v in zero.items()))
         say("SFT warm start")
-        data = (load_trajectories(config.sft.data) if config.sft.data
-                else collect_expert(config, store, progress=progress))
+        data = sft_data if sft_data is not None else (
+            load_trajectories(config.sft.data) if config.sft.data else collect_expert(config, store, progress=progress))
         sft_metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
                                 tool_schema=config.rollout.tool_schema,
                                 progress=progress, trajectories=data)
@@ -149,6 +161,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
                   "max_rss_mb": _max_rss_mb(),
                   "adv_mean": float(np.mean(list(advantages.values()))) if advantages else 0.0,
                   "adv_abs": float(np.mean(np.abs(list(advantages.values())))) if advantages else 0.0}
+        idle = idle_reason(record, trajectories, config)
+        if idle:
+            record["idle"] = idle
         store.append_metrics(record)
         say(_metrics_line(record, config.update.total_steps))
         if (config.checkpoint.every and step % config.checkpoint.every == 0) or \
@@ -166,6 +181,18 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, policy: Any 
 def config_record(config: TrainConfig) -> dict[str, Any]:
     """The config as written to RUN_DIR/config.yaml; loading it back gives the same config."""
     return config.model_dump(mode="json")
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """The dotted keys whose values differ between two config records, with (old, new) values."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in [*old, *(k for k in new if k not in old)]:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(config_changes(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out[f"{prefix}{key}"] = (a, b)
+    return out
 
 
 # ---- credit -------------------------------------------------------------------------------------
@@ -436,6 +463,28 @@ def _log_eval(store: RunStore, say: Logger, step: int, evals: dict[str, float]) 
     say(f"step {step:>4} eval " + "  ".join(f"{k} {v:.3f}" for k, v in evals.items()))
 
 
+def idle_reason(record: dict[str, Any], trajectories: list[Trajectory], config: TrainConfig) -> str | None:
+    """Why the update of this step changed nothing, or None when it trained on something.
+
+    A step like that looks like any other on the metrics line (``gnorm 0.000``), so it is said.
+    """
+    if record["sequences"] == 0:
+        agents = config.update.train_agents
+        seen = sorted({s.agent for t in trajectories for s in t.steps})
+        if agents is not None and not set(agents) & set(seen):
+            return (f"update.train_agents ({', '.join(agents) or 'empty'}) names none of the agents acting here "
+                    f"({', '.join(seen) or 'none'})")
+        if record["dropped_long"]:
+            return (f"all {record['dropped_long']} sequences are longer than update.max_seq_len="
+                    f"{config.update.max_seq_len} tokens")
+        return "no step carries loss (every episode failed, was discarded or has no sampled tokens)"
+    if record["adv_abs"] == 0.0 and not config.loss.use_kl_loss and config.loss.entropy_coeff == 0:
+        return "every advantage is 0 (the episodes of each group scored alike), so the gradient is 0"
+    if record["updates"] == 0 and record["skipped_updates"]:
+        return f"all {record['skipped_updates']} optimizer steps skipped: the gradient was not finite"
+    return None
+
+
 def _metrics_line(r: dict[str, Any], total: int) -> str:
     parts = [f"step {r['step']:>4}/{total}",
              f"success {r.get('success', 0):.2f}", f"reward {r.get('reward', 0):.2f}",
@@ -444,6 +493,8 @@ def _metrics_line(r: dict[str, Any], total: int) -> str:
              f"clip {r.get('clip_frac', 0):.3f}", f"gnorm {r.get('grad_norm', 0):.3f}",
              f"tok/s {r.get('tokens_per_s', 0):.0f}",
              f"time {r.get('time_rollout', 0):.1f}s roll + {r.get('time_update', 0):.1f}s upd"]
+    if r.get("idle"):
+        parts.append(f"NO UPDATE: {r['idle']}")
     return "  ".join(parts)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from agentgym.store import RunStore, read_trajectories
 from agentgym.trainers.batching import Sequence
-from agentgym.trainers.config import SFTConfig, SFTSection
+from agentgym.trainers.config import SFTConfig, SFTSection, as_config
 from agentgym.types import Trajectory
 
 
@@ -46,6 +46,33 @@ def load_trajectories(sources: list[str]) -> list[Trajectory]:
     return out
 
 
+def _kept(traj: Trajectory, only_successful: bool) -> bool:
+    return not traj.error and (traj.success or not only_successful)
+
+
+def _trainable_step(step: Any) -> bool:
+    return bool(step.prompt_ids is not None and step.response_ids) or step.messages is not None
+
+
+def check_samples(trajectories: list[Trajectory], only_successful: bool) -> None:
+    """Refuse SFT data without a single trainable turn, before any model loads; the error says why."""
+    kept = [t for t in trajectories if _kept(t, only_successful)]
+    if any(_trainable_step(s) for t in kept for s in t.steps):
+        return
+    from agentgym.errors import ConfigError
+
+    if not trajectories:
+        why = "it holds no trajectories"
+    elif not kept:
+        failed = sum(1 for t in trajectories if t.error)
+        why = (f"none of its {len(trajectories)} trajectories is usable ({failed} failed, "
+               f"{sum(1 for t in trajectories if t.success)} succeeded; sft.only_successful is {only_successful})")
+    else:
+        why = (f"its {len(kept)} usable trajectories recorded neither token ids nor prompt messages "
+               "(roll them out without record_messages=False)")
+    raise ConfigError(f"sft.data gives no training samples: {why}")
+
+
 def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successful: bool = True,
                   max_seq_len: int | None = None, tool_schema: bool = True, merge: bool = True) -> list[Sequence]:
     """:class:`Sequence` objects with loss on each agent turn's response and its end-of-turn token.
@@ -61,7 +88,7 @@ def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successfu
     tools_of: dict[str, Any] = {}
     out: list[Sequence] = []
     for i, traj in enumerate(trajectories):
-        if (only_successful and not traj.success) or traj.error:
+        if not _kept(traj, only_successful):
             continue
         if traj.env not in tools_of:
             tools_of[traj.env] = make(traj.env).tools if tool_schema else []
@@ -190,8 +217,8 @@ def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_
             "sft_tokens_per_s": tokens / elapsed if elapsed else 0.0}
 
 
-def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None] | None = None,
-        progress: bool = True) -> Path:
+def run_sft(config: SFTConfig | dict[str, Any] | str | Path, *, policy: Any = None,
+            log: Callable[[str], None] | None = None, progress: bool = True) -> Path:
     """``agentgym sft``: SFT a policy on expert trajectories and save it as ``RUN_DIR/model``.
 
     The saved directory is a Hugging Face model directory (``hf:RUN_DIR/model`` loads it; with
@@ -201,10 +228,13 @@ def run_sft(config: SFTConfig, *, policy: Any = None, log: Callable[[str], None]
     from agentgym.trainers.rl import _console_logger, _seed_everything, new_run_dir, refuse_used_run_dir
     from agentgym.trainers.rollouts import check_inputs
 
+    config = as_config(config, SFTConfig)
     say = log or _console_logger()
     config.env.load_plugins()
     check_inputs(config, train_suite=not config.sft.data)  # before the model loads and the run directory appears
     data = load_trajectories(config.sft.data) if config.sft.data else None  # a bad line fails here too
+    if data is not None:
+        check_samples(data, config.sft.only_successful)
     run_dir = new_run_dir(config)  # type: ignore[arg-type]
     refuse_used_run_dir(run_dir)
     store = RunStore(run_dir)

@@ -65,6 +65,10 @@ def test_bad_value_names_key():
     (["horizon.type=stepwise", "horizon.rounds=[4, 2]"], "increasing"),
     (["horizon.rounds=[4, 8]"], "horizon.type: stepwise"),
     (["context.type=window"], "context.window"),
+    (["context.type=summary"], "context.max_tokens is not set"),
+    (["context.window=4"], "context.window applies to context.type 'window', but context.type is 'full'"),
+    (["context.type=window", "context.window=4", "context.max_summaries=2"],
+     "context.max_summaries applies to context.type 'summary', but context.type is 'window'"),
 ])
 def test_cross_field_checks(sets, message):
     with pytest.raises(ConfigError, match=message):
@@ -133,3 +137,17 @@ def test_sft_data_paths_are_checked_except_when_a_run_resumes():
     with pytest.raises(ConfigError, match="'/nowhere/expert' is neither a run directory nor a .jsonl file"):
         check_inputs(cfg, train_suite=True)
     check_inputs(cfg, train_suite=True, sft_data=False)  # a resumed run may be past its SFT stage
+
+
+def test_train_and_sft_take_a_config_a_dict_or_a_yaml_path(tmp_path):
+    from agentgym.trainers.config import as_config
+
+    config = load_config({}, ["update.total_steps=3"])
+    assert as_config(config, TrainConfig) is config
+    assert as_config({"update": {"total_steps": 3}}, TrainConfig) == config
+    (tmp_path / "c.yaml").write_text("update:\n  total_steps: 3\n")
+    assert as_config(str(tmp_path / "c.yaml"), TrainConfig) == config
+    with pytest.raises(ConfigError, match="sft.data is empty"):
+        as_config({}, SFTConfig)
+    with pytest.raises(TypeError, match="expected a TrainConfig, a dict or the path of a YAML config, got list"):
+        as_config([], TrainConfig)

@@ -65,3 +65,29 @@ def test_sft_data_from_a_run_directory_leaves_out_its_held_out_evaluations(tmp_p
     for name in ("expert", "train-000001", "eval-test-000001"):
         store.append_trajectory(ag.Trajectory(id=name, group_id="g", task_id="t", env="x-v0"), name=name)
     assert sorted(t.id for t in load_trajectories([str(tmp_path)])) == ["expert", "train-000001"]
+
+
+@pytest.mark.parametrize(("trajectories", "why"), [
+    ([], "it holds no trajectories"),
+    ([{"success": False}, {"success": True, "error": "env died"}],
+     r"none of its 2 trajectories is usable \(1 failed, 1 succeeded; sft.only_successful is True\)"),
+    ([{"success": True, "messages": None}], "its 1 usable trajectories recorded neither token ids nor prompt messages"),
+])
+def test_sft_data_without_a_trainable_turn_is_refused_before_the_model_loads(tmp_path, trajectories, why):
+    from agentgym.trainers.rl import train
+    from agentgym.trainers.sft import run_sft
+    from agentgym.types import Message, Step, Trajectory
+
+    data = tmp_path / "expert.jsonl"
+    with open(data, "w") as fh:
+        for i, t in enumerate(trajectories):
+            messages = t.get("messages", [Message(role="user", content="look")])
+            step = Step(index=0, response="look", messages=messages)
+            fh.write(Trajectory(id=f"t{i}", group_id="g", task_id="x", env="household-v0", steps=[step],
+                                success=t["success"], error=t.get("error")).model_dump_json() + "\n")
+    # the model named here does not exist: reaching the model load would fail another way
+    config = {"policy": {"model": f"hf:{tmp_path / 'no-model'}"}, "sft": {"data": [str(data)]}}
+    for run in (train, run_sft):
+        with pytest.raises(ConfigError, match=f"sft.data gives no training samples: {why}"):
+            run({**config, "run_dir": str(tmp_path / run.__name__)}, progress=False, log=lambda _l: None)
+        assert not (tmp_path / run.__name__).exists()

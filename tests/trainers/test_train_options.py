@@ -2,7 +2,9 @@
 log-probs), KL to a frozen copy or to the LoRA base, the sampler's log-probs as the ratio
 denominator, every aggregation mode, a stepwise horizon, resume from a finished run."""
 
+import json
 import math
+import re
 
 import pytest
 
@@ -27,7 +29,7 @@ def test_epochs_minibatches_and_kl_full(tmp_path, tiny_model_dir, tiny_config):
     _, ms = _train(tmp_path, tiny_model_dir, tiny_config, "full",
                    update={"ppo_epochs": 2, "mini_batches": 2},
                    loss={"use_kl_loss": True, "kl_loss_type": "k3", "kl_loss_coef": 0.1})
-    assert [m["updates"] for m in ms] == [4, 4]
+    assert [m["updates"] for m in ms] == [4, 4] and not any("idle" in m for m in ms)
     assert ms[0]["sampler_logp_diff"] < 1e-4  # recomputed before any update: equals the sampler
     assert all(m["kl"] >= 0 and math.isfinite(m["ppo_kl"]) for m in ms)
     assert ms[1]["kl"] > 0  # the policy moved away from the frozen reference
@@ -42,9 +44,16 @@ def test_lora_with_kl_to_the_base_and_resume(tmp_path, tiny_model_dir, tiny_conf
                      update={"ppo_epochs": 2})
     assert ms[1]["kl"] > 0 and (run / "checkpoints" / "step_00000002" / "adapter").is_dir()
     cfg = load_config(RunStore(run).read_config(), ["update.total_steps=3"])
-    train(cfg, resume=run, progress=False, log=lambda _l: None)
+    lines: list[str] = []
+    train(cfg, resume=run, progress=False, log=lines.append)
     steps = [m["step"] for m in RunStore(run).load_metrics() if "merged_rows" in m]
     assert steps == [1, 2, 3]
+    # config.yaml now says 3 steps; what steps 1 and 2 ran with stays on record
+    (change,) = [json.loads(line) for line in (run / "config-changes.jsonl").read_text().splitlines()]
+    assert change["step"] == 2 and change["changes"] == {"update.total_steps": [2, 3]}
+    assert "config changed from step 3 on (recorded in config-changes.jsonl): update.total_steps 2 -> 3" in lines
+    train(load_config(RunStore(run).read_config()), resume=run, progress=False, log=lambda _l: None)
+    assert len((run / "config-changes.jsonl").read_text().splitlines()) == 1  # a resume changing nothing adds nothing
 
 
 @pytest.mark.parametrize("agg", ["seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"])
@@ -97,3 +106,19 @@ def test_skipping_zero_advantage_sequences_changes_no_weight(tmp_path, tiny_mode
     assert w_on.keys() == w_off.keys()
     for name, tensor in w_on.items():
         assert torch.equal(tensor, w_off[name]), name
+
+
+@pytest.mark.parametrize(("update", "reason"), [
+    ({"train_agents": ["critic"]}, r"update.train_agents \(critic\) names none of the agents acting here \(agent\)"),
+    ({"max_seq_len": 4}, r"all \d+ sequences are longer than update.max_seq_len=4 tokens"),
+])
+def test_a_step_that_trains_on_nothing_says_why(tmp_path, tiny_model_dir, tiny_config, update, reason):
+    from agentgym.trainers.rl import train
+
+    lines: list[str] = []
+    config = tiny_config(tiny_model_dir, tmp_path / "run", update={"total_steps": 1, **update},
+                         rollout={"tasks_per_step": 2, "group_size": 2}, eval={"every": 0})
+    train(config, progress=False, log=lines.append)  # a dict is read as load_config reads it
+    (record,) = [m for m in RunStore(tmp_path / "run").load_metrics() if m.get("step") == 1 and "idle" in m]
+    assert re.fullmatch(reason, record["idle"])
+    assert [line for line in lines if line.startswith("step    1/1") and f"NO UPDATE: {record['idle']}" in line]
