@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -21,6 +22,11 @@ def _probability(value: float) -> float:
     if not 0 < value <= 1:
         raise typer.BadParameter(f"{value:g} is not in (0, 1]")
     return value
+
+
+def _status(console: Any, message: str, show: bool) -> Any:
+    """A spinner while ``message`` is under way, or nothing under ``--no-progress``."""
+    return console.status(message) if show else contextlib.nullcontext()
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +51,10 @@ def register(app: typer.Typer) -> None:
         concurrency: int = typer.Option(64, min=1, help="Episodes alive at once."),
         tool_schema: bool = typer.Option(True, help="Show the tool specs in the prompt (off: plain-text actions, shorter prompts)."),
         seed: int = typer.Option(0, help="Base seed of the episodes."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar and spinners."),
+        plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Module ('my_envs', found here too) or "
+                                                   "'module:function' to load first: it registers your environments "
+                                                   "(repeatable)."),
     ) -> None:
         """Roll out a policy on a task suite; print success rate, mean turns, invalid actions and failures."""
         import asyncio
@@ -56,13 +66,19 @@ def register(app: typer.Typer) -> None:
         from agentgym.context import Summarize, context_factory
         from agentgym.errors import AgentGymError, ConfigError
         from agentgym.policies import SamplingParams, load_policy
-        from agentgym.registry import load_tasks, suites
+        from agentgym.registry import load_plugin, load_tasks, suites
         from agentgym.rollout import RolloutRunner
         from agentgym.store import RunStore
 
         console = Console()
+        if not progress:
+            from agentgym.policies.hf import hide_hf_progress
+
+            hide_hf_progress()
         # every check of the flags comes before the policy loads (seconds for a model): usage errors exit 2
         try:
+            for name in plugin or []:
+                load_plugin(name, "--plugin")
             if suite is None:
                 names = suites(env)
                 suite = next((s for s in ("test-unseen", "test") if s in names), "test-unseen")
@@ -83,12 +99,12 @@ def register(app: typer.Typer) -> None:
         config = {"command": "rollout", "env": env, "suite": suite, "policy": policy, "n": n, "limit": limit,
                   "max_turns": max_turns, "step_timeout": step_timeout, "episode_timeout": episode_timeout,
                   "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "context": context,
-                  "concurrency": concurrency, "seed": seed, "tool_schema": tool_schema}
+                  "concurrency": concurrency, "seed": seed, "tool_schema": tool_schema, "plugins": plugin or []}
         done = {"n": 0, "ok": 0, "failed": 0}
         stores: list[RunStore] = []
 
         try:
-            with console.status(f"loading policy {policy}"):
+            with _status(console, f"loading policy {policy}", progress):
                 loaded = load_policy(policy)
         except AgentGymError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--policy'") from None
@@ -100,7 +116,7 @@ def register(app: typer.Typer) -> None:
             try:
                 check = getattr(loaded, "check", None)  # a remote policy: is the server there, with the model?
                 if check is not None:
-                    with console.status(f"checking {policy}"):
+                    with _status(console, f"checking {policy}", progress):
                         await check()
                 runner = RolloutRunner(loaded, env, n=n, concurrency=concurrency, max_turns=max_turns,
                                        step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
@@ -112,14 +128,14 @@ def register(app: typer.Typer) -> None:
                 columns = [TextColumn("[bold]rollout"), BarColumn(), MofNCompleteColumn(),
                            TextColumn("success {task.fields[success]:.0%}  failed {task.fields[failed]}"),
                            TimeElapsedColumn()]
-                with Progress(*columns, console=console) as progress:
-                    bar = progress.add_task("episodes", total=len(tasks) * n, success=0.0, failed=0)
+                with Progress(*columns, console=console, disable=not progress) as bars:
+                    bar = bars.add_task("episodes", total=len(tasks) * n, success=0.0, failed=0)
 
                     def advance(traj) -> None:
                         done["n"] += 1
                         done["ok"] += traj.success
                         done["failed"] += traj.error is not None
-                        progress.update(bar, advance=1, success=done["ok"] / done["n"], failed=done["failed"])
+                        bars.update(bar, advance=1, success=done["ok"] / done["n"], failed=done["failed"])
 
                     result = await runner.run(tasks, on_trajectory=advance)
                 return result.summary()

@@ -85,10 +85,14 @@ def _not_bool(value: Any) -> Any:
 
 
 def _numeric_without_bool(annotation: Any) -> Any:
-    """``annotation``, refusing booleans where it takes numbers but not booleans (``int``, ``float | None``)."""
+    """``annotation``, refusing booleans where it takes numbers but not booleans (``int``, ``float | None``,
+    ``Literal[1, 2]``: pydantic reads true as 1 there too)."""
     members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
         else (annotation,)
-    if bool in members or not any(m in (int, float) for m in members):
+    literals = [v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
+    if bool in members or any(isinstance(v, bool) for v in literals):
+        return annotation
+    if not any(m in (int, float) for m in members) and not any(type(v) in (int, float) for v in literals):
         return annotation
     return Annotated[annotation, BeforeValidator(_not_bool)]
 

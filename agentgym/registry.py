@@ -3,7 +3,8 @@
 Ids are versioned (``household-v0``); entry points are classes or lazy ``"module:Class"`` strings,
 so registering costs nothing until ``make``. Third-party packages register through the
 ``agentgym.environments`` entry-point group: each entry point names a callable that calls
-:func:`register`. Task suites are JSONL files, one :class:`~agentgym.types.Task` per line.
+:func:`register`; an uninstalled module does the same through :func:`load_plugin` (the
+``--plugin`` flag, ``env.plugins`` in training configs). Task suites are JSONL files, one :class:`~agentgym.types.Task` per line.
 """
 
 from __future__ import annotations
@@ -188,3 +189,24 @@ def count_tasks(env_id: str, suite: str) -> int:
         return len(source())
     with open(source, "rb") as fh:
         return sum(1 for line in fh if line.strip())
+
+
+def load_plugin(plugin: str, setting: str = "plugin") -> None:
+    """Import ``module`` or ``module:function`` and call the function: how an uninstalled module registers its
+    environments. The current directory is searched first, as ``python -m`` does. ``setting`` names the
+    flag or config key in errors."""
+    import os
+    import sys
+
+    module, _, fn = plugin.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"{setting}: cannot import {module!r} ({exc}); give a module path such as "
+                          "'my_envs' (my_envs.py here) or 'pkg.envs:register'") from None
+    if fn:
+        if not callable(getattr(mod, fn, None)):
+            raise ConfigError(f"{setting}: {module!r} has no function {fn!r}")
+        getattr(mod, fn)()

@@ -3,6 +3,7 @@
 import re
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -281,3 +282,31 @@ def test_a_tool_without_docstring_or_type_hints_gets_a_warning():
     assert message == ("tool 'go' (test_a_tool_without_docstring_or_type_hints_gets_a_warning.<locals>.Vague.go) has "
                        "no docstring, so the model sees no description; and no type hint on where, so the model sees "
                        "no type and any value passes")
+
+
+class Dial(ag.Environment):
+    async def reset(self, task: ag.Task) -> str:
+        return "A dial with settings 1 and 2, and a switch."
+
+    @ag.tool
+    def dial(self, setting: Literal[1, 2]) -> str:
+        """Turn the dial."""
+        return f"The dial is at {setting!r}."
+
+    @ag.tool
+    def flip(self, on: Literal[True, 0]) -> str:
+        """A literal that holds a boolean takes booleans."""
+        return f"Flipped {on!r}."
+
+
+@pytest.mark.parametrize("action, valid, observation", [
+    (ToolCall(name="dial", arguments={"setting": 2}), True, "The dial is at 2."),
+    (ToolCall(name="dial", arguments={"setting": True}), False, "expected a number, got a boolean"),
+    ("dial(setting=True)", False, "expected a number, got a boolean"),
+    (ToolCall(name="flip", arguments={"on": True}), True, "Flipped True."),
+])
+async def test_a_numeric_literal_refuses_booleans(action, valid, observation):
+    env = Dial()
+    await env.reset(_task())
+    result = await env.step(action)
+    assert result.valid == valid and observation in result.observation

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -486,7 +489,7 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     (["--step-timeout", "nan"], "Invalid value for '--step-timeout': nan is not a positive number", 2),
     (["--context", "window:abc"], "Invalid value for '--context': bad context spec 'window:abc': its numbers must be", 2),
     (["--context", "summary:100:x"], "bad context spec 'summary:100:x'", 2),  # as typed: no emoji for :100:
-    (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] is not a Hugging Face model", 2),
+    (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] does not exist", 2),
     (["--policy", "gpt"], "Invalid value for '--policy': unknown policy 'gpt'", 2),
     (["--context", "summary:100"], "Invalid value for '--context': summarization needs a model policy", 2),
 ])
@@ -510,3 +513,43 @@ def test_rollout_without_suite_takes_the_environments_held_out_suite(tmp_path):
     res = CliRunner().invoke(app, ["rollout", "--env", "sql-v0", "--policy", "expert", "--limit", "1", "--out", str(out)])
     assert res.exit_code == 0 and "of sql-v0/test with expert" in flat(res.output), res.output
     assert RunStore(out).read_config()["suite"] == "test"
+
+
+PLUGIN = '''
+import agentgym as ag
+
+
+class Steps(ag.Environment):
+    async def reset(self, task):
+        self.left = task.data["steps"]
+        return f"{self.left} steps to go."
+
+    @ag.tool
+    async def walk(self) -> str:
+        """Take one step."""
+        self.left -= 1
+        if not self.left:
+            self.finish(reward=1.0)
+        return f"{self.left} steps to go."
+
+    def expert_action(self):
+        return "walk()"
+
+
+def register():
+    ag.register("steps-v0", Steps,
+                suites={"test": lambda: [ag.Task(id=f"s{i}", env="steps-v0", data={"steps": i + 1}) for i in range(3)]})
+'''
+
+
+def test_rollout_loads_an_uninstalled_plugin_from_the_current_directory(tmp_path):
+    (tmp_path / "my_envs.py").write_text(PLUGIN)
+    command = [str(Path(sys.executable).parent / "agentgym"), "rollout", "--env", "steps-v0", "--policy", "expert",
+               "--out", "run", "--no-progress"]  # the script, not python -m: its sys.path lacks the directory
+    ran = subprocess.run([*command, "--plugin", "my_envs:register"], cwd=tmp_path, capture_output=True, text=True)
+    assert ran.returncode == 0 and "3 episodes of steps-v0/test with expert" in flat(ran.stdout), ran.stdout + ran.stderr
+    assert RunStore(tmp_path / "run").read_config()["plugins"] == ["my_envs:register"]
+    missing = subprocess.run([*command, "--plugin", "my_envz"], cwd=tmp_path, capture_output=True, text=True)
+    assert missing.returncode == 2 and "--plugin: cannot import 'my_envz'" in flat(missing.stderr), missing.stderr
+    nofn = subprocess.run([*command, "--plugin", "my_envs:setup"], cwd=tmp_path, capture_output=True, text=True)
+    assert nofn.returncode == 2 and "'my_envs' has no function 'setup'" in flat(nofn.stderr), nofn.stderr

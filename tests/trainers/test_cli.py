@@ -33,6 +33,7 @@ def test_keys_lists_every_key_with_help():
     assert result.exit_code == 0
     for key in ("loss.clip_high", "credit.estimator", "update.ppo_epochs", "checkpoint.keep_last", "sft.expert_tasks"):
         assert key in result.output
+    assert "One of: 'full', 'window', 'summary'." in " ".join(result.output.replace("│", " ").split())  # context.type
 
 
 def test_sft_keys_needs_no_config_and_sft_without_one_is_a_usage_error():
@@ -159,3 +160,18 @@ def test_ctrl_c_during_sft_names_the_run_directory_and_saves_no_model(tmp_path):
     (run_dir,) = tmp_path.glob("runs/sft-*")
     assert f"interrupted: no model was saved in runs/{run_dir.name}" in err
     assert not (run_dir / "model").exists()
+
+
+@pytest.mark.slow
+def test_no_progress_hides_hugging_faces_bars_too(tmp_path, tiny_model_dir):
+    def rollout(*flags):
+        out = tmp_path / f"run{len(flags)}"
+        return subprocess.run([sys.executable, "-m", "agentgym", "rollout", "--policy", f"hf:{tiny_model_dir}",
+                               "--limit", "1", "--max-turns", "1", "--max-new-tokens", "2", "--out", str(out), *flags],
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+    shown, hidden = rollout(), rollout("--no-progress")
+    assert shown.returncode == 0 and hidden.returncode == 0, shown.stderr[-2000:] + hidden.stderr[-2000:]
+    assert "Loading weights" in shown.stderr and "━━━ 1/1" in shown.stdout  # transformers' bar, then ours
+    assert "Loading weights" not in hidden.stderr + hidden.stdout and "━" not in hidden.stdout
+    assert hidden.stdout.startswith("1 episodes of household-v0/test-unseen")
