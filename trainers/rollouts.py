@@ -90,8 +90,10 @@ class Collector:
         self.config, self.policy, self.store, self.progress = config, policy, store, progress
         self._loop = asyncio.new_event_loop()
 
-    def close(self) -> None:
-        """Close the event loop."""
+    def close(self, *, policy: bool = False) -> None:
+        """Close the event loop, and first the policy when ``policy`` (one loaded for this collector)."""
+        if policy:
+            self._loop.run_until_complete(self.policy.aclose())
         self._loop.close()
 
     def collect(self, tasks: list[Task], *, step: int, horizon: int | None) -> list[Trajectory]:

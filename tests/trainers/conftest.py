@@ -22,7 +22,7 @@ def doors():
     return "tiny-doors-v0"
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def tiny_config():
     """The function that builds the tiny run config (examples/train_tiny.py) with overrides."""
     return _tiny_config

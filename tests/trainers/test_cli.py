@@ -1,5 +1,6 @@
 """`agentgym train` / `agentgym sft` on the command line, and the examples/train_tiny.py smoke run."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -164,11 +165,13 @@ def test_ctrl_c_during_sft_names_the_run_directory_and_saves_no_model(tmp_path):
 
 @pytest.mark.slow
 def test_no_progress_hides_hugging_faces_bars_too(tmp_path, tiny_model_dir):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}  # an earlier test's
+
     def rollout(*flags):
         out = tmp_path / f"run{len(flags)}"
         return subprocess.run([sys.executable, "-m", "agentgym", "rollout", "--policy", f"hf:{tiny_model_dir}",
                                "--limit", "1", "--max-turns", "1", "--max-new-tokens", "2", "--out", str(out), *flags],
-                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
 
     shown, hidden = rollout(), rollout("--no-progress")
     assert shown.returncode == 0 and hidden.returncode == 0, shown.stderr[-2000:] + hidden.stderr[-2000:]

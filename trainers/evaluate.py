@@ -1,0 +1,130 @@
+"""``agentgym eval``: a trained run's model on held-out suites, under the settings it was trained with.
+
+A run's own evaluation (``eval.every``) and this one play the same way: the run's environment and
+options, system prompt, tool schema, context manager, turn limit, ``sampling.eval_temperature`` and
+``max_new_tokens``, and the same episode seeds for the same checkpoint step. So evaluating the
+checkpoint of step k repeats the run's evaluation of step k, and a larger ``--limit`` or another
+suite extends it. ``agentgym rollout`` with its own defaults would not: a model trained on
+plain-text actions, for example, does poorly when shown tool schemas it never saw in training.
+
+The results go to a new run directory (the evaluated run is only read)::
+
+    OUT/config.yaml                       what was evaluated, and how
+    OUT/trajectories/eval-<suite>-<step>.jsonl
+    OUT/metrics.jsonl                     {"event": "eval", "step": k, "eval/<suite>/success": ..., ...}
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from agentgym.errors import ConfigError
+from agentgym.store import RunStore, latest_checkpoint
+from agentgym.trainers.config import SFTConfig, TrainConfig, load_config
+
+
+def run_config(run_dir: Path) -> TrainConfig | SFTConfig:
+    """The config of the training or SFT run in ``run_dir``, as it was last written."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        what = "does not exist" if not run_dir.exists() else "has no config.yaml: it is not a run directory"
+        raise ConfigError(f"{run_dir} {what}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if data.get("command") in ("rollout", "eval"):
+        raise ConfigError(f"{run_dir} is a run directory of `agentgym {data['command']}`, not of a training run; "
+                          "its policy was not trained there (evaluate that policy with agentgym rollout)")
+    try:
+        return load_config(data)
+    except ConfigError:
+        return load_config(data, kind=SFTConfig)
+
+
+def model_of(run_dir: Path, checkpoint: str | None) -> tuple[Path, int]:
+    """The model directory (or checkpoint) to evaluate and the training step it is from.
+
+    ``checkpoint`` is a step number or a ``step_N`` name under ``RUN_DIR/checkpoints``; by default
+    the newest checkpoint, else the ``model/`` an SFT run saved (step 0).
+    """
+    import json
+
+    root = run_dir / "checkpoints"
+    if checkpoint is not None:
+        name = f"step_{int(checkpoint):08d}" if checkpoint.isdigit() else checkpoint
+        path = root / name
+        if not (path / "trainer_state.json").is_file():
+            have = sorted(p.name for p in root.glob("step_*")) if root.is_dir() else []
+            raise ConfigError(f"{run_dir} has no checkpoint {name!r}; it has: {', '.join(have) or 'none'}")
+    else:
+        path = latest_checkpoint(root)
+        if path is None:
+            if (run_dir / "model" / "config.json").is_file():
+                return run_dir / "model", 0
+            raise ConfigError(f"{run_dir} has no checkpoint and no model/ yet: nothing trained to evaluate")
+    return path, int(json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["step"])
+
+
+def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: str | None = None,
+                 suites: list[str] | None = None, limit: int | None = None, samples: int | None = None,
+                 out: str | Path | None = None, progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """Evaluate the model of the run in ``run_dir`` (or ``policy`` under its settings).
+
+    Returns the output directory and, per suite, :func:`agentgym.rollout.summarize` of its episodes.
+    """
+    from agentgym.rollout import summarize
+    from agentgym.trainers.rollouts import Collector, check_inputs
+
+    run_dir = Path(run_dir)
+    config = run_config(run_dir).model_copy(deep=True)
+    config.eval.every = 1  # so the suites below are checked
+    if suites:
+        config.env.eval_suites = list(suites)
+    if limit is not None:
+        config.eval.max_tasks = limit
+    if samples is not None:
+        config.eval.samples = samples
+    if not config.env.eval_suites:
+        raise ConfigError(f"{run_dir} evaluates no suites (env.eval_suites is empty): name one with --suite")
+    config.env.load_plugins()
+    check_inputs(config, train_suite=False, sft_data=False)
+    if policy is not None and checkpoint is not None:
+        raise ConfigError("give a checkpoint or a policy, not both")
+    step = 0
+    if policy is None:
+        model, step = model_of(run_dir, checkpoint)
+        policy = f"hf:{model}"
+    root = Path(out) if out is not None else Path("runs") / f"eval-{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ConfigError(f"{root} already holds files; choose a new output directory")
+    loaded = _load(policy, config)
+    store = RunStore(root)
+    store.write_config({"command": "eval", "run": str(run_dir), "policy": policy, "step": step,
+                        "suites": config.env.eval_suites, "limit": config.eval.max_tasks, "samples": config.eval.samples})
+    collector = Collector(config, loaded, store, progress=progress)
+    try:
+        metrics = collector.evaluate(step=step)
+    finally:
+        collector.close(policy=True)
+    store.append_metrics({"event": "eval", "step": step, **{f"eval/{k}": v for k, v in metrics.items()}})  # as a run logs it
+    (log or print)(f"evaluated {policy} (step {step} of {run_dir}) -> {root}")
+    return root, {suite: summarize(store.load_trajectories(f"eval-{suite}-{step:06d}"))
+                  for suite in config.env.eval_suites}
+
+
+def _load(name: str, config: Any) -> Any:
+    """A model policy on the run's device, dtype and batch size; any other policy as its name says."""
+    if name == "smollm2" or name.startswith("hf:"):
+        from agentgym.trainers import model as M
+
+        device = M.resolve_device(config.policy.device)
+        dtype = M.resolve_dtype(config.policy.dtype, device)
+        return M.load_policy(name, device=device, dtype=dtype, max_batch_size=config.policy.generation_batch_size,
+                             prefix_cache_tokens=config.policy.prefix_cache_tokens,
+                             autocast=M.resolve_autocast(config.policy.autocast, device, dtype))
+    from agentgym.policies import load_policy
+
+    return load_policy(name)
