@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
         """Evaluate RUN_DIR's model as its training evaluated it: same environment, prompt, tool schema,
         context, turn limit, greedy-or-not sampling and episode seeds. The run is only read; results go
         to a new run directory."""
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
@@ -51,8 +52,8 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             console.print("interrupted")
             raise typer.Exit(130) from None
-        table = Table()
-        for column in ("suite", "episodes", "success", "reward", "turns", "invalid", "overlong", "failed"):
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # fits 80 columns
+        for column in ("suite", "n", "success", "reward", "turns", "invalid", "overlong", "failed"):
             table.add_column(column, justify="left" if column == "suite" else "right", no_wrap=True)
         for name, s in summaries.items():
             table.add_row(name, str(s["episodes"]), f"{s['success_rate']:.1%}", f"{s['mean_reward']:.3f}",
