@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 
@@ -9,12 +11,22 @@ def register(app: typer.Typer) -> None:
     """Add the ``envs`` command to ``app``."""
 
     @app.command("envs", short_help="List environments, their tools and task suites.")
-    def envs() -> None:
+    def envs(
+        plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Module ('my_envs', found here too) or "
+                                                   "'module:function' that registers environments (repeatable)."),
+    ) -> None:
         """List registered environments with their tools and task-suite sizes."""
         from rich.console import Console
         from rich.table import Table
 
         from agentgym import registry
+        from agentgym.errors import ConfigError
+
+        try:
+            for name in plugin or []:
+                registry.load_plugin(name, "--plugin")
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from None
 
         table = Table(title="agentgym environments")
         table.add_column("id", style="bold")

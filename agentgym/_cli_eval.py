@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, min=1, help="First N tasks of each suite (default: the run's "
                                                               "eval.max_tasks)."),
         samples: Optional[int] = typer.Option(None, min=1, help="Episodes per task (default: the run's eval.samples)."),
+        device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
         out: Optional[Path] = typer.Option(None, help="Output run directory (default: runs/eval-<run>-<time>)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     ) -> None:
@@ -43,10 +44,10 @@ def register(app: typer.Typer) -> None:
             hide_hf_progress()
         try:
             root, summaries = evaluate_run(run_dir, policy=policy, checkpoint=checkpoint, suites=suite, limit=limit,
-                                           samples=samples, out=out, progress=progress,
+                                           samples=samples, device=device, out=out, progress=progress,
                                            log=lambda line: console.print(line, markup=False, soft_wrap=True))
         except AgentGymError as exc:  # what the command was given exits 2; a run that failed, 1
-            console.print(f"error: {exc}", markup=False, style="red")
+            Console(stderr=True).print(f"error: {exc}", markup=False, style="red", soft_wrap=True)
             usage = (ConfigError, PolicyError, UnknownEnvironmentError, UnknownSuiteError)
             raise typer.Exit(2 if isinstance(exc, usage) else 1) from None
         except KeyboardInterrupt:

@@ -81,7 +81,13 @@ def register(app: typer.Typer) -> None:
                 load_plugin(name, "--plugin")
             if suite is None:
                 names = suites(env)
-                suite = next((s for s in ("test-unseen", "test") if s in names), "test-unseen")
+                suite = next((s for s in ("test-unseen", "test") if s in names), None)
+                if suite is None:
+                    raise ConfigError(
+                        f"environment {env!r} has no held-out suite test-unseen or test: name one with --suite "
+                        f"(its suites: {', '.join(sorted(names))})" if names else
+                        f"environment {env!r} has no task suites: give it some where it is registered, "
+                        "e.g. ag.register(id, MyEnv, suites={'test': 'tasks.jsonl'}), or a function returning Tasks")
             tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
             sampling = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         except (AgentGymError, ValueError) as exc:

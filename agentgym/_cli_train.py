@@ -26,14 +26,15 @@ def _keys_table(kind: Any) -> None:
     for col in ("key", "default", "help"):
         table.add_column(col)
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
+    def walk(model: type[BaseModel], prefix: str, defaults: Any = None) -> None:
+        # defaults: the section's default instance, whose values may differ from its class's (credit: gigpo)
         for name, field in model.model_fields.items():
             ann = field.annotation
             nested = next((c for c in (ann, *getattr(ann, "__args__", ())) if isinstance(c, type) and issubclass(c, BaseModel)), None)
+            default = getattr(defaults, name) if defaults is not None else field.get_default(call_default_factory=True)
             if nested is not None:
-                walk(nested, f"{prefix}{name}.")
+                walk(nested, f"{prefix}{name}.", default)
             else:
-                default = field.get_default(call_default_factory=True)
                 table.add_row(f"{prefix}{name}", repr(default), _with_choices(field.description or "", ann))
 
     walk(kind, "")
@@ -110,9 +111,9 @@ def register(app: typer.Typer) -> None:
                     saved = RunStore(resume).read_config()
                     if not saved:
                         raise AgentGymError(f"--resume {resume}: the run has no config.yaml; pass the CONFIG too")
-                    if saved.get("command") == "rollout":
-                        raise AgentGymError(f"--resume {resume}: that is a run directory of `agentgym rollout`, "
-                                            "not of a training run")
+                    if saved.get("command") in ("rollout", "eval"):
+                        raise AgentGymError(f"--resume {resume}: that is a run directory of `agentgym "
+                                            f"{saved['command']}`, not of a training run")
                     cfg = load_config(saved, list(set_ or []))
             elif config is None:
                 raise AgentGymError("give a CONFIG file (see examples/household_quickstart.yaml) or --resume RUN_DIR")

@@ -4,7 +4,8 @@ Ids are versioned (``household-v0``); entry points are classes or lazy ``"module
 so registering costs nothing until ``make``. Third-party packages register through the
 ``agentgym.environments`` entry-point group: each entry point names a callable that calls
 :func:`register`; an uninstalled module does the same through :func:`load_plugin` (the
-``--plugin`` flag, ``env.plugins`` in training configs). Task suites are JSONL files, one :class:`~agentgym.types.Task` per line.
+``--plugin`` flag, ``env.plugins`` in training configs). Task suites are JSONL files, one
+:class:`~agentgym.types.Task` per line.
 """
 
 from __future__ import annotations
@@ -193,20 +194,30 @@ def count_tasks(env_id: str, suite: str) -> int:
 
 def load_plugin(plugin: str, setting: str = "plugin") -> None:
     """Import ``module`` or ``module:function`` and call the function: how an uninstalled module registers its
-    environments. The current directory is searched first, as ``python -m`` does. ``setting`` names the
-    flag or config key in errors."""
+    environments. The current directory is searched last, so a ``my_envs.py`` there is found but never
+    hides an installed package. ``setting`` names the flag or config key in errors."""
     import os
     import sys
 
     module, _, fn = plugin.partition(":")
+    if not module or module.startswith(".") or (fn and not fn.isidentifier()):
+        raise ConfigError(f"{setting}: {plugin!r} is not 'module' or 'module:function' (e.g. 'my_envs' for a "
+                          "my_envs.py here, or 'my_envs:register')")
     if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        sys.path.append(os.getcwd())
     try:
         mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigError(f"{setting}: cannot import {module!r} ({exc}); give a module path such as "
-                          "'my_envs' (my_envs.py here) or 'pkg.envs:register'") from None
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.startswith(exc.name) and module[len(exc.name):][:1] in ("", "."):
+            raise ConfigError(f"{setting}: no module {module!r} here or installed; give a module such as 'my_envs' "
+                              "(my_envs.py in the current directory) or an installed 'pkg.envs'") from None
+        raise ConfigError(f"{setting}: importing {module!r} failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # the plugin's own code: say whose it is
+        raise ConfigError(f"{setting}: importing {module!r} failed: {type(exc).__name__}: {exc}") from exc
     if fn:
         if not callable(getattr(mod, fn, None)):
             raise ConfigError(f"{setting}: {module!r} has no function {fn!r}")
-        getattr(mod, fn)()
+        try:
+            getattr(mod, fn)()
+        except Exception as exc:
+            raise ConfigError(f"{setting}: {module}:{fn}() failed: {type(exc).__name__}: {exc}") from exc

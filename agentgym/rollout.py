@@ -299,9 +299,12 @@ class RolloutRunner:
             raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
                             f"or [task]; got {type(tasks).__name__}")
         tasks = task_list
-        if self.env is None:
-            for env_id in {t.env for t in tasks}:
-                spec(env_id)
+        hook = getattr(self.policy, "hook", None) if self.scripted else None
+        for env_id in ({t.env for t in tasks} if self.env is None else {self.env} if isinstance(self.env, str) else ()):
+            env_class = spec(env_id).load()
+            if hook and not callable(getattr(env_class, hook, None)):  # else every episode would fail alike
+                raise ConfigError(f"the {getattr(self.policy, 'name', hook)} policy needs {env_class.__name__}.{hook}(), "
+                                  f"which {env_id} does not define")
         horizon = self._horizon(step)
         run_id = uuid.uuid4().hex[:8]
         # a task listed twice makes two groups

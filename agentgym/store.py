@@ -94,6 +94,30 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def trained_model(run_dir: str | Path) -> Path | None:
+    """What a run directory has trained: its newest checkpoint, else the ``model/`` an SFT run saves, else None."""
+    run_dir = Path(run_dir)
+    found = latest_checkpoint(run_dir / "checkpoints")
+    if found is None and (run_dir / "model").is_dir():
+        found = run_dir / "model"
+    return found
+
+
+def claim_run_dir(base: str | Path) -> Path:
+    """Create and return ``base``, or ``base-2``, ``base-3``, ... when taken: two runs started in the same
+    second get one directory each (mkdir is atomic)."""
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+
+
 class RunStore:
     """A run directory; creates its folders on first use."""
 

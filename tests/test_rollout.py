@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -549,7 +550,35 @@ def test_rollout_loads_an_uninstalled_plugin_from_the_current_directory(tmp_path
     ran = subprocess.run([*command, "--plugin", "my_envs:register"], cwd=tmp_path, capture_output=True, text=True)
     assert ran.returncode == 0 and "3 episodes of steps-v0/test with expert" in flat(ran.stdout), ran.stdout + ran.stderr
     assert RunStore(tmp_path / "run").read_config()["plugins"] == ["my_envs:register"]
-    missing = subprocess.run([*command, "--plugin", "my_envz"], cwd=tmp_path, capture_output=True, text=True)
-    assert missing.returncode == 2 and "--plugin: cannot import 'my_envz'" in flat(missing.stderr), missing.stderr
-    nofn = subprocess.run([*command, "--plugin", "my_envs:setup"], cwd=tmp_path, capture_output=True, text=True)
-    assert nofn.returncode == 2 and "'my_envs' has no function 'setup'" in flat(nofn.stderr), nofn.stderr
+    (tmp_path / "needs_dep.py").write_text("import not_installed_dep\n")
+    (tmp_path / "bad_register.py").write_text("def register():\n    raise ValueError('no suites')\n")
+    listed = subprocess.run([command[0], "envs", "--plugin", "my_envs:register"], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "COLUMNS": "200"})
+    assert listed.returncode == 0 and "steps-v0" in listed.stdout and "walk" in listed.stdout, listed.stderr
+    (tmp_path / "bare_envs.py").write_text("import agentgym as ag\nfrom my_envs import Steps\n"
+                                           "ag.register('bare-v0', Steps)\n")
+    bare = subprocess.run([*command[:-3], "--out", "bare", "--plugin", "bare_envs", "--env", "bare-v0"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert bare.returncode == 2 and "environment 'bare-v0' has no task suites: give it some where it is registered" \
+        in flat(bare.stderr), bare.stderr
+    for plugin, message in [
+        ("my_envz", "--plugin: no module 'my_envz' here or installed"),
+        ("my_envs:setup", "--plugin: 'my_envs' has no function 'setup'"),
+        ("needs_dep", "--plugin: importing 'needs_dep' failed: ModuleNotFoundError: No module named 'not_installed_dep'"),
+        ("bad_register:register", "--plugin: bad_register:register() failed: ValueError: no suites"),
+        (":register", "--plugin: ':register' is not 'module' or 'module:function'"),
+        ("./my_envs.py", "--plugin: './my_envs.py' is not 'module' or 'module:function'"),
+    ]:
+        bad = subprocess.run([*command, "--plugin", plugin], cwd=tmp_path, capture_output=True, text=True)
+        assert bad.returncode == 2 and message in flat(bad.stderr), bad.stderr
+
+
+def test_a_plugin_directory_never_hides_an_installed_package(tmp_path):
+    (tmp_path / "my_envs.py").write_text(PLUGIN)
+    (tmp_path / "peft.py").write_text("raise RuntimeError('the peft.py next to the plugin was imported')\n")
+    code = ("from agentgym.registry import load_plugin; load_plugin('my_envs:register'); import peft, my_envs; "
+            "print(peft.__file__, my_envs.__file__)")
+    ran = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    peft_file, plugin_file = ran.stdout.split()
+    assert "site-packages" in peft_file and plugin_file == str(tmp_path / "my_envs.py")

@@ -22,6 +22,7 @@ from agentgym.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -337,7 +338,9 @@ def _explain(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
         elif not key:
             lines.append(str(err["msg"]).removeprefix("Value error, "))
         else:
-            lines.append(f"'{key}': {str(err['msg']).removeprefix('Value error, ')} (got {err.get('input')!r})")
+            value = err.get("input")  # a section's own check: its message names the keys, the section is noise
+            got = "" if isinstance(value, dict) else f" (got {value!r})"
+            lines.append(f"'{key}': {str(err['msg']).removeprefix('Value error, ')}{got}")
     for section, names in unknown.items():
         known = _fields_at(model, section)
         named = []

@@ -16,6 +16,8 @@ The results go to a new run directory (the evaluated run is only read)::
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,24 +25,27 @@ from typing import Any, Callable
 import yaml
 
 from agentgym.errors import ConfigError
-from agentgym.store import RunStore, latest_checkpoint
+from agentgym.store import RunStore, checkpoint_name, claim_run_dir, list_checkpoints, trained_model
 from agentgym.trainers.config import SFTConfig, TrainConfig, load_config
+
+# keys only an RL run's config has: an SFT run's config is a subset of a training config's
+_RL_SECTIONS = ("update", "credit", "loss", "optim", "horizon", "checkpoint")
 
 
 def run_config(run_dir: Path) -> TrainConfig | SFTConfig:
     """The config of the training or SFT run in ``run_dir``, as it was last written."""
     path = run_dir / "config.yaml"
     if not path.is_file():
+        if (run_dir / "trainer_state.json").is_file():
+            raise ConfigError(f"{run_dir} is a checkpoint: give its run directory, and --checkpoint "
+                              f"{run_dir.name} (the run's config says how to play)")
         what = "does not exist" if not run_dir.exists() else "has no config.yaml: it is not a run directory"
         raise ConfigError(f"{run_dir} {what}")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if data.get("command") in ("rollout", "eval"):
         raise ConfigError(f"{run_dir} is a run directory of `agentgym {data['command']}`, not of a training run; "
                           "its policy was not trained there (evaluate that policy with agentgym rollout)")
-    try:
-        return load_config(data)
-    except ConfigError:
-        return load_config(data, kind=SFTConfig)
+    return load_config(data, kind=TrainConfig if any(k in data for k in _RL_SECTIONS) else SFTConfig)
 
 
 def model_of(run_dir: Path, checkpoint: str | None) -> tuple[Path, int]:
@@ -49,29 +54,27 @@ def model_of(run_dir: Path, checkpoint: str | None) -> tuple[Path, int]:
     ``checkpoint`` is a step number or a ``step_N`` name under ``RUN_DIR/checkpoints``; by default
     the newest checkpoint, else the ``model/`` an SFT run saved (step 0).
     """
-    import json
-
-    root = run_dir / "checkpoints"
     if checkpoint is not None:
-        name = f"step_{int(checkpoint):08d}" if checkpoint.isdigit() else checkpoint
-        path = root / name
-        if not (path / "trainer_state.json").is_file():
-            have = sorted(p.name for p in root.glob("step_*")) if root.is_dir() else []
-            raise ConfigError(f"{run_dir} has no checkpoint {name!r}; it has: {', '.join(have) or 'none'}")
+        number = re.fullmatch(r"(?:step_)?(\d+)", checkpoint)
+        if number is None:
+            raise ConfigError(f"--checkpoint {checkpoint!r}: give a step number such as 8, or step_00000008")
+        path = run_dir / "checkpoints" / checkpoint_name(int(number.group(1)))
+        if path not in list_checkpoints(run_dir / "checkpoints"):
+            have = [p.name for p in list_checkpoints(run_dir / "checkpoints")]
+            raise ConfigError(f"{run_dir} has no checkpoint {path.name!r}; it has: {', '.join(have) or 'none'}")
     else:
-        path = latest_checkpoint(root)
+        path = trained_model(run_dir)
         if path is None:
-            if (run_dir / "model" / "config.json").is_file():
-                return run_dir / "model", 0
             raise ConfigError(f"{run_dir} has no checkpoint and no model/ yet: nothing trained to evaluate")
-    return path, int(json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["step"])
+    state = path / "trainer_state.json"
+    return path, int(json.loads(state.read_text(encoding="utf-8"))["step"]) if state.is_file() else 0
 
 
 def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: str | None = None,
                  suites: list[str] | None = None, limit: int | None = None, samples: int | None = None,
-                 out: str | Path | None = None, progress: bool = True,
+                 device: str = "auto", out: str | Path | None = None, progress: bool = True,
                  log: Callable[[str], None] | None = None) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """Evaluate the model of the run in ``run_dir`` (or ``policy`` under its settings).
+    """Evaluate the model of the run in ``run_dir`` (or ``policy`` under its settings) on ``device``.
 
     Returns the output directory and, per suite, :func:`agentgym.rollout.summarize` of its episodes.
     """
@@ -81,6 +84,7 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     run_dir = Path(run_dir)
     config = run_config(run_dir).model_copy(deep=True)
     config.eval.every = 1  # so the suites below are checked
+    config.policy.device = device  # this machine's, not necessarily the training machine's
     if suites:
         config.env.eval_suites = list(suites)
     if limit is not None:
@@ -93,24 +97,29 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     check_inputs(config, train_suite=False, sft_data=False)
     if policy is not None and checkpoint is not None:
         raise ConfigError("give a checkpoint or a policy, not both")
-    step = 0
+    step, what = 0, f"under the settings of {run_dir}"
     if policy is None:
         model, step = model_of(run_dir, checkpoint)
-        policy = f"hf:{model}"
-    root = Path(out) if out is not None else Path("runs") / f"eval-{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise ConfigError(f"{root} already holds files; choose a new output directory")
+        policy, what = f"hf:{model.resolve()}", f"step {step} of {run_dir}"
+    if out is not None:
+        root = Path(out)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            what = "is not a directory" if not root.is_dir() else "already holds files"
+            raise ConfigError(f"{root} {what}; choose a new output directory")
     loaded = _load(policy, config)
+    if out is None:
+        root = claim_run_dir(Path("runs") / f"eval-{run_dir.resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
     store = RunStore(root)
-    store.write_config({"command": "eval", "run": str(run_dir), "policy": policy, "step": step,
-                        "suites": config.env.eval_suites, "limit": config.eval.max_tasks, "samples": config.eval.samples})
     collector = Collector(config, loaded, store, progress=progress)
     try:
+        store.write_config({"command": "eval", "run": str(run_dir), "policy": policy, "step": step,
+                            "suites": config.env.eval_suites, "limit": config.eval.max_tasks,
+                            "samples": config.eval.samples, "device": device})
         metrics = collector.evaluate(step=step)
     finally:
         collector.close(policy=True)
     store.append_metrics({"event": "eval", "step": step, **{f"eval/{k}": v for k, v in metrics.items()}})  # as a run logs it
-    (log or print)(f"evaluated {policy} (step {step} of {run_dir}) -> {root}")
+    (log or print)(f"evaluated {policy} ({what}) -> {root}")
     return root, {suite: summarize(store.load_trajectories(f"eval-{suite}-{step:06d}"))
                   for suite in config.env.eval_suites}
 

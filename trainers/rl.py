@@ -28,7 +28,7 @@ import numpy as np
 
 from agentgym._heap import trim_heap
 from agentgym.errors import ConfigError
-from agentgym.store import RunStore
+from agentgym.store import RunStore, claim_run_dir
 from agentgym.trainers import checkpoint as ckpt
 from agentgym.trainers.batching import BatchStats, Sequence, build_sequences, split
 from agentgym.trainers.config import TrainConfig, as_config
@@ -71,8 +71,15 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
     say = log or _console_logger()
     start_step, state = 0, {}
     latest = ckpt.latest_checkpoint(store.checkpoint_dir) if resume is not None else None
-    changes = config_changes(store.read_config(), config_record(config)) if resume is not None else {}
-    store.write_config(config_record(config))
+    changes: dict[str, tuple[Any, Any]] = {}
+    if resume is None:
+        store.write_config(config_record(config))
+    else:  # config.yaml is rewritten only once the checkpoint has loaded: a failed resume changes nothing
+        config = config.model_copy(update={"run_dir": str(run_dir)})  # a CONFIG file given with --resume names none
+        saved = store.read_config()
+        if saved:  # a run without config.yaml has nothing to compare with
+            changes = config_changes({**saved, "run_dir": str(run_dir)}, config_record(config))
+        _check_resume(changes, latest, config)
     _seed_everything(config.seed)
     # the policy samples with these weights; we update them in place
     policy, model, device, pad_id = M.prepare_trainable(config.policy, policy)
@@ -87,12 +94,18 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
 
     if latest is not None:
         state = ckpt.load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler)
+        _follow_schedule(optimizer, scheduler, config.optim.lr)
         start_step = int(state["step"])
         _discard_after(store, start_step)
         say(f"resumed {run_dir} from {latest.name} (step {start_step}, horizon stage {state.get('horizon_stage', 0)})")
+        if start_step == config.update.total_steps:
+            say(f"the run has finished its {start_step} steps; to train on, raise update.total_steps "
+                f"(--set update.total_steps={start_step + 10})")
     elif resume is not None:
         _discard_after(store, -1)
         say(f"no checkpoint in {run_dir}: starting it again from step 0")
+    if resume is not None:
+        store.write_config(config_record(config))
     if changes:  # config.yaml holds the new settings; the steps before ran with the old ones
         store.append_config_change({"step": start_step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes})
         say(f"config changed from step {start_step + 1} on (recorded in {store.config_changes_path.name}): "
@@ -181,6 +194,38 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
 def config_record(config: TrainConfig) -> dict[str, Any]:
     """The config as written to RUN_DIR/config.yaml; loading it back gives the same config."""
     return config.model_dump(mode="json")
+
+
+# what the checkpoint's weights and optimizer state were made for: another value cannot load them
+_FIXED_ON_RESUME = ("policy.model", "policy.lora.enable", "policy.lora.r", "policy.lora.target_modules")
+
+
+def _check_resume(changes: dict[str, tuple[Any, Any]], latest: Path | None, config: TrainConfig) -> None:
+    """Refuse, before the model loads, a resume whose changed settings the checkpoint cannot follow."""
+    import json
+
+    fixed = [key for key in _FIXED_ON_RESUME if key in changes]
+    if fixed:
+        old, new = changes[fixed[0]]
+        raise ConfigError(f"{fixed[0]} cannot change when a run resumes ({old!r} -> {new!r}): its checkpoint holds "
+                          "weights for the old value; start a new run instead (policy.model may name the old run)")
+    done = json.loads((latest / "trainer_state.json").read_text(encoding="utf-8"))["step"] if latest else 0
+    if config.update.total_steps < done:
+        raise ConfigError(f"update.total_steps={config.update.total_steps}, but the run is already at step {done}")
+
+
+def _follow_schedule(optimizer: Any, scheduler: Any, lr: float) -> None:
+    """Put the optimizer on this config's learning-rate schedule where the resumed run stands.
+
+    The checkpoint's scheduler state holds the old base rate, and the optimizer the old schedule's
+    current rate: without this, a resume with another ``optim.lr`` or ``update.total_steps`` would
+    keep the old rate (or spend its first step at it). For an unchanged config it changes nothing.
+    """
+    scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+    for group, fn in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["initial_lr"] = lr
+        group["lr"] = lr * fn(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
@@ -396,16 +441,7 @@ def new_run_dir(config: TrainConfig) -> Path:
     created here so that two runs started in the same second get one each (the second gets a ``-2``)."""
     if config.run_dir:
         return Path(config.run_dir)
-    base = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    path, n = base, 1
-    while True:
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
+    return claim_run_dir(Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def refuse_used_run_dir(run_dir: Path) -> None:
@@ -464,7 +500,7 @@ def _log_eval(store: RunStore, say: Logger, step: int, evals: dict[str, float]) 
 
 
 def idle_reason(record: dict[str, Any], trajectories: list[Trajectory], config: TrainConfig) -> str | None:
-    """Why the update of this step changed nothing, or None when it trained on something.
+    """Why this step's update learned nothing from its episodes, or None when it had a signal.
 
     A step like that looks like any other on the metrics line (``gnorm 0.000``), so it is said.
     """
@@ -479,7 +515,8 @@ def idle_reason(record: dict[str, Any], trajectories: list[Trajectory], config: 
                     f"{config.update.max_seq_len} tokens")
         return "no step carries loss (every episode failed, was discarded or has no sampled tokens)"
     if record["adv_abs"] == 0.0 and not config.loss.use_kl_loss and config.loss.entropy_coeff == 0:
-        return "every advantage is 0 (the episodes of each group scored alike), so the gradient is 0"
+        return ("every advantage is 0 (the episodes of each group scored alike): a zero gradient, "
+                "though the optimizer's momentum still moves the weights")
     if record["updates"] == 0 and record["skipped_updates"]:
         return f"all {record['skipped_updates']} optimizer steps skipped: the gradient was not finite"
     return None
@@ -494,7 +531,7 @@ def _metrics_line(r: dict[str, Any], total: int) -> str:
              f"tok/s {r.get('tokens_per_s', 0):.0f}",
              f"time {r.get('time_rollout', 0):.1f}s roll + {r.get('time_update', 0):.1f}s upd"]
     if r.get("idle"):
-        parts.append(f"NO UPDATE: {r['idle']}")
+        parts.append(f"NO SIGNAL: {r['idle']}")
     return "  ".join(parts)
 
 

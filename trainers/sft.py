@@ -65,11 +65,12 @@ def check_samples(trajectories: list[Trajectory], only_successful: bool) -> None
         why = "it holds no trajectories"
     elif not kept:
         failed = sum(1 for t in trajectories if t.error)
-        why = (f"none of its {len(trajectories)} trajectories is usable ({failed} failed, "
-               f"{sum(1 for t in trajectories if t.success)} succeeded; sft.only_successful is {only_successful})")
+        solved = sum(1 for t in trajectories if t.success and not t.error)
+        why = (f"none of its {len(trajectories)} trajectories is usable ({failed} failed, {solved} succeeded; "
+               f"sft.only_successful is {only_successful})")
     else:
         why = (f"its {len(kept)} usable trajectories recorded neither token ids nor prompt messages "
-               "(roll them out without record_messages=False)")
+               "(roll them out with messages recorded, record_messages=True)")
     raise ConfigError(f"sft.data gives no training samples: {why}")
 
 

@@ -143,10 +143,10 @@ class TransformersPolicy:
             name = name or "smollm2"
         if isinstance(model, (str, Path)):
             name = name or Path(model).name
-            path, adapter = model_source(model)
+            path, adapters = model_source(model)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True)
-            if adapter is not None:
+            for adapter in adapters:
                 model = _merge_adapter(model, adapter)
             model.to(device)
             model.eval()
@@ -416,31 +416,36 @@ class TransformersPolicy:
         return f"TransformersPolicy(name={self.name!r}, max_batch_size={self.max_batch_size})"
 
 
-def model_source(path: str | Path) -> tuple[Path, Path | None]:
-    """The model directory that ``hf:PATH`` loads, and the LoRA adapter to merge into it (or None).
+def model_source(path: str | Path, _within: tuple[Path, ...] = ()) -> tuple[Path, list[Path]]:
+    """The model directory that ``hf:PATH`` loads, and the LoRA adapters to merge into it, in order.
 
-    ``PATH`` may be a Hugging Face model directory; a peft adapter directory (its base model is the
-    local directory its ``adapter_config.json`` names); a trainer checkpoint (``checkpoints/step_N``,
-    holding ``model/`` or, for LoRA runs, ``adapter/``); or a run directory, meaning its newest
-    checkpoint, else the ``model/`` an SFT run saves.
+    ``PATH`` may be a Hugging Face model directory; a peft adapter directory (its base is what its
+    ``adapter_config.json`` names, itself possibly a merged adapter); a trainer checkpoint
+    (``checkpoints/step_N``, holding ``model/`` or, for LoRA runs, ``adapter/``); or a run
+    directory, meaning its newest checkpoint, else the ``model/`` an SFT run saves. Paths come back
+    absolute, so what a model records as its origin (and adapters trained on it record as their
+    base) does not depend on the directory a run was started from.
     """
-    from agentgym.store import latest_checkpoint
+    from agentgym.store import trained_model
 
-    given = path = Path(path).expanduser()
+    given = path = Path(path).expanduser().resolve()
     for _ in range(3):  # run directory -> checkpoint -> model or adapter
         if (path / "config.json").is_file():
-            return path, None
+            return path, []
         if (path / "adapter_config.json").is_file():
-            return _adapter_base(path), path
-        inner = latest_checkpoint(path / "checkpoints") or next(
-            (path / d for d in ("model", "adapter") if (path / d).is_dir()), None)
+            if path in _within:
+                raise PolicyError(f"LoRA adapter {path} is, through its base models, its own base")
+            base, adapters = model_source(_adapter_base(path), (*_within, path))
+            return base, [*adapters, path]
+        inner = trained_model(path) or (path / "adapter" if (path / "adapter").is_dir() else None)
         if inner is None:
             break
         path = inner
-    what = "does not exist" if not given.exists() else (
-        "is not a Hugging Face model directory (no config.json), a LoRA adapter (adapter_config.json), "
-        "a checkpoint (model/ or adapter/) or a run directory with checkpoints/")
-    raise PolicyError(f"{given} {what}")
+    if not given.exists():
+        raise PolicyError(f"{given} does not exist")
+    where = given if path == given else f"{path} (what {given} holds)"
+    raise PolicyError(f"{where} is not a Hugging Face model directory (no config.json), a LoRA adapter "
+                      "(adapter_config.json), a checkpoint (model/ or adapter/) or a run directory with checkpoints/")
 
 
 def _adapter_base(adapter: Path) -> Path:
@@ -448,9 +453,9 @@ def _adapter_base(adapter: Path) -> Path:
         base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PolicyError(f"cannot read the base model of LoRA adapter {adapter}: {type(exc).__name__}: {exc}") from None
-    if not base or not (Path(base).expanduser() / "config.json").is_file():
-        raise PolicyError(f"LoRA adapter {adapter} was trained on {base!r}, which is not a local model directory "
-                          "(no config.json there); set base_model_name_or_path in its adapter_config.json")
+    if not base or not Path(base).expanduser().is_dir():
+        raise PolicyError(f"LoRA adapter {adapter} was trained on {base!r}, which is not a local directory; "
+                          "set base_model_name_or_path in its adapter_config.json")
     return Path(base).expanduser()
 
 
@@ -472,11 +477,16 @@ def quiet_peft() -> Any:
 
 
 def _merge_adapter(model: Any, adapter: Path) -> Any:
-    """``model`` with the LoRA weights of ``adapter`` merged in: a plain model again, as fast as the base."""
+    """``model`` with the LoRA weights of ``adapter`` merged in: a plain model again, as fast as the base.
+
+    The result names the adapter as its origin: an adapter trained on top of it then records that
+    adapter as its base, not the bare base model, and loading it merges both."""
     from peft import PeftModel
 
     with quiet_peft():
-        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged.name_or_path = merged.config._name_or_path = str(adapter)
+    return merged
 
 
 class GenerationCancelled(PolicyError):

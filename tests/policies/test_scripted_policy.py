@@ -7,7 +7,7 @@ import random
 import pytest
 
 import agentgym as ag
-from agentgym.errors import PolicyError
+from agentgym.errors import ConfigError, PolicyError
 from agentgym.policies import EnvPolicy, ExpertPolicy, OpenAIPolicy, Policy, RandomPolicy, load_policy
 from agentgym.rollout import RolloutRunner
 
@@ -70,6 +70,15 @@ async def test_missing_hook_fails_the_episode_with_the_reason():
                                                    "Blank.expert_action()")
 
 
+async def test_a_registered_environment_without_the_hook_is_refused_before_any_episode(tmp_path):
+    ag.register("blank-lamp-v0", Blank)
+    runner = RolloutRunner(ExpertPolicy(), "blank-lamp-v0", store=tmp_path)
+    with pytest.raises(ConfigError, match=r"the expert policy needs Blank.expert_action\(\), which blank-lamp-v0 "
+                                          "does not define"):
+        await runner.run([ag.Task(id="t", env="blank-lamp-v0")])
+    assert not list(tmp_path.rglob("*.jsonl"))
+
+
 async def test_household_expert_solves_its_tasks():
     try:
         suite = ag.load_tasks("household-v0", "test-unseen")[:5]
@@ -89,5 +98,5 @@ def test_policy_names():
     for bad in ("gpt", "hf:", "openai:", "smollm3"):
         with pytest.raises(PolicyError, match="unknown policy"):
             load_policy(bad)
-    with pytest.raises(PolicyError, match="not a Hugging Face model directory"):
+    with pytest.raises(PolicyError, match="/nonexistent/model does not exist"):
         load_policy("hf:/nonexistent/model")

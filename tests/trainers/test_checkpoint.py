@@ -82,7 +82,7 @@ def _logits(model, ids=(2, 5, 6, 7, 8)):
         return model(input_ids=torch.tensor([list(ids)])).logits
 
 
-def test_hf_loads_a_run_directory_its_checkpoints_and_lora_adapters(tmp_path, tiny_model_dir):
+def test_hf_loads_a_run_directory_its_checkpoints_and_lora_adapters(tmp_path, tiny_model_dir, monkeypatch):
     from agentgym.errors import PolicyError
     from agentgym.policies import load_policy
     from agentgym.trainers.model import add_lora
@@ -110,12 +110,23 @@ def test_hf_loads_a_run_directory_its_checkpoints_and_lora_adapters(tmp_path, ti
         assert not hasattr(merged, "peft_config")  # merged into a plain model
         assert torch.allclose(_logits(merged), _logits(lora), atol=1e-5)
 
+    # LoRA trained on the merged model of a LoRA run: its adapter names that run's adapter as its base
+    second = add_lora(load_policy(f"hf:{tmp_path / 'lora'}").model, 4, 8, 0.0, "all-linear")
+    with torch.no_grad():
+        for name, p in second.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    ckpt.save_checkpoint(tmp_path / "lora2" / "checkpoints", 1, model=second)
+    assert torch.allclose(_logits(load_policy(f"hf:{tmp_path / 'lora2'}").model), _logits(second), atol=1e-5)
+
     with pytest.raises(PolicyError, match="not a Hugging Face model directory.*run directory"):
         load_policy(f"hf:{tmp_path / 'lora' / 'checkpoints'}")  # holds checkpoints, is none
+    monkeypatch.chdir(tiny_model_dir.parent)  # a relative path is recorded absolute: adapters name their base by it
+    assert load_policy(f"hf:{tiny_model_dir.name}").model.name_or_path == str(tiny_model_dir.resolve())
     with pytest.raises(PolicyError, match="does not exist"):
         load_policy(f"hf:{tmp_path / 'nowhere'}")
     config = json.loads((path / "adapter" / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = str(tmp_path / "gone")
     (path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
-    with pytest.raises(PolicyError, match="LoRA adapter .* was trained on .*gone.*not a local model directory"):
+    with pytest.raises(PolicyError, match="LoRA adapter .* was trained on .*gone.*not a local directory"):
         load_policy(f"hf:{tmp_path / 'lora'}")

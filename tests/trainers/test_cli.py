@@ -34,7 +34,9 @@ def test_keys_lists_every_key_with_help():
     assert result.exit_code == 0
     for key in ("loss.clip_high", "credit.estimator", "update.ppo_epochs", "checkpoint.keep_last", "sft.expert_tasks"):
         assert key in result.output
-    assert "One of: 'full', 'window', 'summary'." in " ".join(result.output.replace("│", " ").split())  # context.type
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "One of: 'full', 'window', 'summary'." in flat  # context.type
+    assert "credit.estimator 'gigpo'" in flat  # the trainer's default, not CreditConfig's own 'grpo'
 
 
 def test_sft_keys_needs_no_config_and_sft_without_one_is_a_usage_error():

@@ -39,7 +39,7 @@ def test_eval_repeats_the_runs_own_evaluation_of_that_checkpoint(trained, tmp_pa
     assert RunStore(out).read_config()["step"] == 2
     # an earlier checkpoint, more tasks: the run's records are only read
     before = sorted(p.name for p in (trained / "trajectories").iterdir())
-    out1, summaries1 = evaluate_run(trained, checkpoint="1", limit=3, samples=2, out=tmp_path / "eval1",
+    out1, summaries1 = evaluate_run(trained, checkpoint="step_1", limit=3, samples=2, out=tmp_path / "eval1",
                                     progress=False, log=lambda _l: None)
     assert summaries1["test"]["episodes"] == 6 and RunStore(out1).read_config()["step"] == 1
     assert sorted(p.name for p in (trained / "trajectories").iterdir()) == before
@@ -58,16 +58,28 @@ def test_eval_command_prints_a_table_and_refuses_what_it_cannot_evaluate(trained
         ([str(tmp_path / "expert")], "is a run directory of `agentgym eval`, not of a training run"),
         ([str(tmp_path / "nowhere")], "does not exist"),
         ([str(trained), "--out", str(trained)], "already holds files"),
+        ([str(trained), "--out", str(trained / "config.yaml")], "config.yaml is not a directory"),
+        ([str(trained / "checkpoints" / "step_00000001")], "is a checkpoint: give its run directory, and --checkpoint"),
+        ([str(trained), "--checkpoint", "latest"], "--checkpoint 'latest': give a step number such as 8"),
     ]:
         res = CliRunner().invoke(app, ["eval", *args], env={"COLUMNS": "300"})
         assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
 
 
-def test_an_sft_run_is_evaluated_through_its_saved_model(tmp_path):
-    from agentgym.trainers.evaluate import model_of
+def test_an_sft_run_is_evaluated_through_its_saved_model_and_its_own_config(tmp_path):
+    from agentgym.trainers.config import SFTConfig, TrainConfig, load_config
+    from agentgym.trainers.evaluate import model_of, run_config
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     assert model_of(tmp_path, None) == (tmp_path / "model", 0)
     with pytest.raises(ConfigError, match="no checkpoint and no model/ yet"):
         model_of(tmp_path / "model", None)
+    store = RunStore(tmp_path)
+    store.write_config(load_config({"sft": {"data": ["runs/expert"]}, "eval": {"max_tasks": 3}}, kind=SFTConfig))
+    assert type(run_config(tmp_path)) is SFTConfig and run_config(tmp_path).eval.max_tasks == 3
+    store.write_config(load_config({}))
+    assert type(run_config(tmp_path)) is TrainConfig
+    store.write_config({**load_config({}).model_dump(mode="json"), "context": {"type": "full", "window": 4}})
+    with pytest.raises(ConfigError, match="context.window applies to context.type 'window'"):  # a training config's error
+        run_config(tmp_path)

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from agentgym.errors import ConfigError
 from agentgym.store import RunStore
 from agentgym.trainers.config import load_config
 
@@ -52,8 +53,11 @@ def test_lora_with_kl_to_the_base_and_resume(tmp_path, tiny_model_dir, tiny_conf
     (change,) = [json.loads(line) for line in (run / "config-changes.jsonl").read_text().splitlines()]
     assert change["step"] == 2 and change["changes"] == {"update.total_steps": [2, 3]}
     assert "config changed from step 3 on (recorded in config-changes.jsonl): update.total_steps 2 -> 3" in lines
-    train(load_config(RunStore(run).read_config()), resume=run, progress=False, log=lambda _l: None)
-    assert len((run / "config-changes.jsonl").read_text().splitlines()) == 1  # a resume changing nothing adds nothing
+    # a resume changing nothing adds nothing, also given a CONFIG that names no run directory
+    train(load_config({**RunStore(run).read_config(), "run_dir": None}), resume=run, progress=False,
+          log=lambda _l: None)
+    assert len((run / "config-changes.jsonl").read_text().splitlines()) == 1
+    assert RunStore(run).read_config()["run_dir"] == str(run)
 
 
 @pytest.mark.parametrize("agg", ["seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"])
@@ -121,4 +125,38 @@ def test_a_step_that_trains_on_nothing_says_why(tmp_path, tiny_model_dir, tiny_c
     train(config, progress=False, log=lines.append)  # a dict is read as load_config reads it
     (record,) = [m for m in RunStore(tmp_path / "run").load_metrics() if m.get("step") == 1 and "idle" in m]
     assert re.fullmatch(reason, record["idle"])
-    assert [line for line in lines if line.startswith("step    1/1") and f"NO UPDATE: {record['idle']}" in line]
+    assert [line for line in lines if line.startswith("step    1/1") and f"NO SIGNAL: {record['idle']}" in line]
+
+
+def test_a_step_without_a_learning_signal_is_named_whatever_the_cause():
+    from agentgym.trainers.rl import idle_reason
+
+    config = load_config({})
+    trained = {"sequences": 4, "dropped_long": 0, "adv_abs": 0.3, "updates": 1, "skipped_updates": 0}
+    assert idle_reason(trained, [], config) is None
+    assert "every advantage is 0" in idle_reason({**trained, "adv_abs": 0.0}, [], config)
+    with_kl = load_config({}, ["loss.use_kl_loss=true"])  # the KL term still pulls towards the reference
+    assert idle_reason({**trained, "adv_abs": 0.0}, [], with_kl) is None
+    skipped = {**trained, "updates": 0, "skipped_updates": 2}
+    assert idle_reason(skipped, [], config) == "all 2 optimizer steps skipped: the gradient was not finite"
+
+
+def test_a_resume_follows_a_changed_learning_rate_and_schedule_and_refuses_another_model(tmp_path, tiny_model_dir,
+                                                                                        tiny_config):
+    from agentgym.trainers.rl import train
+
+    run, ms = _train(tmp_path, tiny_model_dir, tiny_config, "lr", optim={"lr": 1e-3, "schedule": "linear"},
+                     checkpoint={"every": 1})
+    assert [m["lr"] for m in ms] == pytest.approx([1e-3, 5e-4])  # one update per step, linear over 2
+    before = (run / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="policy.model cannot change when a run resumes"):
+        train(load_config(RunStore(run).read_config(), ["policy.model=smollm2"]), resume=run, progress=False,
+              log=lambda _l: None)
+    with pytest.raises(ConfigError, match="update.total_steps=1, but the run is already at step 2"):
+        train(load_config(RunStore(run).read_config(), ["update.total_steps=1"]), resume=run, progress=False,
+              log=lambda _l: None)
+    assert (run / "config.yaml").read_text() == before  # a refused resume leaves the run as it was
+    train(load_config(RunStore(run).read_config(), ["update.total_steps=4", "optim.lr=2e-3"]), resume=run,
+          progress=False, log=lambda _l: None)
+    lrs = [m["lr"] for m in RunStore(run).load_metrics() if "merged_rows" in m]
+    assert lrs == pytest.approx([1e-3, 5e-4, 2e-3 * (1 - 2 / 4), 2e-3 * (1 - 3 / 4)])  # the new schedule at step 3
