@@ -11,7 +11,8 @@ Figures:
   built as cheaply as the runner builds them), which separates the cost of keeping token-exact
   records from the cost of the runner's machinery (policy call, context, time limits, episode
   bookkeeping); best of several interleaved passes, by wall clock and by this process's CPU time
-  (on a shared machine the CPU figure does not count other processes' turns);
+  (on a shared machine the CPU figure does not count other processes' turns), with the time the
+  garbage collector spent (the records the runner keeps alive give it more to scan);
 - memory: peak resident memory of one process holding 1,000 household episodes alive at once
   (each waits 5 ms for its "model" every turn, so all 1,000 are in flight together), measured in
   a fresh subprocess;
@@ -83,11 +84,29 @@ async def recording_loop(tasks: list[ag.Task]) -> list[list[Step]]:
     return episodes
 
 
-def timed(fn) -> tuple[float, float, object]:
+class GCClock:
+    """Seconds the garbage collector ran, summed over its collections (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.total, self._start = 0.0, 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._start
+
+
+GC_CLOCK = GCClock()
+
+
+def timed(fn) -> tuple[float, float, float, object]:
+    """Wall and CPU seconds of ``fn()``, the garbage collector's share, and its result."""
     gc.collect()  # each pass starts from the same heap: the last pass's records are gone
-    w0, c0 = time.perf_counter(), time.process_time()
+    g0, w0, c0 = GC_CLOCK.total, time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - w0, time.process_time() - c0, out
+    return time.perf_counter() - w0, time.process_time() - c0, GC_CLOCK.total - g0, out
 
 
 def bench_runner(n_tasks: int, repeats: int) -> None:
@@ -95,30 +114,32 @@ def bench_runner(n_tasks: int, repeats: int) -> None:
     runners = {"runner": RolloutRunner("expert"),
                "runner, no messages": RolloutRunner("expert", record_messages=False)}
     asyncio.run(bare_loop(tasks))  # warm the world cache for all
-    times: dict[str, list[tuple[float, float]]] = {"bare loop": [], "bare loop + records": [],
-                                                   **{name: [] for name in runners}}
+    times: dict[str, list[tuple[float, float, float]]] = {"bare loop": [], "bare loop + records": [],
+                                                          **{name: [] for name in runners}}
     steps = 0
     for _ in range(repeats):  # interleaved, so a busy spell on a shared machine hits all alike
-        wall, cpu, steps = timed(lambda: asyncio.run(bare_loop(tasks)))
-        times["bare loop"].append((wall, cpu))
-        wall, cpu, kept = timed(lambda: asyncio.run(recording_loop(tasks)))
-        times["bare loop + records"].append((wall, cpu))
+        wall, cpu, in_gc, steps = timed(lambda: asyncio.run(bare_loop(tasks)))
+        times["bare loop"].append((wall, cpu, in_gc))
+        wall, cpu, in_gc, kept = timed(lambda: asyncio.run(recording_loop(tasks)))
+        times["bare loop + records"].append((wall, cpu, in_gc))
         assert sum(map(len, kept)) == steps
         del kept
         for name, runner in runners.items():
-            wall, cpu, result = timed(lambda: runner.run_sync(tasks))
-            times[name].append((wall, cpu))
+            wall, cpu, in_gc, result = timed(lambda: runner.run_sync(tasks))
+            times[name].append((wall, cpu, in_gc))
             assert result.summary()["success_rate"] == 1.0
             del result
-    best = {name: (min(w for w, _ in runs), min(c for _, c in runs)) for name, runs in times.items()}
-    bw, bc = best["bare loop"]
-    rw, rc = best["bare loop + records"]
+    # best wall and CPU time of the passes; the collector's time in the pass with the best wall time
+    best = {name: (min(r[0] for r in runs), min(r[1] for r in runs), min(runs)[2]) for name, runs in times.items()}
+    bw, bc, _ = best["bare loop"]
+    rw, rc, _ = best["bare loop + records"]
     print(f"runner throughput (expert, household-v0, {n_tasks} episodes, {steps} steps, best of {repeats}):")
-    for name, (w, c) in best.items():
+    for name, (w, c, g) in best.items():
         ratio = "" if name == "bare loop" else f"  ratio {bw / w:.2f} wall, {bc / c:.2f} cpu"
         if name in runners:
             ratio += f" (target >= 0.8); of the recording loop {rw / w:.2f} wall, {rc / c:.2f} cpu"
-        print(f"  {name:20s} {steps / w:7.0f} steps/s wall {steps / c:7.0f} cpu ({w / steps * 1e6:4.0f} us/step){ratio}")
+        print(f"  {name:20s} {steps / w:7.0f} steps/s wall {steps / c:7.0f} cpu ({w / steps * 1e6:4.0f} us/step, "
+              f"{g / steps * 1e6:4.1f} in the garbage collector){ratio}")
     print(f"  runner overhead: {(best['runner'][1] - bc) / steps * 1e6:.0f} us/step of CPU over the bare loop, "
           f"{(best['runner'][1] - rc) / steps * 1e6:.0f} over the recording loop")
 
