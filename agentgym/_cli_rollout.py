@@ -112,6 +112,11 @@ def register(app: typer.Typer) -> None:
         try:
             with _status(console, f"loading policy {policy}", progress):
                 loaded = load_policy(policy)
+            if policy.startswith("hf:"):  # pin what a run directory's name meant at this moment
+                from agentgym.policies.hf import model_source
+
+                base, adapters = model_source(policy.removeprefix("hf:"))
+                config["model"] = [str(p) for p in (base, *adapters)]
         except AgentGymError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--policy'") from None
         except KeyboardInterrupt:

@@ -180,3 +180,6 @@ def test_no_progress_hides_hugging_faces_bars_too(tmp_path, tiny_model_dir):
     assert "Loading weights" in shown.stderr and "━━━ 1/1" in shown.stdout  # transformers' bar, then ours
     assert "Loading weights" not in hidden.stderr + hidden.stdout and "━" not in hidden.stdout
     assert hidden.stdout.startswith("1 episodes of household-v0/test-unseen")
+    from agentgym.store import RunStore
+
+    assert RunStore(tmp_path / "run0").read_config()["model"] == [str(tiny_model_dir.resolve())]  # what hf: named
