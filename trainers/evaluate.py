@@ -106,6 +106,10 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             what = "is not a directory" if not root.is_dir() else "already holds files"
             raise ConfigError(f"{root} {what}; choose a new output directory")
+    say = log or print
+    if config.eval.samples > 1 and config.sampling.eval_temperature == 0:
+        say(f"note: the run evaluates greedily (sampling.eval_temperature 0), so the {config.eval.samples} samples "
+            "of a task differ only where the environment itself is random")
     loaded = _load(policy, config)
     if out is None:
         root = claim_run_dir(Path("runs") / f"eval-{run_dir.resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -119,7 +123,7 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     finally:
         collector.close(policy=True)
     store.append_metrics({"event": "eval", "step": step, **{f"eval/{k}": v for k, v in metrics.items()}})  # as a run logs it
-    (log or print)(f"evaluated {policy} ({what}) -> {root}")
+    say(f"evaluated {policy} ({what}) -> {root}")
     return root, {suite: summarize(store.load_trajectories(f"eval-{suite}-{step:06d}"))
                   for suite in config.env.eval_suites}
 

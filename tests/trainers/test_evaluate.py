@@ -39,9 +39,11 @@ def test_eval_repeats_the_runs_own_evaluation_of_that_checkpoint(trained, tmp_pa
     assert RunStore(out).read_config()["step"] == 2
     # an earlier checkpoint, more tasks: the run's records are only read
     before = sorted(p.name for p in (trained / "trajectories").iterdir())
+    said: list[str] = []
     out1, summaries1 = evaluate_run(trained, checkpoint="step_1", limit=3, samples=2, out=tmp_path / "eval1",
-                                    progress=False, log=lambda _l: None)
+                                    progress=False, log=said.append)
     assert summaries1["test"]["episodes"] == 6 and RunStore(out1).read_config()["step"] == 1
+    assert said[0].startswith("note: the run evaluates greedily (sampling.eval_temperature 0), so the 2 samples")
     assert sorted(p.name for p in (trained / "trajectories").iterdir()) == before
 
 
