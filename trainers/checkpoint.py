@@ -19,6 +19,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,9 @@ def save_checkpoint(root: str | Path, step: int, *, model: Any, tokenizer: Any =
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     if is_peft(model):
-        model.save_pretrained(tmp / "adapter")
+        with warnings.catch_warnings():  # a base that is a merged adapter (hf:LORA_RUN) has no config.json to check
+            warnings.filterwarnings("ignore", message="Could not find a config file in .*vocabulary was not modified")
+            model.save_pretrained(tmp / "adapter")
     else:
         model.save_pretrained(tmp / "model")
         if tokenizer is not None:
