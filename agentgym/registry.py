@@ -72,6 +72,10 @@ def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str |
     """
     if not _ID.match(id):
         raise ValueError(f"environment ids look like 'name-v0' (lowercase, versioned), got {id!r}")
+    earlier = _registry[id].entry_point if id in _registry else _BUILTIN[id][0] if id in _BUILTIN else None
+    if earlier is not None and earlier != entry_point:  # e.g. a plugin reusing a built-in id: say so
+        warnings.warn(f"agentgym: register({id!r}) replaces the environment registered as {_name(earlier)} "
+                      f"with {_name(entry_point)}; use a new id or version to keep both", RuntimeWarning, stacklevel=2)
     spec = EnvSpec(id=id, entry_point=entry_point, defaults=defaults, description=description)
     if isinstance(suites, (str, Path)):
         if not Path(suites).is_dir():
@@ -87,6 +91,10 @@ def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str |
 
     _gym_hook.register_one(id)
     return spec
+
+
+def _name(entry_point: str | type) -> str:
+    return entry_point if isinstance(entry_point, str) else f"{entry_point.__module__}:{entry_point.__qualname__}"
 
 
 def register_suite(env_id: str, name: str, source: str | Path | Callable[[], list[Task]]) -> None:

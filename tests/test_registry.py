@@ -125,3 +125,25 @@ def test_an_entry_point_that_makes_no_environment_is_refused():
     ag.register("junk-v0", int)
     with pytest.raises(TypeError, match="'junk-v0' is registered with <class 'int'>, which made a int object, not an"):
         ag.make("junk-v0")
+
+
+def test_registering_an_id_again_with_another_environment_warns(tmp_path):
+    class First(ag.Environment):
+        async def reset(self, task):
+            return ""
+
+    class Second(First):
+        pass
+
+    ag.register("twice-v0", First)
+    ag.register("twice-v0", First)  # the same environment again: nothing to say
+    with pytest.warns(RuntimeWarning, match=r"register\('twice-v0'\) replaces the environment registered as "
+                                            r".*First with .*Second"):
+        ag.register("twice-v0", Second)
+    # a built-in id taken by a plugin before the built-ins load (a fresh process)
+    code = ("import agentgym as ag\n"
+            "class Mine(ag.Environment):\n    async def reset(self, task):\n        return ''\n"
+            "ag.register('household-v0', Mine)\n")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0 and "register('household-v0') replaces the environment registered as " \
+        "agentgym.environments.household:HouseholdEnv" in ran.stderr, ran.stderr
