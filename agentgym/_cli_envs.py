@@ -23,8 +23,7 @@ def register(app: typer.Typer) -> None:
         from agentgym.errors import ConfigError
 
         try:
-            for name in plugin or []:
-                registry.load_plugin(name, "--plugin")
+            registry.load_plugins(plugin or [], "--plugin")
         except ConfigError as exc:
             raise typer.BadParameter(str(exc)) from None
 

@@ -35,13 +35,11 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from agentgym.errors import AgentGymError, ConfigError, PolicyError, UnknownEnvironmentError, UnknownSuiteError
+        from agentgym.policies.hf import hf_progress
         from agentgym.trainers.evaluate import evaluate_run
 
         console = Console(highlight=False)
-        if not progress:
-            from agentgym.policies.hf import hide_hf_progress
-
-            hide_hf_progress()
+        hf_progress(progress)
         try:
             root, summaries = evaluate_run(run_dir, policy=policy, checkpoint=checkpoint, suites=suite, limit=limit,
                                            samples=samples, device=device, out=out, progress=progress,

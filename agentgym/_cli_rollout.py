@@ -66,19 +66,16 @@ def register(app: typer.Typer) -> None:
         from agentgym.context import Summarize, context_factory
         from agentgym.errors import AgentGymError, ConfigError
         from agentgym.policies import SamplingParams, load_policy
-        from agentgym.registry import load_plugin, load_tasks, suites
+        from agentgym.policies.hf import hf_progress
+        from agentgym.registry import load_plugins, load_tasks, suites
         from agentgym.rollout import RolloutRunner
         from agentgym.store import RunStore
 
         console = Console()
-        if not progress:
-            from agentgym.policies.hf import hide_hf_progress
-
-            hide_hf_progress()
+        hf_progress(progress)
         # every check of the flags comes before the policy loads (seconds for a model): usage errors exit 2
         try:
-            for name in plugin or []:
-                load_plugin(name, "--plugin")
+            load_plugins(plugin or [], "--plugin")
             if suite is None:
                 names = suites(env)
                 suite = next((s for s in ("test-unseen", "test") if s in names), None)

@@ -59,13 +59,6 @@ def _load(kind: Any, config: Optional[Path], sets: Optional[list[str]], extra: d
     return load_config(config, overrides, kind=kind)
 
 
-def _progress(show: bool) -> None:
-    if not show:
-        from agentgym.policies.hf import hide_hf_progress
-
-        hide_hf_progress()
-
-
 def _fail(exc: Exception) -> None:
     from rich.console import Console
 
@@ -92,12 +85,13 @@ def register(app: typer.Typer) -> None:
         changes (--set) are recorded in config-changes.jsonl.
         """
         from agentgym.errors import AgentGymError
+        from agentgym.policies.hf import hf_progress
         from agentgym.trainers.config import TrainConfig
 
         if keys:
             _keys_table(TrainConfig)
             return
-        _progress(progress)
+        hf_progress(progress)
         cfg, claimed = None, None
         try:
             if resume is not None:
@@ -152,12 +146,13 @@ def register(app: typer.Typer) -> None:
         Loss only on the agent's turns; saves the model to RUN_DIR/model (use it as hf:RUN_DIR/model).
         """
         from agentgym.errors import AgentGymError
+        from agentgym.policies.hf import hf_progress
         from agentgym.trainers.config import SFTConfig
 
         if keys:
             _keys_table(SFTConfig)
             return
-        _progress(progress)
+        hf_progress(progress)
         if config is None:
             raise typer.BadParameter("give an SFT config (see examples/household_sft.yaml)", param_hint="'CONFIG'")
         cfg, claimed = None, None

@@ -200,6 +200,12 @@ def count_tasks(env_id: str, suite: str) -> int:
         return sum(1 for line in fh if line.strip())
 
 
+def load_plugins(plugins: list[str], setting: str = "plugin") -> None:
+    """:func:`load_plugin` each of ``plugins``, in order."""
+    for plugin in plugins:
+        load_plugin(plugin, setting)
+
+
 def load_plugin(plugin: str, setting: str = "plugin") -> None:
     """Import ``module`` or ``module:function`` and call the function: how an uninstalled module registers its
     environments. The current directory is searched last, so a ``my_envs.py`` there is found but never

@@ -300,11 +300,12 @@ class RolloutRunner:
                             f"or [task]; got {type(tasks).__name__}")
         tasks = task_list
         hook = getattr(self.policy, "hook", None) if self.scripted else None
-        for env_id in ({t.env for t in tasks} if self.env is None else {self.env} if isinstance(self.env, str) else ()):
-            env_class = spec(env_id).load()
-            if hook and not callable(getattr(env_class, hook, None)):  # else every episode would fail alike
-                raise ConfigError(f"the {getattr(self.policy, 'name', hook)} policy needs {env_class.__name__}.{hook}(), "
-                                  f"which {env_id} does not define")
+        env_ids = {t.env for t in tasks} if self.env is None else {self.env} if isinstance(self.env, str) else set()
+        for env_id in env_ids:
+            env_spec = spec(env_id)  # an unknown id fails here, once
+            if hook and not callable(getattr(env_spec.load(), hook, None)):  # else every episode would fail alike
+                raise ConfigError(f"the {getattr(self.policy, 'name', hook)} policy needs "
+                                  f"{env_spec.load().__name__}.{hook}(), which {env_id} does not define")
         horizon = self._horizon(step)
         run_id = uuid.uuid4().hex[:8]
         # a task listed twice makes two groups

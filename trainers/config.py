@@ -37,10 +37,9 @@ class EnvSection(_Section):
 
     def load_plugins(self) -> None:
         """Import each plug-in module and call the named function, if any (:func:`agentgym.registry.load_plugin`)."""
-        from agentgym.registry import load_plugin
+        from agentgym.registry import load_plugins
 
-        for plugin in self.plugins:
-            load_plugin(plugin, "env.plugins")
+        load_plugins(self.plugins, "env.plugins")
 
 
 class LoraSection(_Section):

@@ -459,8 +459,11 @@ def _adapter_base(adapter: Path) -> Path:
     return Path(base).expanduser()
 
 
-def hide_hf_progress() -> None:
-    """Turn off Hugging Face's own progress bars (weight loading, shard writing): ``--no-progress`` means none."""
+def hf_progress(show: bool) -> None:
+    """Unless ``show``, turn off Hugging Face's own progress bars (weight loading, shard writing):
+    ``--no-progress`` means none. Process-wide, so for command lines."""
+    if show:
+        return
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub, then transformers, import
     if "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
