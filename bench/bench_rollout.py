@@ -2,6 +2,7 @@
 
     python bench/bench_rollout.py                  # all three (about a minute on an idle 2-core machine)
     python bench/bench_rollout.py --skip-model     # without the transformers generation figure
+    python bench/bench_rollout.py --what-if        # the runner with records as slotted dataclasses
 
 Figures:
 - runner throughput: ``RolloutRunner`` with the expert policy on household-v0 (full records:
@@ -16,6 +17,10 @@ Figures:
 - memory: peak resident memory of one process holding 1,000 household episodes alive at once
   (each waits 5 ms for its "model" every turn, so all 1,000 are in flight together), measured in
   a fresh subprocess;
+- ``--what-if`` (a decision aid, not a target): the same runner with ``Step`` and ``Message`` built as
+  slotted dataclasses (the data model stays pydantic everywhere else), with and without its optional
+  work (prompt messages, step time limit): how far replacing pydantic records alone would move the
+  ratio;
 - generation: tokens per second of the transformers policy (SmolLM2-135M) at batch 8 as a ratio
   of batch 1 (target >= 3).
 """
@@ -31,6 +36,7 @@ import subprocess
 import sys
 import time
 import weakref
+from dataclasses import dataclass, field
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -144,6 +150,65 @@ def bench_runner(n_tasks: int, repeats: int) -> None:
           f"{(best['runner'][1] - rc) / steps * 1e6:.0f} over the recording loop")
 
 
+def bench_what_if(n_tasks: int, repeats: int) -> None:
+    import agentgym.rollout as rollout
+
+    @dataclass(slots=True)
+    class SlotMessage:
+        role: str
+        content: str = ""
+        tool_calls: object = None
+        tool_call_id: object = None
+        name: object = None
+
+    @dataclass(slots=True)
+    class SlotStep:
+        index: int
+        agent: str = "agent"
+        kind: str = "action"
+        segment: int = 0
+        state_key: object = None
+        messages: object = None
+        prompt_ids: object = None
+        response: str = ""
+        response_ids: object = None
+        logprobs: object = None
+        action: object = None
+        parse_error: object = None
+        result: object = None
+        timings: dict = field(default_factory=dict)
+        reward = Step.reward
+        valid = Step.valid
+
+    def slotted(cls: type, values: dict) -> object:
+        return SlotStep(**values) if cls is Step else SlotMessage(**values) if cls is Message else unchecked(cls, values)
+
+    tasks = ag.load_tasks("household-v0", "train")[:n_tasks]
+    variants = {"all records": {}, "no prompt messages": {"record_messages": False},
+                "neither, no step limit": {"record_messages": False, "step_timeout": None}}
+    asyncio.run(bare_loop(tasks))
+    cpu: dict[str, list[float]] = {}
+    steps = 0
+    for _ in range(repeats):
+        _, bare, _, steps = timed(lambda: asyncio.run(bare_loop(tasks)))
+        cpu.setdefault("bare loop", []).append(bare)
+        for records in ("pydantic", "slotted"):
+            rollout.unchecked = unchecked if records == "pydantic" else slotted
+            try:
+                for name, options in variants.items():
+                    _, spent, _, result = timed(lambda: RolloutRunner("expert", **options).run_sync(tasks))
+                    assert result.summary()["success_rate"] == 1.0
+                    cpu.setdefault(f"{records:8s} {name}", []).append(spent)
+                    del result
+            finally:
+                rollout.unchecked = unchecked
+    bare = min(cpu.pop("bare loop"))
+    print(f"what if (expert, household-v0, {steps} steps, best of {repeats}, CPU time): bare loop "
+          f"{bare / steps * 1e6:.0f} us/step; runner with its records as")
+    for name, runs in cpu.items():
+        print(f"  {name:32s} {min(runs) / steps * 1e6:4.0f} us/step  ratio {bare / min(runs):.2f}")
+
+
 class WaitingExpert:
     """The expert, after a 5 ms wait for a pretend model: keeps every episode in flight at once."""
 
@@ -223,10 +288,15 @@ def main() -> None:
     parser.add_argument("--skip-model", action="store_true", help="leave out the generation figure")
     parser.add_argument("--no-gc", action="store_true",
                         help="throughput with the garbage collector off (its share of the runner's overhead)")
+    parser.add_argument("--what-if", action="store_true",
+                        help="only the runner with slotted-dataclass records (how far that alone would go)")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         bench_memory_child(args.episodes)
+        return
+    if args.what_if:
+        bench_what_if(args.tasks, args.repeats)
         return
     if args.no_gc:
         gc.disable()  # timed() still collects between passes
