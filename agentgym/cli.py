@@ -19,6 +19,7 @@ _COMMAND_MODULES = [
     "agentgym._cli_bench",
     "agentgym._cli_rollout",
     "agentgym._cli_eval",
+    "agentgym._cli_replay",
     "agentgym._cli_serve",
     "agentgym._cli_train",
 ]

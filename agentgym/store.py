@@ -71,6 +71,30 @@ def read_trajectories(path: Path) -> list[Trajectory]:
     return out
 
 
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (none when it is missing); a torn line is skipped."""
+    out = []
+    for _, line in _read_lines(path):
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+# sections only an RL run's config has: an SFT run's config is a subset of a training config's
+_RL_SECTIONS = ("update", "credit", "loss", "optim", "horizon", "checkpoint")
+
+
+def run_kind(config: dict[str, Any]) -> str:
+    """Which command wrote a run's ``config.yaml``: ``train``, ``sft``, ``rollout`` or ``eval`` (``""`` for none)."""
+    if config.get("command") in ("rollout", "eval"):
+        return str(config["command"])
+    if any(k in config for k in _RL_SECTIONS):
+        return "train"
+    return "sft" if config else ""
+
+
 _CHECKPOINT = re.compile(r"^step_(\d{8})$")
 
 
@@ -170,10 +194,4 @@ class RunStore:
 
     def load_metrics(self) -> list[dict[str, Any]]:
         """Load the metrics records."""
-        out = []
-        for _, line in _read_lines(self.metrics_path):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return read_metrics(self.metrics_path)

@@ -25,11 +25,8 @@ from typing import Any, Callable
 import yaml
 
 from agentgym.errors import ConfigError
-from agentgym.store import RunStore, checkpoint_name, claim_run_dir, list_checkpoints, trained_model
+from agentgym.store import RunStore, checkpoint_name, claim_run_dir, list_checkpoints, run_kind, trained_model
 from agentgym.trainers.config import SFTConfig, TrainConfig, load_config
-
-# keys only an RL run's config has: an SFT run's config is a subset of a training config's
-_RL_SECTIONS = ("update", "credit", "loss", "optim", "horizon", "checkpoint")
 
 
 def run_config(run_dir: Path) -> TrainConfig | SFTConfig:
@@ -42,10 +39,11 @@ def run_config(run_dir: Path) -> TrainConfig | SFTConfig:
         what = "does not exist" if not run_dir.exists() else "has no config.yaml: it is not a run directory"
         raise ConfigError(f"{run_dir} {what}")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if data.get("command") in ("rollout", "eval"):
-        raise ConfigError(f"{run_dir} is a run directory of `agentgym {data['command']}`, not of a training run; "
+    kind = run_kind(data)
+    if kind in ("rollout", "eval"):
+        raise ConfigError(f"{run_dir} is a run directory of `agentgym {kind}`, not of a training run; "
                           "its policy was not trained there (evaluate that policy with agentgym rollout)")
-    return load_config(data, kind=TrainConfig if any(k in data for k in _RL_SECTIONS) else SFTConfig)
+    return load_config(data, kind=TrainConfig if kind == "train" else SFTConfig)
 
 
 def model_of(run_dir: Path, checkpoint: str | None) -> tuple[Path, int]:

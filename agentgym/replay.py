@@ -1,0 +1,260 @@
+"""The trajectory replay server behind ``agentgym replay RUN_DIR``: a run directory in the browser.
+
+:class:`RunView` reads a run directory (``config.yaml``, ``metrics.jsonl``, ``trajectories/*.jsonl``)
+and re-reads a file whenever it changes, so a run still in progress can be watched. For the
+trajectory files of an RL run (``train-<step>.jsonl``) it recomputes each step's advantage and
+loss mask with the run's own credit settings, as the trainer did for that batch.
+
+:class:`ReplayServer` serves one page (``replay.html``, next to this module, no external assets)
+and a small JSON API it reads:
+
+- ``GET /api/run``: the run's name, kind, config, metrics and trajectory files (episodes, success);
+- ``GET /api/files/{name}``: one line per episode of ``trajectories/{name}.jsonl``;
+- ``GET /api/files/{name}/{index}``: one episode in full, steps with advantages when known.
+
+Unknown files and episodes answer 404 with ``{"error": ...}``; only files listed under
+``trajectories/`` are ever read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentgym.errors import ConfigError
+from agentgym.store import read_metrics, read_trajectories, run_kind
+from agentgym.types import Trajectory
+
+PAGE = Path(__file__).with_name("replay.html")
+_TRAIN_FILE = re.compile(r"^train-(\d+)$")
+_EVAL_FILE = re.compile(r"^eval-(.+)-(\d+)$")
+
+
+class RunView:
+    """What the replay page shows of ``run_dir``, read from disk on demand and cached per file version."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.root = Path(run_dir).resolve()
+        if not self.root.is_dir():
+            raise ConfigError(f"{run_dir} {'is a file' if self.root.exists() else 'does not exist'}: give a run "
+                              "directory (one with trajectories/, e.g. runs/NAME)")
+        if not (self.root / "trajectories").is_dir() and not (self.root / "config.yaml").is_file():
+            runs = sorted(p.name for p in self.root.iterdir() if (p / "trajectories").is_dir())
+            inside = f"; the runs in it: {', '.join(runs)}" if runs else ""
+            raise ConfigError(f"{run_dir} has neither trajectories/ nor config.yaml: it is not a run directory "
+                              f"of agentgym train, sft, rollout or eval{inside}")
+        self._cache: dict[str, tuple[tuple[int, int], list[Trajectory]]] = {}
+        self._credit: dict[str, tuple[tuple[int, int], list[list[float | None]], list[list[bool]], str]] = {}
+
+    # ----- reading -------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """``config.yaml`` as written (empty when there is none)."""
+        path = self.root / "config.yaml"
+        if not path.is_file():
+            return {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+
+    def file_names(self) -> list[str]:
+        """The trajectory files, by name without ``.jsonl``: training steps in order, then the rest."""
+        names = [p.stem for p in (self.root / "trajectories").glob("*.jsonl")]
+        return sorted(names, key=lambda n: (_kind_of(n) != "train", _step_of(n) or 0, n))
+
+    def trajectories(self, name: str) -> list[Trajectory]:
+        """The episodes of ``trajectories/<name>.jsonl``; KeyError for a file the run does not have."""
+        if name not in self.file_names():
+            raise KeyError(name)
+        path = self.root / "trajectories" / f"{name}.jsonl"
+        version = _version(path)
+        hit = self._cache.get(name)
+        if hit is None or hit[0] != version:
+            hit = self._cache[name] = (version, read_trajectories(path))
+        return hit[1]
+
+    # ----- what the page asks for ----------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """The run's name, kind, config, metrics and trajectory files with their episode counts and success."""
+        config = self.config()
+        files = []
+        for name in self.file_names():
+            trajs = self.trajectories(name)
+            files.append({"name": name, "kind": _kind_of(name), "step": _step_of(name), "episodes": len(trajs),
+                          "success_rate": sum(t.success for t in trajs) / len(trajs) if trajs else None})
+        metrics = [{k: _finite(v) for k, v in m.items()} for m in read_metrics(self.root / "metrics.jsonl")]
+        return {"name": self.root.name, "path": str(self.root), "kind": run_kind(config) or "run", "config": config,
+                "metrics": metrics, "files": files}
+
+    def episodes(self, name: str) -> list[dict[str, Any]]:
+        """One line per episode of file ``name``, in file order (``index`` addresses it)."""
+        return [{"index": i, "id": t.id, "task_id": t.task_id, "group_id": t.group_id,
+                 "sample": t.metadata.get("sample"), "success": t.success, "reward": _finite(t.reward),
+                 "turns": t.num_turns, "invalid": sum(not s.valid for s in t.steps if s.kind == "action"),
+                 "terminated": t.terminated, "truncated": t.truncated, "overlong": t.overlong, "error": t.error}
+                for i, t in enumerate(self.trajectories(name))]
+
+    def episode(self, name: str, index: int) -> dict[str, Any]:
+        """Episode ``index`` of file ``name`` in full, with each step's advantage and loss mask when known.
+
+        Token ids are replaced by their counts (the page shows text); logprobs stay.
+        """
+        trajs = self.trajectories(name)
+        if not 0 <= index < len(trajs):
+            raise KeyError(f"{name}/{index}")
+        out = trajs[index].model_dump(mode="json")
+        advantages, masks, note = self._advantages(name)
+        for j, step in enumerate(out["steps"]):
+            step["prompt_tokens"] = len(step.pop("prompt_ids") or [])
+            step["response_tokens"] = len(step.pop("response_ids") or [])
+            step["advantage"] = advantages[index][j] if advantages else None
+            step["trained"] = masks[index][j] if masks else None
+        out.update(index=index, file=name, advantage_note=note)
+        return _finite(out)
+
+    def _advantages(self, name: str) -> tuple[list[list[float | None]], list[list[bool]], str]:
+        """The advantages and loss masks the trainer computed for the batch in file ``name``, or why there are none."""
+        if _kind_of(name) != "train":
+            return [], [], ""
+        version = _version(self.root / "trajectories" / f"{name}.jsonl")
+        hit = self._credit.get(name)
+        if hit is not None and hit[0] == version:
+            return hit[1], hit[2], hit[3]
+        trajs = self.trajectories(name)
+        advantages: list[list[float | None]] = []
+        masks: list[list[bool]] = []
+        try:
+            from agentgym.trainers.evaluate import run_config
+            from agentgym.trainers.rollouts import credit_rows, training_tasks
+
+            config = run_config(self.root)
+            credit = getattr(config, "credit", None)
+            if credit is None:
+                raise ConfigError("the run's config has no credit settings")
+            try:  # the tasks give the milestones their weights
+                config.env.load_plugins()
+                tasks = training_tasks(config)
+            except Exception:  # an environment that is not installed here
+                tasks = None
+            rows, mask = credit_rows(trajs, credit, tasks)
+            sign = config.update.advantage_sign
+            advantages = [[sign * rows[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
+            masks = [[mask[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
+            unweighted = tasks is None and credit.milestones == "bonus"
+            note = (f"{credit.estimator} advantages recomputed with the run's credit settings"
+                    + (" (its training tasks cannot be loaded here: every milestone weighs 1)" if unweighted else ""))
+        except Exception as exc:  # the page still shows the episode; it says why the advantages are missing
+            note = f"no advantages: {type(exc).__name__}: {exc}"
+        self._credit[name] = (version, advantages, masks, note)
+        return advantages, masks, note
+
+
+def _version(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _kind_of(name: str) -> str:
+    return "train" if _TRAIN_FILE.match(name) else "eval" if _EVAL_FILE.match(name) else "other"
+
+
+def _step_of(name: str) -> int | None:
+    match = _TRAIN_FILE.match(name) or _EVAL_FILE.match(name)
+    return int(match.groups()[-1]) if match else None
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: JSON has no such numbers, and browsers refuse them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+class ReplayServer:
+    """Serves the replay page and its API for one run directory on ``host:port``.
+
+    Use as an async context manager or call :meth:`start` and :meth:`aclose`; ``port=0`` picks a
+    free port (read it from :attr:`url`). Raises :class:`~agentgym.errors.ConfigError` at once for
+    a path that is not a run directory.
+    """
+
+    def __init__(self, run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765) -> None:
+        self.view = RunView(run_dir)
+        self.host, self.port = host, port
+        self._runner: Any = None
+        self._lock = asyncio.Lock()  # one file parse at a time: the cache is not shared across threads
+
+    @property
+    def url(self) -> str:
+        """The page's address, e.g. ``http://127.0.0.1:8765/``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def app(self) -> Any:
+        """The aiohttp application (routes of the module docstring)."""
+        from aiohttp import web
+
+        async def page(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
+
+        async def answer(fn: Any, *args: Any) -> web.Response:
+            try:
+                async with self._lock:  # parsing a large file runs off the event loop
+                    data = await asyncio.to_thread(fn, *args)
+            except KeyError as exc:
+                return web.json_response({"error": f"not found: {exc.args[0]}"}, status=404)
+            except ConfigError as exc:  # a trajectory file with a line that is not a trajectory
+                return web.json_response({"error": str(exc)}, status=500)
+            return web.json_response(data, dumps=lambda d: json.dumps(d, allow_nan=False))
+
+        async def run(request: web.Request) -> web.Response:
+            return await answer(self.view.run)
+
+        async def episodes(request: web.Request) -> web.Response:
+            return await answer(self.view.episodes, request.match_info["name"])
+
+        async def episode(request: web.Request) -> web.Response:
+            return await answer(self.view.episode, request.match_info["name"], int(request.match_info["index"]))
+
+        app = web.Application()
+        app.router.add_get("/", page)
+        app.router.add_get("/api/run", run)
+        app.router.add_get("/api/files/{name}", episodes)
+        app.router.add_get(r"/api/files/{name}/{index:\d+}", episode)
+        return app
+
+    async def start(self) -> None:
+        """Start listening on ``host:port``."""
+        from aiohttp import web
+
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        if self.port == 0:
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        """Stop the server."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "ReplayServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
