@@ -84,11 +84,23 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+_CONTAINERS = (list, set, frozenset, tuple, dict)
+
+
 def _numeric_without_bool(annotation: Any) -> Any:
     """``annotation``, refusing booleans where it takes numbers but not booleans (``int``, ``float | None``,
-    ``Literal[1, 2]``: pydantic reads true as 1 there too)."""
-    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
-        else (annotation,)
+    ``Literal[1, 2]``, ``list[int]``: pydantic reads true as 1 there too)."""
+    origin = typing.get_origin(annotation)
+    if origin in _CONTAINERS:
+        args = typing.get_args(annotation)
+        inner = tuple(a if a is Ellipsis else _numeric_without_bool(a) for a in args)
+        return origin[inner] if inner != args else annotation
+    union = origin in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
+    if union:  # a list[int] member gets its own check
+        inner = tuple(_numeric_without_bool(m) if typing.get_origin(m) in _CONTAINERS else m for m in members)
+        if inner != members:
+            annotation, members = typing.Union[inner], inner
     literals = [v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
     if bool in members or any(isinstance(v, bool) for v in literals):
         return annotation

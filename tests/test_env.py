@@ -298,12 +298,23 @@ class Dial(ag.Environment):
         """A literal that holds a boolean takes booleans."""
         return f"Flipped {on!r}."
 
+    @ag.tool
+    def sequence(self, settings: list[Literal[1, 2]], weights: dict[str, float] | None = None,
+                 steps: tuple[int, ...] = ()) -> str:
+        """Turn the dial through several settings."""
+        return f"Turned to {settings!r} {weights!r} {steps!r}."
+
 
 @pytest.mark.parametrize("action, valid, observation", [
     (ToolCall(name="dial", arguments={"setting": 2}), True, "The dial is at 2."),
     (ToolCall(name="dial", arguments={"setting": True}), False, "expected a number, got a boolean"),
     ("dial(setting=True)", False, "expected a number, got a boolean"),
     (ToolCall(name="flip", arguments={"on": True}), True, "Flipped True."),
+    (ToolCall(name="sequence", arguments={"settings": [1, 2], "weights": {"a": 0.5}, "steps": [3]}), True,
+     "Turned to [1, 2] {'a': 0.5} (3,)."),
+    (ToolCall(name="sequence", arguments={"settings": [1, True]}), False, "expected a number, got a boolean"),
+    (ToolCall(name="sequence", arguments={"settings": [1], "weights": {"a": True}}), False, "expected a number"),
+    (ToolCall(name="sequence", arguments={"settings": [1], "steps": [False]}), False, "expected a number"),
 ])
 async def test_a_numeric_literal_refuses_booleans(action, valid, observation):
     env = Dial()
