@@ -3,7 +3,7 @@
 :class:`RunView` reads a run directory (``config.yaml``, ``metrics.jsonl``, ``trajectories/*.jsonl``)
 and re-reads a file whenever it changes, so a run still in progress can be watched. For the
 trajectory files of an RL run (``train-<step>.jsonl``) it recomputes each step's advantage and
-loss mask with the run's own credit settings, as the trainer did for that batch.
+loss mask as the trainer's credit assignment did for that batch.
 
 :class:`ReplayServer` serves one page (``replay.html``, next to this module, no external assets)
 and a small JSON API it reads:
@@ -11,6 +11,12 @@ and a small JSON API it reads:
 - ``GET /api/run``: the run's name, kind, config, metrics and trajectory files (episodes, success);
 - ``GET /api/files/{name}``: one line per episode of ``trajectories/{name}.jsonl``;
 - ``GET /api/files/{name}/{index}``: one episode in full, steps with advantages when known.
+
+For the ``train-<step>.jsonl`` files of an RL run, the advantages and loss masks are those of
+credit assignment (:func:`agentgym.credit.compute`) with the settings that step ran with
+(``config.yaml``, with what a later resume changed set back from ``config-changes.jsonl``); the
+trainer also gives no gradient to steps without token ids, of agents outside
+``update.train_agents``, or in sequences over ``update.max_seq_len``.
 
 Unknown files and episodes answer 404 with ``{"error": ...}``; only files listed under
 ``trajectories/`` are ever read.
@@ -22,13 +28,14 @@ import asyncio
 import json
 import math
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from agentgym.errors import ConfigError
-from agentgym.store import read_metrics, read_trajectories, run_kind
+from agentgym.store import CONFIG_CHANGES, read_records, read_trajectories, run_kind
 from agentgym.types import Trajectory
 
 PAGE = Path(__file__).with_name("replay.html")
@@ -37,7 +44,13 @@ _EVAL_FILE = re.compile(r"^eval-(.+)-(\d+)$")
 
 
 class RunView:
-    """What the replay page shows of ``run_dir``, read from disk on demand and cached per file version."""
+    """What the replay page shows of ``run_dir``, read from disk on demand.
+
+    Each trajectory file is parsed once per version (modification time and size): its one-line
+    episode summaries are kept, and the full episodes of the last few files opened.
+    """
+
+    keep_files = 4  # files whose full episodes stay parsed
 
     def __init__(self, run_dir: str | Path) -> None:
         self.root = Path(run_dir).resolve()
@@ -49,8 +62,9 @@ class RunView:
             inside = f"; the runs in it: {', '.join(runs)}" if runs else ""
             raise ConfigError(f"{run_dir} has neither trajectories/ nor config.yaml: it is not a run directory "
                               f"of agentgym train, sft, rollout or eval{inside}")
-        self._cache: dict[str, tuple[tuple[int, int], list[Trajectory]]] = {}
-        self._credit: dict[str, tuple[tuple[int, int], list[list[float | None]], list[list[bool]], str]] = {}
+        self._summaries: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
+        self._full: OrderedDict[str, tuple[tuple[int, int], list[Trajectory]]] = OrderedDict()
+        self._credit: dict[str, tuple[tuple, list[list[float]], list[list[bool]], str]] = {}
 
     # ----- reading -------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -61,42 +75,55 @@ class RunView:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
 
-    def file_names(self) -> list[str]:
-        """The trajectory files, by name without ``.jsonl``: training steps in order, then the rest."""
-        names = [p.stem for p in (self.root / "trajectories").glob("*.jsonl")]
-        return sorted(names, key=lambda n: (_kind_of(n) != "train", _step_of(n) or 0, n))
+    def files(self) -> dict[str, Path]:
+        """The trajectory files by name (without ``.jsonl``): training steps in order, then the rest."""
+        paths = {p.stem: p for p in (self.root / "trajectories").glob("*.jsonl")}
+        return {n: paths[n] for n in sorted(paths, key=lambda n: (_kind_of(n) != "train", _step_of(n) or 0, n))}
 
     def trajectories(self, name: str) -> list[Trajectory]:
         """The episodes of ``trajectories/<name>.jsonl``; KeyError for a file the run does not have."""
-        if name not in self.file_names():
-            raise KeyError(name)
-        path = self.root / "trajectories" / f"{name}.jsonl"
+        path = self.files().get(name)
+        if path is None:
+            raise KeyError(f"the run has no trajectory file {name!r}")
         version = _version(path)
-        hit = self._cache.get(name)
+        hit = self._full.get(name)
         if hit is None or hit[0] != version:
-            hit = self._cache[name] = (version, read_trajectories(path))
+            hit = self._full[name] = (version, read_trajectories(path))
+            self._summaries[name] = (version, [_summary(i, t) for i, t in enumerate(hit[1])])
+        self._full.move_to_end(name)
+        while len(self._full) > self.keep_files:
+            self._full.popitem(last=False)
         return hit[1]
 
     # ----- what the page asks for ----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """The run's name, kind, config, metrics and trajectory files with their episode counts and success."""
+        """The run's name, kind, config, metrics and trajectory files with their episode counts and success.
+
+        A file that cannot be read is listed with its ``error``; the others are still shown.
+        """
         config = self.config()
         files = []
-        for name in self.file_names():
-            trajs = self.trajectories(name)
-            files.append({"name": name, "kind": _kind_of(name), "step": _step_of(name), "episodes": len(trajs),
-                          "success_rate": sum(t.success for t in trajs) / len(trajs) if trajs else None})
-        metrics = [{k: _finite(v) for k, v in m.items()} for m in read_metrics(self.root / "metrics.jsonl")]
-        return {"name": self.root.name, "path": str(self.root), "kind": run_kind(config) or "run", "config": config,
-                "metrics": metrics, "files": files}
+        for name in self.files():
+            entry: dict[str, Any] = {"name": name, "kind": _kind_of(name), "step": _step_of(name)}
+            try:
+                episodes = self.episodes(name)
+            except (ConfigError, OSError, UnicodeError) as exc:
+                entry.update(episodes=0, success_rate=None, error=str(exc))
+            else:
+                entry.update(episodes=len(episodes), success_rate=(
+                    sum(e["success"] for e in episodes) / len(episodes) if episodes else None))
+            files.append(entry)
+        return _finite({"name": self.root.name, "path": str(self.root), "kind": run_kind(config) or "run",
+                        "config": config, "metrics": read_records(self.root / "metrics.jsonl"), "files": files})
 
     def episodes(self, name: str) -> list[dict[str, Any]]:
         """One line per episode of file ``name``, in file order (``index`` addresses it)."""
-        return [{"index": i, "id": t.id, "task_id": t.task_id, "group_id": t.group_id,
-                 "sample": t.metadata.get("sample"), "success": t.success, "reward": _finite(t.reward),
-                 "turns": t.num_turns, "invalid": sum(not s.valid for s in t.steps if s.kind == "action"),
-                 "terminated": t.terminated, "truncated": t.truncated, "overlong": t.overlong, "error": t.error}
-                for i, t in enumerate(self.trajectories(name))]
+        path = self.files().get(name)
+        hit = self._summaries.get(name)
+        if path is None or hit is None or hit[0] != _version(path):
+            self.trajectories(name)
+            hit = self._summaries[name]
+        return hit[1]
 
     def episode(self, name: str, index: int) -> dict[str, Any]:
         """Episode ``index`` of file ``name`` in full, with each step's advantage and loss mask when known.
@@ -105,33 +132,36 @@ class RunView:
         """
         trajs = self.trajectories(name)
         if not 0 <= index < len(trajs):
-            raise KeyError(f"{name}/{index}")
+            raise KeyError(f"{name} has {len(trajs)} episodes (0 to {len(trajs) - 1}), not {index}")
         out = trajs[index].model_dump(mode="json")
         advantages, masks, note = self._advantages(name)
         for j, step in enumerate(out["steps"]):
             step["prompt_tokens"] = len(step.pop("prompt_ids") or [])
             step["response_tokens"] = len(step.pop("response_ids") or [])
             step["advantage"] = advantages[index][j] if advantages else None
-            step["trained"] = masks[index][j] if masks else None
+            step["loss_mask"] = masks[index][j] if masks else None
         out.update(index=index, file=name, advantage_note=note)
         return _finite(out)
 
-    def _advantages(self, name: str) -> tuple[list[list[float | None]], list[list[bool]], str]:
+    def _advantages(self, name: str) -> tuple[list[list[float]], list[list[bool]], str]:
         """The advantages and loss masks the trainer computed for the batch in file ``name``, or why there are none."""
-        if _kind_of(name) != "train":
+        step = _step_of(name) if _kind_of(name) == "train" else None
+        if step is None:
             return [], [], ""
-        version = _version(self.root / "trajectories" / f"{name}.jsonl")
+        sources = [self.root / "trajectories" / f"{name}.jsonl", self.root / "config.yaml", self.root / CONFIG_CHANGES,
+                   self.root / "metrics.jsonl"]
+        version = tuple(_version(p) if p.exists() else None for p in sources)
         hit = self._credit.get(name)
         if hit is not None and hit[0] == version:
             return hit[1], hit[2], hit[3]
         trajs = self.trajectories(name)
-        advantages: list[list[float | None]] = []
+        advantages: list[list[float]] = []
         masks: list[list[bool]] = []
         try:
             from agentgym.trainers.evaluate import run_config
             from agentgym.trainers.rollouts import credit_rows, training_tasks
 
-            config = run_config(self.root)
+            config = run_config(self.root, step)  # as that step ran, before any later resume changed it
             credit = getattr(config, "credit", None)
             if credit is None:
                 raise ConfigError("the run's config has no credit settings")
@@ -144,13 +174,25 @@ class RunView:
             sign = config.update.advantage_sign
             advantages = [[sign * rows[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
             masks = [[mask[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
-            unweighted = tasks is None and credit.milestones == "bonus"
-            note = (f"{credit.estimator} advantages recomputed with the run's credit settings"
-                    + (" (its training tasks cannot be loaded here: every milestone weighs 1)" if unweighted else ""))
+            notes = [f"{credit.estimator} advantages and loss masks of credit assignment, recomputed with the "
+                     f"settings step {step} ran with"]
+            if tasks is None and credit.milestones == "bonus":
+                notes.append("its training tasks cannot be loaded here, so every milestone weighs 1")
+            if not any(m.get("step") == step and "rows" in m for m in read_records(self.root / "metrics.jsonl")):
+                notes.append("this step has no metrics yet: its batch may be incomplete")
+            note = "; ".join(notes)
         except Exception as exc:  # the page still shows the episode; it says why the advantages are missing
+            advantages, masks = [], []
             note = f"no advantages: {type(exc).__name__}: {exc}"
         self._credit[name] = (version, advantages, masks, note)
         return advantages, masks, note
+
+
+def _summary(index: int, t: Trajectory) -> dict[str, Any]:
+    return {"index": index, "id": t.id, "task_id": t.task_id, "group_id": t.group_id,
+            "sample": t.metadata.get("sample"), "success": t.success, "reward": _finite(t.reward),
+            "turns": t.num_turns, "invalid": sum(not s.valid for s in t.steps if s.kind == "action"),
+            "terminated": t.terminated, "truncated": t.truncated, "overlong": t.overlong, "error": t.error}
 
 
 def _version(path: Path) -> tuple[int, int]:
@@ -190,7 +232,8 @@ class ReplayServer:
         self.view = RunView(run_dir)
         self.host, self.port = host, port
         self._runner: Any = None
-        self._lock = asyncio.Lock()  # one file parse at a time: the cache is not shared across threads
+        self._state = "new"
+        self._lock = asyncio.Lock()  # the view's caches are not thread-safe: one reader thread at a time
 
     @property
     def url(self) -> str:
@@ -213,6 +256,8 @@ class ReplayServer:
                 return web.json_response({"error": f"not found: {exc.args[0]}"}, status=404)
             except ConfigError as exc:  # a trajectory file with a line that is not a trajectory
                 return web.json_response({"error": str(exc)}, status=500)
+            except Exception as exc:  # a file removed or rewritten while it was read, ...: the page says so
+                return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=500)
             return web.json_response(data, dumps=lambda d: json.dumps(d, allow_nan=False))
 
         async def run(request: web.Request) -> web.Response:
@@ -232,22 +277,25 @@ class ReplayServer:
         return app
 
     async def start(self) -> None:
-        """Start listening on ``host:port``."""
+        """Start listening on ``host:port``; a server starts once (OSError when the port is taken)."""
         from aiohttp import web
 
+        if self._state != "new":
+            raise RuntimeError(f"this ReplayServer is {'closed' if self._state == 'closed' else 'already serving'}; "
+                               "create a new one")
+        self._state = "serving"
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
         try:
-            await site.start()
+            await web.TCPSite(self._runner, self.host, self.port).start()
         except BaseException:
             await self.aclose()
             raise
-        if self.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]  # the port picked for port 0
 
     async def aclose(self) -> None:
-        """Stop the server."""
+        """Stop the server (for good)."""
+        self._state = "closed"
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -71,16 +71,21 @@ def read_trajectories(path: Path) -> list[Trajectory]:
     return out
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (none when it is missing); a torn line is skipped."""
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file such as ``metrics.jsonl`` (none when it is missing); a torn line
+    or one that holds no object is skipped."""
     out = []
     for _, line in _read_lines(path):
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
+
+CONFIG_CHANGES = "config-changes.jsonl"  # settings a resume changed, by the step they start after
 
 # sections only an RL run's config has: an SFT run's config is a subset of a training config's
 _RL_SECTIONS = ("update", "credit", "loss", "optim", "horizon", "checkpoint")
@@ -151,7 +156,7 @@ class RunStore:
         self.checkpoint_dir = self.root / "checkpoints"
         self.metrics_path = self.root / "metrics.jsonl"
         self.config_path = self.root / "config.yaml"
-        self.config_changes_path = self.root / "config-changes.jsonl"
+        self.config_changes_path = self.root / CONFIG_CHANGES
         self.trajectory_dir.mkdir(parents=True, exist_ok=True)  # checkpoints/ appears with the first one
 
     def write_config(self, config: Any) -> None:
@@ -194,4 +199,4 @@ class RunStore:
 
     def load_metrics(self) -> list[dict[str, Any]]:
         """Load the metrics records."""
-        return read_metrics(self.metrics_path)
+        return read_records(self.metrics_path)

@@ -24,24 +24,32 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """An RL run's directory as the trainer leaves it: config, metrics, one step's batch, one evaluation,
-    and a file whose response is HTML that must stay text."""
+    """An RL run's directory as the trainer leaves it: two steps' batches, the second after a resume that
+    changed the credit settings; metrics; an evaluation; and a file of episodes whose texts are HTML
+    that must stay text, one of them failed before its first step."""
     from agentgym.trainers.config import load_config
 
     root = tmp_path_factory.mktemp("replay") / "run"
     store = RunStore(root)
     config = load_config(ROOT / "examples" / "household_quickstart.yaml",
-                         ["credit.estimator=gigpo", "credit.milestones=bonus", f"run_dir={root}"])
-    store.write_config(config)
+                         ["credit.estimator=grpo", "credit.milestones=bonus", "update.advantage_sign=-1",
+                          f"run_dir={root}"])
+    store.write_config(config)  # the latest settings; step 1 ran with the old ones
+    store.append_config_change({"step": 1, "changes": {"credit.estimator": ["gigpo", "grpo"],
+                                                       "update.advantage_sign": [1, -1]}})
     train = ag.load_tasks("household-v0", "easy-train")[:3]
     RolloutRunner("random", n=4, max_turns=6, store=store, store_name="train-000001", seed=3).run_sync(train)
+    for t in store.load_trajectories("train-000001"):
+        store.append_trajectory(t, "train-000002")
     test = ag.load_tasks("household-v0", "easy-test-unseen")[:2]
     RolloutRunner("expert", store=store, store_name="eval-easy-test-unseen-000001").run_sync(test)
-    for step, success in [(1, 0.25), (2, 0.5)]:
-        store.append_metrics({"step": step, "success": success, "loss": float("nan")})
+    store.append_metrics({"step": 1, "success": 0.25, "rows": 40, "loss": float("nan")})
+    store.append_metrics({"step": 2, "success": 0.5})
     crafted = store.load_trajectories("eval-easy-test-unseen-000001")[0]
-    crafted.steps[0].response = XSS
+    crafted.task_id = XSS
+    crafted.steps[0].response = crafted.steps[0].result.observation = XSS
     store.append_trajectory(crafted, "crafted")
+    store.append_trajectory(crafted.model_copy(update={"id": "failed", "steps": [], "error": XSS}), "crafted")
     return root
 
 
@@ -59,48 +67,90 @@ async def test_the_api_serves_files_episodes_and_the_trainers_advantages(run_dir
         status, run = await _get(server.url + "api/run")
         assert status == 200 and run["kind"] == "train" and run["name"] == "run"
         assert [(f["name"], f["kind"], f["episodes"]) for f in run["files"]] == [
-            ("train-000001", "train", 12), ("crafted", "other", 1), ("eval-easy-test-unseen-000001", "eval", 2)]
+            ("train-000001", "train", 12), ("train-000002", "train", 12), ("crafted", "other", 2),
+            ("eval-easy-test-unseen-000001", "eval", 2)]
         assert run["files"][0]["success_rate"] == sum(t.success for t in batch) / 12
-        assert run["metrics"][0] == {"step": 1, "success": 0.25, "loss": None}  # NaN is not JSON
+        assert run["metrics"][0] == {"step": 1, "success": 0.25, "rows": 40, "loss": None}  # NaN is not JSON
         _, episodes = await _get(server.url + "api/files/train-000001")
         assert [(e["id"], e["turns"], e["success"]) for e in episodes] == [(t.id, t.num_turns, t.success) for t in batch]
         assert sum(e["invalid"] for e in episodes) == sum(not s.valid for t in batch for s in t.steps)
 
-        config = load_config(store.read_config())
-        credit = compute(batch, config.credit, tasks=ag.load_tasks("household-v0", "easy-train"))
-        expected = {(int(i), int(j)): a for i, j, a in zip(credit.traj_index, credit.step_index, credit.advantages)}
-        assert any(a != 0 for a in expected.values())  # random play: some steps did better than others
-        for i, traj in enumerate(batch):
-            _, episode = await _get(server.url + f"api/files/train-000001/{i}")
-            assert episode["id"] == traj.id and episode["advantage_note"].startswith("gigpo advantages recomputed")
-            assert [s["response"] for s in episode["steps"]] == [s.response for s in traj.steps]
-            assert [s["advantage"] for s in episode["steps"]] == pytest.approx([expected[i, j] for j in range(len(traj.steps))])
-            assert all(s["trained"] is True and "prompt_ids" not in s for s in episode["steps"])
+        latest = load_config(store.read_config())
+        for name, estimator, sign, note in [
+                ("train-000001", "gigpo", 1, "gigpo advantages and loss masks of credit assignment, recomputed with "
+                                             "the settings step 1 ran with"),
+                ("train-000002", "grpo", -1, "this step has no metrics yet: its batch may be incomplete")]:
+            credit = compute(batch, latest.credit.model_copy(update={"estimator": estimator}),
+                             tasks=ag.load_tasks("household-v0", "easy-train"))
+            expected = {(int(i), int(j)): sign * a
+                        for i, j, a in zip(credit.traj_index, credit.step_index, credit.advantages)}
+            assert any(a != 0 for a in expected.values())  # random play: some steps did better than others
+            for i, traj in enumerate(batch):
+                _, episode = await _get(server.url + f"api/files/{name}/{i}")
+                assert episode["id"] == traj.id and note in episode["advantage_note"]
+                assert [s["response"] for s in episode["steps"]] == [s.response for s in traj.steps]
+                assert [s["advantage"] for s in episode["steps"]] == pytest.approx(
+                    [expected[i, j] for j in range(len(traj.steps))])
+                assert all(s["loss_mask"] is True and "prompt_ids" not in s for s in episode["steps"])
         _, evaluated = await _get(server.url + "api/files/eval-easy-test-unseen-000001/0")
         assert evaluated["advantage_note"] == "" and evaluated["steps"][0]["advantage"] is None
 
 
 async def test_unknown_files_and_episodes_are_404_and_only_trajectory_files_are_read(run_dir):
     async with ReplayServer(run_dir, port=0) as server:
-        for path in ["api/files/nope", "api/files/..%2Fconfig", "api/files/train-000001/12", "api/files/config/0"]:
+        for path in ["api/files/nope", "api/files/..%2Fmetrics", "api/files/train-000001/12", "api/files/config/0"]:
             status, body = await _get(server.url + path)
             assert status == 404 and body["error"].startswith("not found"), path
+        assert body["error"] == "not found: the run has no trajectory file 'config'"
+        _, body = await _get(server.url + "api/files/train-000001/12")
+        assert body["error"] == "not found: train-000001 has 12 episodes (0 to 11), not 12"
 
 
-async def test_a_file_that_grows_is_read_again_and_a_torn_last_line_is_skipped(run_dir, tmp_path):
+async def test_a_bad_file_is_reported_and_the_rest_of_the_run_still_shows(run_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "trajectories" / "notes.jsonl").write_text('{"not": "a trajectory"}\n')
+    with open(broken / "metrics.jsonl", "a") as fh:
+        fh.write("[1, 2]\n")  # whole JSON, but no record
+    with open(broken / "config.yaml", "a") as fh:
+        fh.write("extra: .nan\n")
+    async with ReplayServer(broken, port=0) as server:
+        status, run = await _get(server.url + "api/run")
+        assert status == 200 and run["config"]["extra"] is None and len(run["metrics"]) == 2
+        (notes,) = [f for f in run["files"] if f["name"] == "notes"]
+        assert "notes.jsonl, line 1: not a trajectory" in notes["error"] and len(run["files"]) == 5
+        status, body = await _get(server.url + "api/files/notes")
+        assert status == 500 and "not a trajectory" in body["error"]
+    with pytest.raises(RuntimeError, match="closed; create a new one"):
+        await server.start()
+
+
+async def test_a_batch_that_grows_is_read_again_with_its_advantages_and_a_torn_line_is_skipped(run_dir, tmp_path):
     live = tmp_path / "live"
     shutil.copytree(run_dir, live)
     store = RunStore(live)
-    one = store.load_trajectories("crafted")[0]
+    batch = store.load_trajectories("train-000001")
     async with ReplayServer(live, port=0) as server:
-        assert len((await _get(server.url + "api/files/crafted"))[1]) == 1
-        store.append_trajectory(one.model_copy(update={"id": "second"}), "crafted")
-        with open(live / "trajectories" / "crafted.jsonl", "a") as fh:
-            fh.write(one.model_dump_json()[:100])  # a writer killed mid-line
-        _, episodes = await _get(server.url + "api/files/crafted")
-        assert [e["id"] for e in episodes] == [one.id, "second"]
+        _, before = await _get(server.url + "api/files/train-000001/0")
+        extra = batch[0].model_copy(update={"id": "extra", "success": not batch[0].success}, deep=True)
+        extra.steps[-1].result = extra.steps[-1].result.model_copy(update={"reward": 5.0})
+        store.append_trajectory(extra, "train-000001")
+        with open(live / "trajectories" / "train-000001.jsonl", "a") as fh:
+            fh.write(batch[1].model_dump_json()[:100])  # a writer killed mid-line
+        _, episodes = await _get(server.url + "api/files/train-000001")
+        assert [e["id"] for e in episodes] == [t.id for t in batch] + ["extra"]
         _, run = await _get(server.url + "api/run")
-        assert [f["episodes"] for f in run["files"] if f["name"] == "crafted"] == [2]
+        assert [f["episodes"] for f in run["files"] if f["name"] == "train-000001"] == [13]
+        _, after = await _get(server.url + "api/files/train-000001/0")  # its group now holds a better sample
+        credit = compute([*batch, extra], load_config_at_step_1(live), tasks=ag.load_tasks("household-v0", "easy-train"))
+        assert after["steps"][0]["advantage"] == pytest.approx(credit.advantages[0])
+        assert after["steps"][0]["advantage"] != pytest.approx(before["steps"][0]["advantage"])
+
+
+def load_config_at_step_1(run):
+    from agentgym.trainers.evaluate import run_config
+
+    return run_config(run, 1).credit
 
 
 def test_a_path_that_is_not_a_run_directory_is_refused_and_left_alone(tmp_path):
@@ -114,6 +164,10 @@ def test_a_path_that_is_not_a_run_directory_is_refused_and_left_alone(tmp_path):
         with pytest.raises(ConfigError, match=message):
             RunView(path)
     assert not (tmp_path / "missing").exists() and list((tmp_path / "empty").iterdir()) == []
+    (tmp_path / "starting").mkdir()  # a run that has written its config and nothing else yet
+    (tmp_path / "starting" / "config.yaml").write_text("command: rollout\n")
+    assert RunView(tmp_path / "starting").run()["files"] == [] and RunView(tmp_path / "starting").run()["kind"] == "rollout"
+    assert sorted(p.name for p in (tmp_path / "starting").iterdir()) == ["config.yaml"]
 
 
 def _agentgym(*args: str) -> subprocess.Popen:
@@ -153,8 +207,11 @@ def chromium():
 
 async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chromium):
     batch = RunStore(run_dir).load_trajectories("train-000001")
-    index = max(range(len(batch)), key=lambda i: len(batch[i].steps))  # the longest: steps to walk through
-    traj = batch[index]
+    view = RunView(run_dir)
+    # an episode whose second step got a fractional advantage, to see it on the page
+    index = next(i for i, t in enumerate(batch) if len(t.steps) > 2
+                 and view.episode("train-000001", i)["steps"][1]["advantage"] % 1)
+    traj, advantage = batch[index], view.episode("train-000001", index)["steps"][1]["advantage"]
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
     async with ReplayServer(run_dir, port=0) as server, chromium.async_playwright() as p:
@@ -171,16 +228,25 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
             assert await page.locator("h2", has_text="Step 2 of").text_content() == f"Step 2 of {len(traj.steps)}"
             assert await page.locator("#response").text_content() == traj.steps[1].response
             assert await page.locator("#observation").text_content() == traj.steps[1].result.observation
-            assert "advantage" in await page.locator("#step").text_content()
+            assert await page.locator("#step .badge", has_text="advantage").text_content() == f"advantage {advantage:.3f}"
             assert page.url.endswith(f"#file=train-000001&ep={index}&step=1")
+            await page.keyboard.press("ArrowDown")  # the next episode in the list, from its first step
+            await page.locator("h2", has_text="Step 1 of").wait_for()
+            await page.goto(server.url + f"#file=train-000001&ep={index}&step=1")  # an address typed in
+            await page.locator("h2", has_text="Step 2 of").wait_for()
             await page.reload()  # the address keeps the place
             await page.locator("h2", has_text="Step 2 of").wait_for()
             await page.select_option("#file", "crafted")
             await page.locator('#episodes li.ep[data-index="0"]').click()
             await page.locator("#response").wait_for()
             assert await page.locator("#response").text_content() == XSS  # shown, not run
-            assert await page.title() != "pwned" and await page.locator("#step img").count() == 0
-            await page.locator("#metric").wait_for()
+            assert await page.locator("#observation").text_content() == XSS
+            assert await page.locator("#episode h2").first.text_content() == f"{XSS}  ·  sample 0"
+            await page.locator('#episodes li.ep[data-index="1"]').click()  # failed before its first step
+            await page.locator("#step", has_text="This episode has no steps: it failed before its first turn.").wait_for()
+            await page.keyboard.press("ArrowRight")
+            assert await page.locator("#episode pre.bad").text_content() == "error: " + XSS
+            assert await page.title() != "pwned" and await page.locator("img").count() == 0
             assert await page.locator("#chart svg circle").count() == 2
             assert errors == []
         finally:

@@ -16,6 +16,7 @@ The results go to a new run directory (the evaluated run is only read)::
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -25,12 +26,15 @@ from typing import Any, Callable
 import yaml
 
 from agentgym.errors import ConfigError
-from agentgym.store import RunStore, checkpoint_name, claim_run_dir, list_checkpoints, run_kind, trained_model
+from agentgym.store import (CONFIG_CHANGES, RunStore, checkpoint_name, claim_run_dir, list_checkpoints, read_records, run_kind,
+                            trained_model)
 from agentgym.trainers.config import SFTConfig, TrainConfig, load_config
 
 
-def run_config(run_dir: Path) -> TrainConfig | SFTConfig:
-    """The config of the training or SFT run in ``run_dir``, as it was last written."""
+def run_config(run_dir: Path, step: int | None = None) -> TrainConfig | SFTConfig:
+    """The config of the training or SFT run in ``run_dir``: as it was last written or, given ``step``,
+    the settings training step ``step`` ran with (what a later resume changed is set back, from
+    ``config-changes.jsonl``)."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         if (run_dir / "trainer_state.json").is_file():
@@ -43,7 +47,27 @@ def run_config(run_dir: Path) -> TrainConfig | SFTConfig:
     if kind in ("rollout", "eval"):
         raise ConfigError(f"{run_dir} is a run directory of `agentgym {kind}`, not of a training run; "
                           "its policy was not trained there (evaluate that policy with agentgym rollout)")
+    if step is not None:
+        data = _settings_at(data, read_records(run_dir / CONFIG_CHANGES), step)
     return load_config(data, kind=TrainConfig if kind == "train" else SFTConfig)
+
+
+def _settings_at(config: dict[str, Any], changes: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    """``config`` with each change recorded at a resume from step ``step`` or later set back to its old value."""
+    config = copy.deepcopy(config)
+    for record in reversed(changes):  # newest first: a key changed twice ends at its oldest value
+        if record.get("step", -1) < step:  # took effect before that step ran
+            continue
+        for key, (old, _new) in record.get("changes", {}).items():
+            *parents, last = key.split(".")
+            node = config
+            for part in parents:
+                node = node.setdefault(part, {})
+            if old is None:  # the key was absent: its default applied
+                node.pop(last, None)
+            else:
+                node[last] = old
+    return config
 
 
 def model_of(run_dir: Path, checkpoint: str | None) -> tuple[Path, int]:
@@ -80,7 +104,14 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     from agentgym.trainers.rollouts import Collector, check_inputs
 
     run_dir = Path(run_dir)
-    config = run_config(run_dir).model_copy(deep=True)
+    run_config(run_dir)  # a path that is not a training run fails here, before the checkpoint is looked for
+    if policy is not None and checkpoint is not None:
+        raise ConfigError("give a checkpoint or a policy, not both")
+    step, what, settings_of = 0, f"under the settings of {run_dir}", None  # another policy: the latest settings
+    if policy is None:
+        model, step = model_of(run_dir, checkpoint)
+        policy, what, settings_of = f"hf:{model.resolve()}", f"step {step} of {run_dir}", step
+    config = run_config(run_dir, settings_of).model_copy(deep=True)
     config.eval.every = 1  # so the suites below are checked
     config.policy.device = device  # this machine's, not necessarily the training machine's
     if suites:
@@ -93,12 +124,6 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
         raise ConfigError(f"{run_dir} evaluates no suites (env.eval_suites is empty): name one with --suite")
     config.env.load_plugins()
     check_inputs(config, train_suite=False, sft_data=False)
-    if policy is not None and checkpoint is not None:
-        raise ConfigError("give a checkpoint or a policy, not both")
-    step, what = 0, f"under the settings of {run_dir}"
-    if policy is None:
-        model, step = model_of(run_dir, checkpoint)
-        policy, what = f"hf:{model.resolve()}", f"step {step} of {run_dir}"
     if out is not None:
         root = Path(out)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):

@@ -85,3 +85,19 @@ def test_an_sft_run_is_evaluated_through_its_saved_model_and_its_own_config(tmp_
     store.write_config({**load_config({}).model_dump(mode="json"), "context": {"type": "full", "window": 4}})
     with pytest.raises(ConfigError, match="context.window applies to context.type 'window'"):  # a training config's error
         run_config(tmp_path)
+
+
+def test_run_config_of_a_step_sets_back_what_a_later_resume_changed(tmp_path):
+    from agentgym.trainers.config import TrainConfig
+    from agentgym.trainers.evaluate import run_config
+
+    store = RunStore(tmp_path)
+    config = TrainConfig().model_dump(mode="json")
+    config["sampling"]["eval_temperature"], config["optim"]["lr"] = 0.7, 3e-6
+    store.write_config(config)
+    # resumed from step 2 with a new temperature, then from step 4 with a new learning rate
+    store.append_config_change({"step": 2, "changes": {"sampling.eval_temperature": [0.0, 0.7]}})
+    store.append_config_change({"step": 4, "changes": {"optim.lr": [1e-6, 3e-6], "sampling.eval_temperature": [0.7, 0.7]}})
+    seen = {step: (c.sampling.eval_temperature, c.optim.lr)
+            for step in (1, 2, 3, 4, 5, None) for c in [run_config(tmp_path, step)]}
+    assert seen == {1: (0.0, 1e-6), 2: (0.0, 1e-6), 3: (0.7, 1e-6), 4: (0.7, 1e-6), 5: (0.7, 3e-6), None: (0.7, 3e-6)}
