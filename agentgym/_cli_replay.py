@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         observation, reward and milestones, with the advantage the trainer gave it (RL runs), and the
         run's metrics over training. Files that grow (a run in progress) are re-read."""
         import asyncio
+        import errno
         import webbrowser
 
         from rich.console import Console
@@ -41,8 +42,8 @@ def register(app: typer.Typer) -> None:
             async with server:
                 console.print(Text.assemble("replaying ", (str(run_dir), "bold"), f" at {server.url} (Ctrl-C to stop)"),
                               soft_wrap=True)
-                if open_browser:
-                    webbrowser.open(server.url)
+                if open_browser and not webbrowser.open(server.url):
+                    console.print("no browser to open here: open the address above in one")
                 await asyncio.Event().wait()
 
         try:
@@ -50,7 +51,7 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             pass
         except OSError as exc:  # the port is taken, or the address is not this machine's
-            Console(stderr=True).print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}"
-                                       + (" (pass --port 0 for a free port)" if port else ""),
+            hint = " (pass --port 0 for a free port)" if exc.errno == errno.EADDRINUSE else ""
+            Console(stderr=True).print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}",
                                        markup=False, style="red", soft_wrap=True)
             raise typer.Exit(1) from None

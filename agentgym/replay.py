@@ -60,6 +60,8 @@ class RunView:
         if not (self.root / "trajectories").is_dir() and not (self.root / "config.yaml").is_file():
             runs = sorted(p.name for p in self.root.iterdir() if (p / "trajectories").is_dir())
             inside = f"; the runs in it: {', '.join(runs)}" if runs else ""
+            if not runs and any(self.root.glob("*.jsonl")):
+                inside = f"; its .jsonl files look like a run's trajectories/: give the run directory {self.root.parent}"
             raise ConfigError(f"{run_dir} has neither trajectories/ nor config.yaml: it is not a run directory "
                               f"of agentgym train, sft, rollout or eval{inside}")
         self._summaries: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}

@@ -158,9 +158,11 @@ def test_a_path_that_is_not_a_run_directory_is_refused_and_left_alone(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     for name in ("grpo", "gigpo"):
         (tmp_path / "bench" / name / "trajectories").mkdir(parents=True)
+    (tmp_path / "bench" / "grpo" / "trajectories" / "rollout.jsonl").write_text("")
     for path, message in [(tmp_path / "missing", "does not exist"), (tmp_path / "file.txt", "is a file"),
                           (tmp_path / "empty", "has neither trajectories/ nor config.yaml"),
-                          (tmp_path / "bench", "not a run directory .*; the runs in it: gigpo, grpo$")]:
+                          (tmp_path / "bench", "not a run directory .*; the runs in it: gigpo, grpo$"),
+                          (tmp_path / "bench" / "grpo" / "trajectories", "give the run directory .*/bench/grpo$")]:
         with pytest.raises(ConfigError, match=message):
             RunView(path)
     assert not (tmp_path / "missing").exists() and list((tmp_path / "empty").iterdir()) == []
@@ -229,10 +231,10 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
             assert await page.locator("#response").text_content() == traj.steps[1].response
             assert await page.locator("#observation").text_content() == traj.steps[1].result.observation
             assert await page.locator("#step .badge", has_text="advantage").text_content() == f"advantage {advantage:.3f}"
-            assert page.url.endswith(f"#file=train-000001&ep={index}&step=1")
+            assert page.url.endswith(f"#file=train-000001&ep={index}&step=2")  # as the page counts
             await page.keyboard.press("ArrowDown")  # the next episode in the list, from its first step
             await page.locator("h2", has_text="Step 1 of").wait_for()
-            await page.goto(server.url + f"#file=train-000001&ep={index}&step=1")  # an address typed in
+            await page.goto(server.url + f"#file=train-000001&ep={index}&step=2")  # an address typed in
             await page.locator("h2", has_text="Step 2 of").wait_for()
             await page.reload()  # the address keeps the place
             await page.locator("h2", has_text="Step 2 of").wait_for()
@@ -248,6 +250,16 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
             assert await page.locator("#episode pre.bad").text_content() == "error: " + XSS
             assert await page.title() != "pwned" and await page.locator("img").count() == 0
             assert await page.locator("#chart svg circle").count() == 2
+            await page.locator("#chart svg circle").nth(1).click()  # the metrics of step 2: its batch
+            await page.locator("#filesummary", has_text="12 episodes").wait_for()
+            assert await page.input_value("#file") == "train-000002"
+            first = batch[0].group_id
+            solved = sum(t.success for t in batch if t.group_id == first)
+            assert await page.locator("#episodes li.group").first.text_content() == f"{batch[0].task_id}  {solved}/4 solved"
+            await page.select_option("#file", "eval-easy-test-unseen-000001")  # one sample a task: no groups
+            await page.locator("#filesummary", has_text="2 episodes, 100.0% solved").wait_for()
+            assert await page.locator("#episodes li.group").count() == 0
+            assert "easy-test-unseen" in await page.locator("#episodes li.ep").first.text_content()
             assert errors == []
         finally:
             await browser.close()
