@@ -26,8 +26,8 @@ from typing import Any, Callable
 import yaml
 
 from agentgym.errors import ConfigError
-from agentgym.store import (CONFIG_CHANGES, RunStore, checkpoint_name, claim_run_dir, list_checkpoints, read_records, run_kind,
-                            trained_model)
+from agentgym.store import (CONFIG_CHANGES, RunStore, checkpoint_name, claim_run_dir, list_checkpoints, read_records,
+                            run_kind, trained_model)
 from agentgym.trainers.config import SFTConfig, TrainConfig, load_config
 
 
