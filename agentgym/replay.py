@@ -28,7 +28,7 @@ import asyncio
 import json
 import math
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class RunView:
                               f"of agentgym train, sft, rollout or eval{inside}")
         self._summaries: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
         self._full: OrderedDict[str, tuple[tuple[int, int], list[Trajectory]]] = OrderedDict()
-        self._credit: dict[str, tuple[tuple, list[list[float]], list[list[bool]], str]] = {}
+        self._credit: dict[str, tuple[tuple, dict[str, list[list[Any]]], str]] = {}
 
     # ----- reading -------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -136,29 +136,30 @@ class RunView:
         if not 0 <= index < len(trajs):
             raise KeyError(f"{name} has {len(trajs)} episodes (0 to {len(trajs) - 1}), not {index}")
         out = trajs[index].model_dump(mode="json")
-        advantages, masks, note = self._advantages(name)
+        columns, note = self._credit_columns(name)
         for j, step in enumerate(out["steps"]):
             step["prompt_tokens"] = len(step.pop("prompt_ids") or [])
             step["response_tokens"] = len(step.pop("response_ids") or [])
-            step["advantage"] = advantages[index][j] if advantages else None
-            step["loss_mask"] = masks[index][j] if masks else None
+            for key in ("advantage", "loss_mask", "anchor_steps"):
+                step[key] = columns[key][index][j] if key in columns else None
         out.update(index=index, file=name, advantage_note=note)
         return _finite(out)
 
-    def _advantages(self, name: str) -> tuple[list[list[float]], list[list[bool]], str]:
-        """The advantages and loss masks the trainer computed for the batch in file ``name``, or why there are none."""
+    def _credit_columns(self, name: str) -> tuple[dict[str, list[list[Any]]], str]:
+        """Per step of the batch in file ``name``: the ``advantage`` and ``loss_mask`` the trainer's credit
+        assignment gave it and, under exact GiGPO, ``anchor_steps`` (the action steps of its group that act
+        from the same state, itself included: with 1, its step-level advantage is 0); or why there are none."""
         step = _step_of(name) if _kind_of(name) == "train" else None
         if step is None:
-            return [], [], ""
+            return {}, ""
         sources = [self.root / "trajectories" / f"{name}.jsonl", self.root / "config.yaml", self.root / CONFIG_CHANGES,
                    self.root / "metrics.jsonl"]
         version = tuple(_version(p) if p.exists() else None for p in sources)
         hit = self._credit.get(name)
         if hit is not None and hit[0] == version:
-            return hit[1], hit[2], hit[3]
+            return hit[1], hit[2]
         trajs = self.trajectories(name)
-        advantages: list[list[float]] = []
-        masks: list[list[bool]] = []
+        columns: dict[str, list[list[Any]]] = {}
         try:
             from agentgym.trainers.evaluate import run_config
             from agentgym.trainers.rollouts import credit_rows, training_tasks
@@ -174,8 +175,10 @@ class RunView:
                 tasks = None
             rows, mask = credit_rows(trajs, credit, tasks)
             sign = config.update.advantage_sign
-            advantages = [[sign * rows[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
-            masks = [[mask[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
+            columns["advantage"] = [[sign * rows[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
+            columns["loss_mask"] = [[mask[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
+            if credit.estimator == "gigpo" and credit.similarity is None:
+                columns["anchor_steps"] = _anchor_steps(trajs, credit)
             notes = [f"{credit.estimator} advantages and loss masks of credit assignment, recomputed with the "
                      f"settings step {step} ran with"]
             if tasks is None and credit.milestones == "bonus":
@@ -184,10 +187,22 @@ class RunView:
                 notes.append("this step has no metrics yet: its batch may be incomplete")
             note = "; ".join(notes)
         except Exception as exc:  # the page still shows the episode; it says why the advantages are missing
-            advantages, masks = [], []
+            columns = {}
             note = f"no advantages: {type(exc).__name__}: {exc}"
-        self._credit[name] = (version, advantages, masks, note)
-        return advantages, masks, note
+        self._credit[name] = (version, columns, note)
+        return columns, note
+
+
+def _anchor_steps(trajs: list[Trajectory], credit: Any) -> list[list[int | None]]:
+    """For each action step with a state key, how many action steps of its group act from that state,
+    counting the trajectories credit assignment keeps in its statistics."""
+    left_out = {id(t) for t in trajs if (credit.skip_errors and t.error is not None)
+                or (t.overlong and not credit.summarization.overlong_in_stats)}
+    anchored = [(t, s) for t in trajs if id(t) not in left_out for s in t.steps
+                if s.kind == "action" and s.state_key is not None]
+    sizes = Counter((t.group_id, s.state_key) for t, s in anchored)
+    return [[sizes[(t.group_id, s.state_key)] if id(t) not in left_out and s.kind == "action"
+             and s.state_key is not None else None for s in t.steps] for t in trajs]
 
 
 def _summary(index: int, t: Trajectory) -> dict[str, Any]:

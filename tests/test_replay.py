@@ -92,6 +92,16 @@ async def test_the_api_serves_files_episodes_and_the_trainers_advantages(run_dir
                 assert [s["advantage"] for s in episode["steps"]] == pytest.approx(
                     [expected[i, j] for j in range(len(traj.steps))])
                 assert all(s["loss_mask"] is True and "prompt_ids" not in s for s in episode["steps"])
+                anchors = [s["anchor_steps"] for s in episode["steps"]]
+                if estimator != "gigpo":
+                    assert anchors == [None] * len(anchors)
+                    continue
+                # GiGPO's anchor group: the steps of the same task group acting from the same state
+                assert anchors == [sum(o.state_key == s.state_key for u in batch if u.group_id == traj.group_id
+                                       for o in u.steps) for s in traj.steps]
+                assert anchors[0] >= 4  # the group's 4 samples all start from the same state
+                # a state no other step shares gets no step-level part: A = A^E, one value per trajectory
+                assert len({round(s["advantage"], 9) for s in episode["steps"] if s["anchor_steps"] == 1}) <= 1
         _, evaluated = await _get(server.url + "api/files/eval-easy-test-unseen-000001/0")
         assert evaluated["advantage_note"] == "" and evaluated["steps"][0]["advantage"] is None
 
