@@ -1,9 +1,7 @@
 """The trajectory replay server behind ``agentgym replay RUN_DIR``: a run directory in the browser.
 
 :class:`RunView` reads a run directory (``config.yaml``, ``metrics.jsonl``, ``trajectories/*.jsonl``)
-and re-reads a file whenever it changes, so a run still in progress can be watched. For the
-trajectory files of an RL run (``train-<step>.jsonl``) it recomputes each step's advantage and
-loss mask as the trainer's credit assignment did for that batch.
+and re-reads a file whenever it changes, so a run still in progress can be watched.
 
 :class:`ReplayServer` serves one page (``replay.html``, next to this module, no external assets)
 and a small JSON API it reads:
@@ -12,11 +10,12 @@ and a small JSON API it reads:
 - ``GET /api/files/{name}``: one line per episode of ``trajectories/{name}.jsonl``;
 - ``GET /api/files/{name}/{index}``: one episode in full, steps with advantages when known.
 
-For the ``train-<step>.jsonl`` files of an RL run, the advantages and loss masks are those of
+For the ``train-<step>.jsonl`` files of an RL run, each step gets the advantage and loss mask of
 credit assignment (:func:`agentgym.credit.compute`) with the settings that step ran with
-(``config.yaml``, with what a later resume changed set back from ``config-changes.jsonl``); the
-trainer also gives no gradient to steps without token ids, of agents outside
-``update.train_agents``, or in sequences over ``update.max_seq_len``.
+(``config.yaml``, with what a later resume changed set back from ``config-changes.jsonl``), and
+under exact GiGPO the size of its anchor-state group. The trainer also gives no gradient to steps
+without token ids, of agents outside ``update.train_agents``, or in sequences over
+``update.max_seq_len``; the page does not show those.
 
 Unknown files and episodes answer 404 with ``{"error": ...}``; only files listed under
 ``trajectories/`` are ever read.
