@@ -131,6 +131,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo("interrupted before the run started", err=True)
             raise typer.Exit(130) from None
         typer.echo(f"run directory: {out}")
+        typer.echo(f"step through its episodes: agentgym replay {out}; evaluate it again: agentgym eval {out}")
 
     @app.command("sft", short_help="Supervised warm start on expert trajectories.")
     def sft(

@@ -80,6 +80,8 @@ def test_sigkill_and_resume(tmp_path, tiny_model_dir, tiny_config):
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "resumed" in out
+    assert out.rstrip().endswith(f"step through its episodes: agentgym replay {run_dir}; "
+                                 f"evaluate it again: agentgym eval {run_dir}")  # what a user may do next
 
     assert _train_steps(run_dir) == list(range(1, STEPS + 1))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
