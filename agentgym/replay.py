@@ -167,8 +167,8 @@ class RunView:
             credit = getattr(config, "credit", None)
             if credit is None:
                 raise ConfigError("the run's config has no credit settings")
-            try:  # the tasks give the milestones their weights
-                config.env.load_plugins()
+            # the tasks give the milestones their weights; env.plugins stay unimported: a viewer runs no code
+            try:
                 tasks = training_tasks(config)
             except Exception:  # an environment that is not installed here
                 tasks = None

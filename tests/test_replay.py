@@ -273,3 +273,15 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
             assert errors == []
         finally:
             await browser.close()
+
+
+def test_replay_runs_no_code_a_run_names(run_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (tmp_path / "planted.py").write_text("import pathlib\npathlib.Path(__file__).with_name('ran').touch()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = (run / "config.yaml").read_text().replace("  plugins: []", "  plugins: [planted]")
+    assert "plugins: [planted]" in config
+    (run / "config.yaml").write_text(config)
+    episode = RunView(run).episode("train-000001", 0)
+    assert episode["steps"][0]["advantage"] is not None and not (tmp_path / "ran").exists()
