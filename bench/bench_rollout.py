@@ -151,6 +151,7 @@ def bench_runner(n_tasks: int, repeats: int) -> None:
 
 
 def bench_what_if(n_tasks: int, repeats: int) -> None:
+    """The runner with its ``unchecked`` record builder swapped for slotted dataclasses (and back)."""
     import agentgym.rollout as rollout
 
     @dataclass(slots=True)

@@ -136,6 +136,8 @@ async def test_a_bad_file_is_reported_and_the_rest_of_the_run_still_shows(run_di
 
 
 async def test_a_batch_that_grows_is_read_again_with_its_advantages_and_a_torn_line_is_skipped(run_dir, tmp_path):
+    from agentgym.trainers.evaluate import run_config
+
     live = tmp_path / "live"
     shutil.copytree(run_dir, live)
     store = RunStore(live)
@@ -152,15 +154,9 @@ async def test_a_batch_that_grows_is_read_again_with_its_advantages_and_a_torn_l
         _, run = await _get(server.url + "api/run")
         assert [f["episodes"] for f in run["files"] if f["name"] == "train-000001"] == [13]
         _, after = await _get(server.url + "api/files/train-000001/0")  # its group now holds a better sample
-        credit = compute([*batch, extra], load_config_at_step_1(live), tasks=ag.load_tasks("household-v0", "easy-train"))
+        credit = compute([*batch, extra], run_config(live, 1).credit, tasks=ag.load_tasks("household-v0", "easy-train"))
         assert after["steps"][0]["advantage"] == pytest.approx(credit.advantages[0])
         assert after["steps"][0]["advantage"] != pytest.approx(before["steps"][0]["advantage"])
-
-
-def load_config_at_step_1(run):
-    from agentgym.trainers.evaluate import run_config
-
-    return run_config(run, 1).credit
 
 
 def test_a_path_that_is_not_a_run_directory_is_refused_and_left_alone(tmp_path):
