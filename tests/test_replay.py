@@ -242,8 +242,15 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
             await page.locator("h2", has_text="Step 1 of").wait_for()
             await page.goto(server.url + f"#file=train-000001&ep={index}&step=2")  # an address typed in
             await page.locator("h2", has_text="Step 2 of").wait_for()
-            await page.reload()  # the address keeps the place
+            await page.select_option("#filter", "failed")
+            await page.select_option("#metric", "rows")
+            await page.reload()  # the address keeps the place, the filter and the metric
             await page.locator("h2", has_text="Step 2 of").wait_for()
+            assert (await page.input_value("#filter"), await page.input_value("#metric")) == ("failed", "rows")
+            failed = await page.locator("#episodes li.ep").count()
+            assert failed == sum(not t.success for t in batch) and await page.locator("#chart svg circle").count() == 1
+            await page.select_option("#filter", "all")
+            await page.select_option("#metric", "success")
             await page.select_option("#file", "crafted")
             await page.locator('#episodes li.ep[data-index="0"]').click()
             await page.locator("#response").wait_for()
