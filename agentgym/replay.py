@@ -139,15 +139,17 @@ class RunView:
         for j, step in enumerate(out["steps"]):
             step["prompt_tokens"] = len(step.pop("prompt_ids") or [])
             step["response_tokens"] = len(step.pop("response_ids") or [])
-            for key in ("advantage", "loss_mask", "anchor_steps"):
+            for key in ("advantage", "loss_mask", "anchor_steps", "episode_advantage"):
                 step[key] = columns[key][index][j] if key in columns else None
         out.update(index=index, file=name, advantage_note=note)
         return _finite(out)
 
     def _credit_columns(self, name: str) -> tuple[dict[str, list[list[Any]]], str]:
         """Per step of the batch in file ``name``: the ``advantage`` and ``loss_mask`` the trainer's credit
-        assignment gave it and, under exact GiGPO, ``anchor_steps`` (the action steps of its group that act
-        from the same state, itself included: with 1, its step-level advantage is 0); or why there are none."""
+        assignment gave it; under GiGPO its ``episode_advantage`` (A^E: the advantage with ω = 0, so the
+        step-level part ω·A^S is the difference) and, with exact anchors, ``anchor_steps`` (the action
+        steps of its group that act from the same state, itself included: with 1, A^S is 0); or why
+        there are none."""
         step = _step_of(name) if _kind_of(name) == "train" else None
         if step is None:
             return {}, ""
@@ -176,8 +178,12 @@ class RunView:
             sign = config.update.advantage_sign
             columns["advantage"] = [[sign * rows[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
             columns["loss_mask"] = [[mask[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
-            if credit.estimator == "gigpo" and credit.similarity is None:
-                columns["anchor_steps"] = _anchor_steps(trajs, credit)
+            if credit.estimator == "gigpo":
+                episode, _ = credit_rows(trajs, credit.model_copy(update={"omega": 0.0}), tasks)
+                columns["episode_advantage"] = [[sign * episode[(i, j)] for j in range(len(t.steps))]
+                                                for i, t in enumerate(trajs)]
+                if credit.similarity is None:
+                    columns["anchor_steps"] = _anchor_steps(trajs, credit)
             notes = [f"{credit.estimator} advantages and loss masks of credit assignment, recomputed with the "
                      f"settings step {step} ran with"]
             if tasks is None and credit.milestones == "bonus":

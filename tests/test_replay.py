@@ -85,6 +85,7 @@ async def test_the_api_serves_files_episodes_and_the_trainers_advantages(run_dir
             expected = {(int(i), int(j)): sign * a
                         for i, j, a in zip(credit.traj_index, credit.step_index, credit.advantages)}
             assert any(a != 0 for a in expected.values())  # random play: some steps did better than others
+            step_parts: list[float] = []
             for i, traj in enumerate(batch):
                 _, episode = await _get(server.url + f"api/files/{name}/{i}")
                 assert episode["id"] == traj.id and note in episode["advantage_note"]
@@ -94,14 +95,20 @@ async def test_the_api_serves_files_episodes_and_the_trainers_advantages(run_dir
                 assert all(s["loss_mask"] is True and "prompt_ids" not in s for s in episode["steps"])
                 anchors = [s["anchor_steps"] for s in episode["steps"]]
                 if estimator != "gigpo":
-                    assert anchors == [None] * len(anchors)
+                    assert anchors == [s["episode_advantage"] for s in episode["steps"]] == [None] * len(anchors)
                     continue
+                # A = A^E + ω·A^S: the episode part is one value per trajectory (but for invalid steps' penalty)
+                assert len({round(s["episode_advantage"], 9) for s, t in zip(episode["steps"], traj.steps)
+                            if t.valid}) <= 1
+                step_parts += [s["advantage"] - s["episode_advantage"] for s in episode["steps"]]
                 # GiGPO's anchor group: the steps of the same task group acting from the same state
                 assert anchors == [sum(o.state_key == s.state_key for u in batch if u.group_id == traj.group_id
                                        for o in u.steps) for s in traj.steps]
                 assert anchors[0] >= 4  # the group's 4 samples all start from the same state
-                # a state no other step shares gets no step-level part: A = A^E, one value per trajectory
-                assert len({round(s["advantage"], 9) for s in episode["steps"] if s["anchor_steps"] == 1}) <= 1
+                # a state no other step shares gets no step-level part: A = A^E
+                assert all(s["advantage"] == pytest.approx(s["episode_advantage"])
+                           for s in episode["steps"] if s["anchor_steps"] == 1)
+            assert estimator != "gigpo" or any(abs(p) > 1e-6 for p in step_parts)  # some states told steps apart
         _, evaluated = await _get(server.url + "api/files/eval-easy-test-unseen-000001/0")
         assert evaluated["advantage_note"] == "" and evaluated["steps"][0]["advantage"] is None
 
@@ -237,6 +244,7 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
             assert await page.locator("#response").text_content() == traj.steps[1].response
             assert await page.locator("#observation").text_content() == traj.steps[1].result.observation
             assert await page.locator("#step .badge", has_text="advantage").text_content() == f"advantage {advantage:.3f}"
+            assert await page.locator("#step .badge", has_text="= episode").count() == 1  # GiGPO's two parts
             assert page.url.endswith(f"#file=train-000001&ep={index}&step=2")  # as the page counts
             await page.keyboard.press("ArrowDown")  # the next episode in the list, from its first step
             await page.locator("h2", has_text="Step 1 of").wait_for()
