@@ -174,14 +174,13 @@ class RunView:
                 tasks = training_tasks(config)
             except Exception:  # an environment that is not installed here
                 tasks = None
+            sign = config.update.advantage_sign  # the trainer's negative control flips every advantage
             rows, mask = credit_rows(trajs, credit, tasks)
-            sign = config.update.advantage_sign
-            columns["advantage"] = [[sign * rows[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
-            columns["loss_mask"] = [[mask[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
+            columns["advantage"] = _by_step(trajs, {row: sign * a for row, a in rows.items()})
+            columns["loss_mask"] = _by_step(trajs, mask)
             if credit.estimator == "gigpo":
                 episode, _ = credit_rows(trajs, credit.model_copy(update={"omega": 0.0}), tasks)
-                columns["episode_advantage"] = [[sign * episode[(i, j)] for j in range(len(t.steps))]
-                                                for i, t in enumerate(trajs)]
+                columns["episode_advantage"] = _by_step(trajs, {row: sign * a for row, a in episode.items()})
                 if credit.similarity is None:
                     columns["anchor_steps"] = _anchor_steps(trajs, credit)
             notes = [f"{credit.estimator} advantages and loss masks of credit assignment, recomputed with the "
@@ -196,6 +195,11 @@ class RunView:
             note = f"no advantages: {type(exc).__name__}: {exc}"
         self._credit[name] = (version, columns, note)
         return columns, note
+
+
+def _by_step(trajs: list[Trajectory], rows: dict[tuple[int, int], Any]) -> list[list[Any]]:
+    """Values keyed by ``(trajectory index, step index)`` as one list per trajectory."""
+    return [[rows[(i, j)] for j in range(len(t.steps))] for i, t in enumerate(trajs)]
 
 
 def _anchor_steps(trajs: list[Trajectory], credit: Any) -> list[list[int | None]]:
