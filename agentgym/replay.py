@@ -66,6 +66,7 @@ class RunView:
         self._summaries: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
         self._full: OrderedDict[str, tuple[tuple[int, int], list[Trajectory]]] = OrderedDict()
         self._credit: dict[str, tuple[tuple, dict[str, list[list[Any]]], str]] = {}
+        self._tokenizer: Any = False  # not looked for yet
 
     # ----- reading -------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -129,7 +130,8 @@ class RunView:
     def episode(self, name: str, index: int) -> dict[str, Any]:
         """Episode ``index`` of file ``name`` in full, with each step's advantage and loss mask when known.
 
-        Token ids are replaced by their counts (the page shows text); logprobs stay.
+        Token ids are replaced by their counts and, when the run's tokenizer is found
+        (:meth:`tokenizer`), the sampled tokens by their texts; logprobs stay.
         """
         trajs = self.trajectories(name)
         if not 0 <= index < len(trajs):
@@ -138,11 +140,47 @@ class RunView:
         columns, note = self._credit_columns(name)
         for j, step in enumerate(out["steps"]):
             step["prompt_tokens"] = len(step.pop("prompt_ids") or [])
-            step["response_tokens"] = len(step.pop("response_ids") or [])
+            sampled = step.pop("response_ids") or []
+            step["response_tokens"] = len(sampled)
+            tokenizer = self.tokenizer() if sampled else None
+            step["response_token_texts"] = [tokenizer.decode([t], skip_special_tokens=False) for t in sampled] \
+                if tokenizer is not None else None
             for key in ("advantage", "loss_mask", "anchor_steps", "episode_advantage"):
                 step[key] = columns[key][index][j] if key in columns else None
         out.update(index=index, file=name, advantage_note=note)
         return _finite(out)
+
+    def tokenizer(self) -> Any:
+        """The tokenizer of the run's model (a ``tokenizers.Tokenizer``), or None when none is found here:
+        the run's own saved model, else the model its config names (``hf:PATH``, or ``smollm2`` once
+        converted). Nothing is downloaded or converted, and no model is loaded."""
+        if self._tokenizer is False:
+            self._tokenizer = None
+            for folder in self._model_dirs():
+                if (folder / "tokenizer.json").is_file():
+                    from tokenizers import Tokenizer
+
+                    self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                    break
+        return self._tokenizer
+
+    def _model_dirs(self) -> list[Path]:
+        """Where the run's model may be, most specific first: what it trained, what its config names."""
+        from agentgym.errors import AgentGymError
+        from agentgym.policies.hf import model_source, smollm2_cached
+
+        config = self.config()
+        policy = config.get("policy")
+        name = policy.get("model") if isinstance(policy, dict) else policy  # train and sft; rollout and eval
+        recorded = config.get("model")  # a rollout's hf: model as it resolved then
+        folders = [Path(recorded[0])] if isinstance(recorded, list) and recorded and isinstance(recorded[0], str) else []
+        for source in (lambda: model_source(self.root)[0], lambda: smollm2_cached() if name == "smollm2" else None,
+                       lambda: model_source(name[3:])[0] if isinstance(name, str) and name.startswith("hf:") else None):
+            try:
+                folders.append(source())
+            except AgentGymError:  # not a trained run, or a model that is not on this machine
+                continue
+        return [f for f in folders if f is not None]
 
     def _credit_columns(self, name: str) -> tuple[dict[str, list[list[Any]]], str]:
         """Per step of the batch in file ``name``: the ``advantage`` and ``loss_mask`` the trainer's credit

@@ -50,7 +50,20 @@ def run_dir(tmp_path_factory):
     crafted.steps[0].response = crafted.steps[0].result.observation = XSS
     store.append_trajectory(crafted, "crafted")
     store.append_trajectory(crafted.model_copy(update={"id": "failed", "steps": [], "error": XSS}), "crafted")
+    # a step as the model samples it: token ids (of the run's model, smollm2) and their logprobs
+    sampled = store.load_trajectories("eval-easy-test-unseen-000001")[1]
+    ids = _smollm2_tokenizer().encode(sampled.steps[0].response + "<|im_end|>", add_special_tokens=False).ids
+    sampled.steps[0].response_ids, sampled.steps[0].logprobs = ids, [-0.01 * (k + 1) for k in range(len(ids))]
+    store.append_trajectory(sampled, "sampled")
     return root
+
+
+def _smollm2_tokenizer():
+    from tokenizers import Tokenizer
+
+    from agentgym.policies.hf import smollm2_path
+
+    return Tokenizer.from_file(str(smollm2_path() / "tokenizer.json"))
 
 
 async def _get(url: str) -> tuple[int, object]:
@@ -68,7 +81,7 @@ async def test_the_api_serves_files_episodes_and_the_trainers_advantages(run_dir
         assert status == 200 and run["kind"] == "train" and run["name"] == "run"
         assert [(f["name"], f["kind"], f["episodes"]) for f in run["files"]] == [
             ("train-000001", "train", 12), ("train-000002", "train", 12), ("crafted", "other", 2),
-            ("eval-easy-test-unseen-000001", "eval", 2)]
+            ("sampled", "other", 1), ("eval-easy-test-unseen-000001", "eval", 2)]
         assert run["files"][0]["success_rate"] == sum(t.success for t in batch) / 12
         assert run["metrics"][0] == {"step": 1, "success": 0.25, "rows": 40, "loss": None}  # NaN is not JSON
         _, episodes = await _get(server.url + "api/files/train-000001")
@@ -111,6 +124,11 @@ async def test_the_api_serves_files_episodes_and_the_trainers_advantages(run_dir
             assert estimator != "gigpo" or any(abs(p) > 1e-6 for p in step_parts)  # some states told steps apart
         _, evaluated = await _get(server.url + "api/files/eval-easy-test-unseen-000001/0")
         assert evaluated["advantage_note"] == "" and evaluated["steps"][0]["advantage"] is None
+        assert evaluated["steps"][0]["response_token_texts"] is None  # a scripted policy samples no tokens
+        _, sampled = await _get(server.url + "api/files/sampled/0")
+        texts = sampled["steps"][0]["response_token_texts"]
+        assert "".join(texts) == sampled["steps"][0]["response"] + "<|im_end|>" and len(texts) > 3
+        assert len(texts) == sampled["steps"][0]["response_tokens"] == len(sampled["steps"][0]["logprobs"])
 
 
 async def test_unknown_files_and_episodes_are_404_and_only_trajectory_files_are_read(run_dir):
@@ -135,7 +153,7 @@ async def test_a_bad_file_is_reported_and_the_rest_of_the_run_still_shows(run_di
         status, run = await _get(server.url + "api/run")
         assert status == 200 and run["config"]["extra"] is None and len(run["metrics"]) == 2
         (notes,) = [f for f in run["files"] if f["name"] == "notes"]
-        assert "notes.jsonl, line 1: not a trajectory" in notes["error"] and len(run["files"]) == 5
+        assert "notes.jsonl, line 1: not a trajectory" in notes["error"] and len(run["files"]) == 6
         status, body = await _get(server.url + "api/files/notes")
         assert status == 500 and "not a trajectory" in body["error"]
     with pytest.raises(RuntimeError, match="closed; create a new one"):
@@ -227,6 +245,7 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
     index = next(i for i, t in enumerate(batch) if len(t.steps) > 2
                  and view.episode("train-000001", i)["steps"][1]["advantage"] % 1)
     traj, advantage = batch[index], view.episode("train-000001", index)["steps"][1]["advantage"]
+    traj_sampled = RunStore(run_dir).load_trajectories("sampled")[0]
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
     async with ReplayServer(run_dir, port=0) as server, chromium.async_playwright() as p:
@@ -270,6 +289,12 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
             await page.keyboard.press("ArrowRight")
             assert await page.locator("#episode pre.bad").text_content() == "error: " + XSS
             assert await page.title() != "pwned" and await page.locator("img").count() == 0
+            await page.select_option("#file", "sampled")  # the sampled tokens, by their probability
+            await page.locator('#episodes li.ep[data-index="0"]').click()
+            await page.locator("#tokens").wait_for()
+            tokens = await page.locator("#tokens .tok").all_text_contents()
+            assert "".join(tokens) == traj_sampled.steps[0].response + "<|im_end|>"
+            assert await page.locator("#tokens .tok").first.get_attribute("title") == "p 0.990 (logprob -0.010)"
             assert await page.locator("#chart svg circle").count() == 2
             await page.locator("#chart svg circle").nth(1).click()  # the metrics of step 2: its batch
             await page.locator("#filesummary", has_text="12 episodes").wait_for()

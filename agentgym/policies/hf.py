@@ -67,10 +67,20 @@ def smollm2_path() -> Path:
     leaves nothing half-written behind.
     """
     gguf = smollm2_gguf()
-    target = cache_root() / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+    target = _smollm2_dir(gguf)
     if not target.is_dir():
         convert_gguf(gguf, target)
     return target
+
+
+def smollm2_cached() -> Path | None:
+    """The converted SmolLM2 directory if an earlier use made it, else None (nothing is converted)."""
+    target = _smollm2_dir(smollm2_gguf())
+    return target if target.is_dir() else None
+
+
+def _smollm2_dir(gguf: Path) -> Path:
+    return cache_root() / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
 
 
 def convert_gguf(gguf: Path, target: Path) -> None:
