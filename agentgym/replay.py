@@ -156,10 +156,12 @@ class RunView:
         converted). Nothing is downloaded or converted, and no model is loaded."""
         if self._tokenizer is False:
             self._tokenizer = None
+            try:
+                from tokenizers import Tokenizer  # comes with transformers (the train extra)
+            except ImportError:
+                return None
             for folder in self._model_dirs():
                 if (folder / "tokenizer.json").is_file():
-                    from tokenizers import Tokenizer
-
                     self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
                     break
         return self._tokenizer
