@@ -82,11 +82,16 @@ class RunView:
         paths = {p.stem: p for p in (self.root / "trajectories").glob("*.jsonl")}
         return {n: paths[n] for n in sorted(paths, key=lambda n: (_kind_of(n) != "train", _step_of(n) or 0, n))}
 
+    def _path(self, name: str) -> Path:
+        """``trajectories/<name>.jsonl``; KeyError for a file the run does not have (or a name with a path in it)."""
+        path = self.root / "trajectories" / f"{name}.jsonl"
+        if "/" in name or "\\" in name or not path.is_file():
+            raise KeyError(f"the run has no trajectory file {name!r}")
+        return path
+
     def trajectories(self, name: str) -> list[Trajectory]:
         """The episodes of ``trajectories/<name>.jsonl``; KeyError for a file the run does not have."""
-        path = self.files().get(name)
-        if path is None:
-            raise KeyError(f"the run has no trajectory file {name!r}")
+        path = self._path(name)
         version = _version(path)
         hit = self._full.get(name)
         if hit is None or hit[0] != version:
@@ -120,9 +125,8 @@ class RunView:
 
     def episodes(self, name: str) -> list[dict[str, Any]]:
         """One line per episode of file ``name``, in file order (``index`` addresses it)."""
-        path = self.files().get(name)
         hit = self._summaries.get(name)
-        if path is None or hit is None or hit[0] != _version(path):
+        if hit is None or hit[0] != _version(self._path(name)):
             self.trajectories(name)
             hit = self._summaries[name]
         return hit[1]

@@ -104,14 +104,14 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     from agentgym.trainers.rollouts import Collector, check_inputs
 
     run_dir = Path(run_dir)
-    run_config(run_dir)  # a path that is not a training run fails here, before the checkpoint is looked for
+    latest = run_config(run_dir)  # a path that is not a training run fails here, before the checkpoint is looked for
     if policy is not None and checkpoint is not None:
         raise ConfigError("give a checkpoint or a policy, not both")
     step, what, settings_of = 0, f"under the settings of {run_dir}", None  # another policy: the latest settings
     if policy is None:
         model, step = model_of(run_dir, checkpoint)
         policy, what, settings_of = f"hf:{model.resolve()}", f"step {step} of {run_dir}", step
-    config = run_config(run_dir, settings_of).model_copy(deep=True)
+    config = (latest if settings_of is None else run_config(run_dir, settings_of)).model_copy(deep=True)
     config.eval.every = 1  # so the suites below are checked
     config.policy.device = device  # this machine's, not necessarily the training machine's
     if suites:
