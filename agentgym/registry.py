@@ -33,6 +33,7 @@ _BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "household-v0": ("agentgym.environments.household:HouseholdEnv", "household", None),
     "code-v0": ("agentgym.environments.code:CodeEnv", "code", "agentgym.tasks.code:register_suites"),
     "sql-v0": ("agentgym.environments.sql:SQLEnv", "sql", None),
+    "search-v0": ("agentgym.environments.search:SearchEnv", "search", None),
 }
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from agentgym.environments.household.generation import GENERATOR_SEED, generate_suites, suite_text
+from agentgym.tasks import write_generated
 
 HERE = Path(__file__).resolve().parent
 
@@ -22,21 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=GENERATOR_SEED, help="generator seed")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out, write nothing")
     args = parser.parse_args(argv)
-    stale = []
-    for name, tasks in generate_suites(args.seed).items():
-        path = args.out / f"{name}.jsonl"
-        text = suite_text(tasks)
-        if args.check:
-            if not path.is_file() or path.read_text(encoding="utf-8") != text:
-                stale.append(name)
-            continue
-        args.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"{path}: {len(tasks)} tasks, {len(text.encode()) / 1e6:.2f} MB")
-    if stale:
-        print(f"out of date: {', '.join(stale)}; run python -m agentgym.tasks.household.generate", file=sys.stderr)
-        return 1
-    return 0
+    files = {f"{name}.jsonl": suite_text(tasks) for name, tasks in generate_suites(args.seed).items()}
+    return write_generated(files, args.out, check=args.check, command="python -m agentgym.tasks.household.generate")
 
 
 if __name__ == "__main__":
