@@ -29,7 +29,9 @@ class CodeEnv(Environment):
 
     Tools: ``run_python(code)`` (run anything in the episode's sandbox session; files persist
     between calls), ``run_tests(code)`` (the public examples only) and ``submit(code)`` (ends the
-    episode with reward = passed / hidden tests; success when all pass). Milestones: ``runs``
+    episode with reward = passed / hidden tests; success when all pass). Tests run in a fresh
+    sandbox, apart from the session's files, and the candidate never runs in the process that
+    judges it (:mod:`agentgym.environments.code.harness`). Milestones: ``runs``
     (some code ran without error), ``public-tests-pass``, ``half-hidden-pass``.
 
     Options: ``sandbox`` is ``"process"`` (default), ``"docker"`` or a :class:`Sandbox` instance
@@ -144,13 +146,14 @@ class CodeEnv(Environment):
         if not code.strip():
             raise InvalidActionError("the solution is empty; pass the complete code")
         data = self.task.data
-        source, nonce = harness.script(code, tests, kind=data.get("kind", "function"),
-                                       entry_point=data["entry_point"], setup=data.get("test_setup", ""),
-                                       per_test=self.test_timeout)
+        source, private, nonce = harness.job(code, tests, kind=data.get("kind", "function"),
+                                             entry_point=data["entry_point"], setup=data.get("test_setup", ""),
+                                             per_test=self.test_timeout)
         budget = min(self.timeout + self.test_timeout * (len(tests) + 1), 120.0)
-        result: ExecResult = await self._session.run_python(source, timeout=budget, cpu_seconds=budget,
-                                                            max_output_bytes=1 << 20)
-        report = harness.parse_report(result.stdout, nonce)
+        # a one-shot run: a fresh work directory, not the session's (whose files could shadow modules)
+        result: ExecResult = await self._sandbox.run_python(source, stdin=private, timeout=budget,
+                                                            cpu_seconds=budget, max_output_bytes=1 << 20)
+        report = harness.parse_report(result.stdout, nonce, len(tests))
         if report is None:
             return None, (result.describe() or f"the test run ended with exit code {result.exit_code}: "
                           f"{_clip(result.stderr, 500)}")

@@ -1,4 +1,5 @@
-"""code-v0: suites, generator determinism, every tool and failure path, milestones, state keys, policies.
+"""code-v0: suites, generator determinism, every tool and failure path, milestones, state keys, policies,
+and a judge the candidate cannot fool.
 
 Runs real code in the real process sandbox (skipped with the reason where bubblewrap cannot run).
 """
@@ -16,8 +17,9 @@ import agentgym as ag
 import agentgym.environments.code  # noqa: F401 - registers the humaneval suite
 from agentgym.errors import SandboxError
 from agentgym.sandboxes import ProcessSandbox
+from agentgym.environments.code import harness
 from agentgym.tasks.code import generate
-from agentgym.types import ToolCall
+from agentgym.types import Task, ToolCall
 
 
 def _bwrap_problem() -> str | None:
@@ -260,3 +262,149 @@ def test_task_files_are_valid_json():
         for line in (generate.HERE / f"{name}.jsonl").read_text().splitlines():
             data = json.loads(line)
             assert data["env"] == "code-v0" and data["data"]["hidden_tests"]
+
+
+# ----- judging: a candidate cannot judge itself, and plain values cross between the processes intact --------
+# Each attack below got full reward from the earlier harness (candidate and tests in one interpreter, in the
+# session's work directory).
+
+
+async def _submit(env, task: Task, code: str, before: list[str] = ()) -> float:
+    await env.reset(task)
+    for c in before:
+        await env.step(ToolCall(name="run_python", arguments={"code": c}))
+    r = await env.step(ToolCall(name="submit", arguments={"code": code}))
+    assert r.terminated
+    return r.reward
+
+
+# Reads every other process's memory for the report nonce, then writes a forged all-pass report into
+# every stdout it can open. Against the launcher or the judge when they are dumpable, both steps work.
+STEAL_NONCE = r'''
+import os, re, json
+N = {n}
+def scan():
+    for pid in (p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()):
+        try:
+            maps = open("/proc/%s/maps" % pid).read().splitlines()
+            mem = open("/proc/%s/mem" % pid, "rb")
+        except OSError:
+            continue
+        for line in maps:
+            span, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            if not perms.startswith("r") or hi - lo > 64 << 20:
+                continue
+            try:
+                mem.seek(lo)
+                found = re.search(rb"@@agentgym-report-[0-9a-f]+@@", mem.read(hi - lo))
+            except (OSError, ValueError, OverflowError):
+                continue
+            if found:
+                return found.group()
+NONCE = scan()
+FORGED = 0
+if NONCE:
+    line = NONCE + json.dumps({{"load_error": None, "results": [{{"ok": True}}] * N, "output": ""}}).encode() + b"\n"
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            fd = os.open("/proc/%s/fd/1" % pid, os.O_WRONLY)
+            os.write(fd, line)
+            FORGED += 1
+        except OSError:
+            pass
+def {entry}(*args):
+    return "nonce %r, forged %d" % (NONCE, FORGED)
+'''
+
+
+@needs_sandbox
+async def test_the_candidate_cannot_read_the_nonce_or_forge_the_report(env):
+    task = _task("train", "strings-pipeline")
+    code = STEAL_NONCE.format(n=len(task.data["hidden_tests"]), entry=task.data["entry_point"])
+    await env.reset(task)
+    r = await env.step(ToolCall(name="run_tests", arguments={"code": code}))
+    assert "nonce None, forged 0" in r.observation  # what the candidate saw, in the first failure's "left side"
+    assert await _submit(env, task, code) == 0.0
+
+
+@needs_sandbox
+async def test_the_candidate_cannot_see_the_expected_values(env):
+    # the old harness kept the tests in the candidate's interpreter (sys.modules["__main__"].D)
+    task = _task("train", "parsing-report")
+    peek = ("import sys, gc\nseen = [o for o in gc.get_objects() if isinstance(o, dict) and 'tests' in o]\n"
+            "main = sys.modules.get('__main__')\nprint(len(seen), hasattr(main, 'D'), hasattr(main, 'job'))\n")
+    await env.reset(task)
+    r = await env.step(ToolCall(name="run_tests", arguments={"code": peek}))
+    assert "got '0 False False" in r.observation
+    steal = ("import sys\nD = getattr(sys.modules['__main__'], 'D', None) or getattr(sys.modules['__main__'], 'job')\n"
+             "inp = sys.stdin.read()\nprint(next(t['stdout'] for t in D['tests'] if t['stdin'] == inp))\n")
+    assert await _submit(env, task, steal) == 0.0
+
+
+@needs_sandbox
+async def test_an_object_that_equals_everything_is_refused(env):
+    task = _task("train", "strings-pipeline")
+    rigged = f"class Any:\n    def __eq__(self, other):\n        return True\ndef {task.data['entry_point']}(s):\n    return Any()\n"
+    await env.reset(task)
+    r = await env.step(ToolCall(name="run_tests", arguments={"code": rigged}))
+    assert "not a plain value" in r.observation
+    assert await _submit(env, task, rigged) == 0.0
+    subclass = f"class S(str):\n    def __eq__(self, other):\n        return True\ndef {task.data['entry_point']}(s):\n    return S('x')\n"
+    assert await _submit(env, task, subclass) == 0.0  # sent as the plain str 'x'
+
+
+@needs_sandbox
+async def test_modules_planted_in_the_session_do_not_reach_the_judge(env):
+    task = _task("train", "strings-pipeline")
+    plant = ("open('json.py', 'w').write('raise SystemExit(0)')\n"
+             "open('ast.py', 'w').write('import os; os._exit(0)')\n")
+    wrong = f"import json, ast\ndef {task.data['entry_point']}(s):\n    return 'wrong'\n"
+    assert await _submit(env, task, wrong, before=[plant]) == 0.0
+    right = "import json, ast\n" + task.data["solution"]
+    assert await _submit(env, task, right, before=[plant]) == 1.0
+
+
+def test_a_report_needs_one_result_per_test():
+    line = '@@n@@{"load_error": null, "results": [{"ok": true}, {"ok": true}], "output": ""}\n'
+    assert harness.parse_report(line, "@@n@@", 2)["results"] == [{"ok": True}] * 2
+    assert harness.parse_report(line, "@@n@@", 1) is None and harness.parse_report(line, "@@n@@", 3) is None
+    assert harness.parse_report('@@n@@{"results": 5}\n', "@@n@@", 1) is None
+
+
+def _custom(tests: list[str], setup: str = "") -> Task:
+    return Task(id="custom", env="code-v0", data={
+        "entry_point": "f", "kind": "function", "solution": "", "test_setup": setup,
+        "hidden_tests": [{"code": c} for c in tests], "public_tests": []})
+
+
+@needs_sandbox
+async def test_plain_values_cross_intact_and_tests_see_the_candidates_exceptions(env):
+    code = ("import math\n"
+            "def f(kind, x=None):\n"
+            "    if kind == 'raise':\n        raise ValueError('bad ' + str(x))\n"
+            "    return {'tuple': (1, (2.5, 'a')), 'set': {1, 2}, 'frozen': frozenset('ab'), 'dict': {1: [None, True]},\n"
+            "            'bytes': b'\\x00\\xff', 'complex': 1 + 2j, 'nan': math.nan, 'big': 2 ** 100,\n"
+            "            'echo': x, 'helper': helper(x)}[kind]\n"
+            "def helper(x):\n    return len(x) if isinstance(x, list) else x\n")
+    tests = ["assert f('tuple') == (1, (2.5, 'a')) and type(f('tuple')) is tuple",
+             "assert f('set') == {1, 2} and f('frozen') == frozenset('ab')",
+             "assert f('dict') == {1: [None, True]}",
+             "assert f('bytes') == b'\\x00\\xff' and f('complex') == 1 + 2j",
+             "import math\nassert math.isnan(f('nan')) and f('big') == 2 ** 100",
+             "assert f('echo', (1, {2: 'x'})) == (1, {2: 'x'})",
+             "assert helper([1, 2, 3]) == 3",  # a function the candidate defined besides f
+             "try:\n    f('raise', 7)\nexcept ValueError as e:\n    assert 'bad 7' in str(e)\nelse:\n    assert False",
+             "assert candidate('echo', 1) == 1"]
+    await env.reset(_custom(tests, setup="candidate = f"))
+    r = await env.step(ToolCall(name="submit", arguments={"code": code}))
+    assert r.reward == 1.0, r.observation
+
+
+@needs_sandbox
+async def test_a_call_past_the_time_limit_fails_its_test_and_the_next_tests_still_run(env):
+    code = "import time\ndef f(x):\n    if x == 1:\n        while True:\n            pass\n    return x\n"
+    tests = ["assert f(0) == 0", "assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3"]
+    await env.reset(_custom(tests))
+    r = await env.step(ToolCall(name="submit", arguments={"code": code}))
+    assert r.reward == 0.75 and "3/4" in r.observation
