@@ -114,6 +114,10 @@ def register(app: typer.Typer) -> None:
 
                 base, adapters = model_source(policy.removeprefix("hf:"))
                 config["model"] = [str(p) for p in (base, *adapters)]
+            runner = RolloutRunner(loaded, env, n=n, concurrency=concurrency, max_turns=max_turns,
+                                   step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
+                                   sampling=sampling, seed=seed, tool_schema=tool_schema)
+            runner.check(tasks)  # e.g. the expert policy on an environment without expert_action()
         except AgentGymError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--policy'") from None
         except KeyboardInterrupt:
@@ -126,9 +130,6 @@ def register(app: typer.Typer) -> None:
                 if check is not None:
                     with _status(console, f"checking {policy}", progress):
                         await check()
-                runner = RolloutRunner(loaded, env, n=n, concurrency=concurrency, max_turns=max_turns,
-                                       step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
-                                       sampling=sampling, seed=seed, tool_schema=tool_schema)
                 store = RunStore(root)  # only now: a rejected command leaves no run directory behind
                 store.write_config(config)
                 stores.append(store)

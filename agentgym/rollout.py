@@ -294,18 +294,7 @@ class RolloutRunner:
         """
         if self._batcher is not None:
             raise RuntimeError("this RolloutRunner is already running; use one runner per concurrent run")
-        task_list = None if isinstance(tasks, (str, Task)) else list(tasks)  # a generator is read once, here
-        if task_list is None or not all(isinstance(t, Task) for t in task_list):
-            raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
-                            f"or [task]; got {type(tasks).__name__}")
-        tasks = task_list
-        hook = getattr(self.policy, "hook", None) if self.scripted else None
-        env_ids = {t.env for t in tasks} if self.env is None else {self.env} if isinstance(self.env, str) else set()
-        for env_id in env_ids:
-            env_spec = spec(env_id)  # an unknown id fails here, once
-            if hook and not callable(getattr(env_spec.load(), hook, None)):  # else every episode would fail alike
-                raise ConfigError(f"the {getattr(self.policy, 'name', hook)} policy needs "
-                                  f"{env_spec.load().__name__}.{hook}(), which {env_id} does not define")
+        tasks = self.check(tasks)
         horizon = self._horizon(step)
         run_id = uuid.uuid4().hex[:8]
         # a task listed twice makes two groups
@@ -349,6 +338,23 @@ class RolloutRunner:
             self._batcher = None
         trajectories = [t for t in results if t is not None]
         return RolloutResult(trajectories, time.perf_counter() - started, batch_sizes)
+
+    def check(self, tasks: Sequence[Task]) -> list[Task]:
+        """Fail before anything runs, not once per episode: ``tasks`` must be :class:`Task` objects of
+        registered environments that the policy can play (a scripted policy needs the environment's
+        ``expert_action`` or ``random_action``). Returns the tasks as a list."""
+        task_list = None if isinstance(tasks, (str, Task)) else list(tasks)  # a generator is read once, here
+        if task_list is None or not all(isinstance(t, Task) for t in task_list):
+            raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
+                            f"or [task]; got {type(tasks).__name__}")
+        hook = getattr(self.policy, "hook", None) if self.scripted else None
+        env_ids = {t.env for t in task_list} if self.env is None else {self.env} if isinstance(self.env, str) else set()
+        for env_id in env_ids:
+            env_spec = spec(env_id)  # an unknown id fails here, once
+            if hook and not callable(getattr(env_spec.load(), hook, None)):
+                raise ConfigError(f"the {getattr(self.policy, 'name', hook)} policy needs "
+                                  f"{env_spec.load().__name__}.{hook}(), which {env_id} does not define")
+        return task_list
 
     def run_sync(self, tasks: Sequence[Task], **kwargs: Any) -> RolloutResult:
         """:meth:`run` from synchronous code (starts its own event loop)."""

@@ -454,6 +454,16 @@ async def test_scripted_runs_can_skip_message_records():
     assert all(s.messages is None for s in result.trajectories[0].steps) and result.trajectories[0].success
 
 
+class NoHooks(ag.Environment):
+    """An environment without expert_action() or random_action(), like the README's first example."""
+
+    async def reset(self, task: ag.Task) -> str:
+        return "nothing to do"
+
+    def state_key(self) -> str:
+        return ""
+
+
 def flat(output: str) -> str:
     """CLI output as one line, without the frame rich draws around errors."""
     return " ".join(output.replace("│", " ").split())
@@ -493,11 +503,15 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] does not exist", 2),
     (["--policy", "gpt"], "Invalid value for '--policy': unknown policy 'gpt'", 2),
     (["--context", "summary:100"], "Invalid value for '--context': summarization needs a model policy", 2),
+    (["--env", "no-hooks-v0", "--suite", "test"], "Invalid value for '--policy': the expert policy needs "
+                                                  "NoHooks.expert_action(), which no-hooks-v0 does not define", 2),
 ])
 def test_a_rejected_rollout_command_says_why_and_leaves_no_run_directory(tmp_path, args, message, code):
     from typer.testing import CliRunner
 
     from agentgym.cli import app
+
+    ag.register("no-hooks-v0", NoHooks, suites={"test": lambda: [ag.Task(id="t", env="no-hooks-v0")]})
 
     out = tmp_path / "run"
     res = CliRunner().invoke(app, ["rollout", "--policy", "expert", "--limit", "1", "--out", str(out), *args])

@@ -52,14 +52,24 @@ def resolve_autocast(name: str, device: Any, dtype: Any) -> str | None:
     return "bfloat16" if device.type == "cpu" and amx is not None and amx() else None
 
 
-def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8, prefix_cache_tokens: int = 32768,
-                autocast: str | None = None) -> Any:
-    """A :class:`~agentgym.policies.hf.TransformersPolicy` for ``smollm2`` or ``hf:/path``."""
+def check_trainable(name: str) -> None:
+    """Refuse a ``policy.model`` that cannot be trained: before the run directory appears."""
+    from pathlib import Path
+
     from agentgym.errors import ConfigError
-    from agentgym.policies import load_policy as _load
 
     if not (name == "smollm2" or name.startswith("hf:")):
         raise ConfigError(f"policy.model must be 'smollm2' or 'hf:/path/to/model_dir' to be trained, got {name!r}")
+    if name.startswith("hf:") and not Path(name[3:]).expanduser().is_dir():
+        raise ConfigError(f"policy.model: {name[3:]!r} is not a model directory")
+
+
+def load_policy(name: str, *, device: Any, dtype: Any, max_batch_size: int = 8, prefix_cache_tokens: int = 32768,
+                autocast: str | None = None) -> Any:
+    """A :class:`~agentgym.policies.hf.TransformersPolicy` for ``smollm2`` or ``hf:/path``."""
+    from agentgym.policies import load_policy as _load
+
+    check_trainable(name)
     return _load(name, dtype=str(dtype).removeprefix("torch."), device=str(device), max_batch_size=max_batch_size,
                  prefix_cache_tokens=prefix_cache_tokens, autocast=autocast)
 

@@ -64,6 +64,8 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
 
         sft_data = load_trajectories(config.sft.data)
         check_samples(sft_data, config.sft.only_successful)
+    if policy is None:
+        M.check_trainable(config.policy.model)
     run_dir = Path(resume) if resume is not None else new_run_dir(config)
     if resume is None:
         refuse_used_run_dir(run_dir)
@@ -204,7 +206,7 @@ def _check_resume(changes: dict[str, tuple[Any, Any]], latest: Path | None, conf
     """Refuse, before the model loads, a resume whose changed settings the checkpoint cannot follow."""
     import json
 
-    fixed = [key for key in _FIXED_ON_RESUME if key in changes]
+    fixed = [key for key in _FIXED_ON_RESUME if key in changes] if latest is not None else []
     if fixed:
         old, new = changes[fixed[0]]
         raise ConfigError(f"{fixed[0]} cannot change when a run resumes ({old!r} -> {new!r}): its checkpoint holds "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -51,6 +52,8 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> No
     except TypeError as exc:
         raise ConfigError(f"env.options: {exc}") from None
     device = str(getattr(getattr(config, "policy", None), "device", ""))
+    if device and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise ConfigError(f"policy.device: {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
     if device.startswith("cuda"):
         import torch
 

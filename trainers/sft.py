@@ -236,6 +236,8 @@ def run_sft(config: SFTConfig | dict[str, Any] | str | Path, *, policy: Any = No
     data = load_trajectories(config.sft.data) if config.sft.data else None  # a bad line fails here too
     if data is not None:
         check_samples(data, config.sft.only_successful)
+    if policy is None:
+        M.check_trainable(config.policy.model)
     run_dir = new_run_dir(config)  # type: ignore[arg-type]
     refuse_used_run_dir(run_dir)
     store = RunStore(run_dir)

@@ -47,6 +47,38 @@ def test_a_new_run_refuses_another_runs_directory_and_default_names_never_collid
     assert first != second and first.is_dir() and second.is_dir()
 
 
+@pytest.mark.parametrize(("command", "setting", "message"), [
+    ("train", "policy.model=nope", "policy.model must be 'smollm2' or 'hf:/path/to/model_dir' to be trained"),
+    ("train", "policy.model=hf:/nowhere/model", "policy.model: '/nowhere/model' is not a model directory"),
+    ("train", "policy.device=tpu", "policy.device: 'tpu' is not a device"),
+    ("sft", "policy.model=nope", "policy.model must be 'smollm2'"),
+])
+def test_a_model_or_device_that_cannot_train_is_refused_before_the_run_directory_appears(tmp_path, command, setting,
+                                                                                         message):
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+
+    run_dir = tmp_path / "run"
+    config = "examples/household_quickstart.yaml" if command == "train" else "examples/household_sft.yaml"
+    more = ["--set", "sft.expert_tasks=2"] if command == "sft" else []
+    res = CliRunner().invoke(app, [command, config, "--set", setting, *more, "--run-dir", str(run_dir)])
+    assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+    assert not run_dir.exists()
+
+
+def test_a_resume_without_a_checkpoint_may_change_the_model(tmp_path):
+    from agentgym.trainers.rl import _check_resume
+
+    config = load_config({})
+    _check_resume({"policy.model": ("nope", "smollm2")}, None, config)  # nothing trained yet: nothing to keep
+    checkpoint = tmp_path / "step-000001"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text('{"step": 1}')
+    with pytest.raises(ConfigError, match="policy.model cannot change when a run resumes"):
+        _check_resume({"policy.model": ("nope", "smollm2")}, checkpoint, config)
+
+
 def test_environment_options_are_checked_against_the_environment():
     from agentgym.trainers.rollouts import check_inputs
 
