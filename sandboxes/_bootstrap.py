@@ -9,8 +9,9 @@ reports the exit status and CPU time. Started ahead of time, it is the warm pool
 the interpreter is up and blocked on the request.
 
 argv: ``fd REQUEST_FD STATUS_FD`` (process sandbox: request on a pipe, status JSON on a pipe) or
-``arg CHUNK...`` (Docker: the request is base64 JSON in argv; the status is the last stderr
-line, prefixed with the request's ``marker``). The status is ``EXIT UTIME STIME MAXRSS_KB``.
+``stdin`` (Docker: the request is JSON on stdin; the status is the last stderr line, prefixed with
+the request's ``marker``); ``arg CHUNK...`` (base64 JSON in argv) is the older Docker form. The
+status is ``EXIT UTIME STIME MAXRSS_KB``.
 """
 
 import binascii
@@ -45,7 +46,16 @@ def _read_request():
             os.close(sfd)
         return req, report, sfd
     import json
-    req = json.loads(binascii.a2b_base64("".join(sys.argv[2:])))
+    if sys.argv[1] == "stdin":  # Docker: JSON on stdin, read to its end (never in argv, which anyone may read)
+        parts = []
+        while True:
+            chunk = os.read(0, 1 << 20)
+            if not chunk:
+                break
+            parts.append(chunk)
+        req = json.loads(b"".join(parts))
+    else:
+        req = json.loads(binascii.a2b_base64("".join(sys.argv[2:])))
 
     def report(status):
         os.write(2, ("\n" + req["marker"] + status + "\n").encode())

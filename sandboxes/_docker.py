@@ -14,9 +14,9 @@ Works against Docker or podman (``podman system service``), found by ``base_url`
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import secrets
+import socket
 import threading
 import time
 from typing import Any, Mapping
@@ -28,7 +28,6 @@ from ._base import (BOOTSTRAP, Argv, ExecResult, Files, Limits, OutputBuffer, Se
 
 DEFAULT_IMAGE = "localhost/agentgym-python:bookworm"
 _USER = "65534:65534"
-_MAX_REQUEST = 1_500_000  # base64 bytes that fit in an exec's argv (ARG_MAX is about 2 MB)
 _KILL_ALL = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
 
 
@@ -130,6 +129,7 @@ class DockerSandbox:
         options: dict[str, Any] = dict(
             detach=True, network_mode="none", user=_USER, read_only=True, working_dir="/work", hostname="sandbox",
             tmpfs={"/work": f"size={lim.disk_mb}m,mode=1777", "/tmp": f"size={lim.disk_mb}m,mode=1777"},
+            shm_size=f"{lim.disk_mb}m",
             mem_limit=f"{max(2 * lim.memory_mb, 256)}m", memswap_limit=f"{max(2 * lim.memory_mb, 256)}m",
             pids_limit=lim.max_processes + 16, cap_drop=["ALL"], security_opt=["no-new-privileges"],
             ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
@@ -238,14 +238,11 @@ class DockerSandbox:
         request["rlimits"].pop("nproc", None)
         marker = f"agentgym-status-{secrets.token_hex(8)}:"
         request["marker"] = marker
-        payload = base64.b64encode(json.dumps(request).encode()).decode()
-        if len(payload) > _MAX_REQUEST:
-            raise SandboxError(f"the request ({len(payload)} bytes encoded) is too large for a docker exec "
-                               f"(at most {_MAX_REQUEST}); pass fewer or smaller files")
-        chunks = [payload[i:i + 100_000] for i in range(0, len(payload), 100_000)]
+        # on the exec's stdin, not in its argv: any process in the container can read /proc/<pid>/cmdline
+        payload = json.dumps(request).encode()
         api = self._client.api
-        exec_id = (await asyncio.to_thread(api.exec_create, cid, [self.python, "-I", "-S", "-c", BOOTSTRAP, "arg",
-                                                                   *chunks], user=_USER, workdir="/work"))["Id"]
+        exec_id = (await asyncio.to_thread(api.exec_create, cid, [self.python, "-I", "-S", "-c", BOOTSTRAP, "stdin"],
+                                           user=_USER, workdir="/work", stdin=True))["Id"]
         out = OutputBuffer(limits.max_output_bytes)
         err = OutputBuffer(limits.max_output_bytes + 1024)  # room for the status line
         tail = bytearray()
@@ -253,14 +250,23 @@ class DockerSandbox:
 
         def pump() -> None:
             nonlocal tail
-            for o, e in api.exec_start(exec_id, stream=True, demux=True):
-                if o:
-                    out.feed(o)
-                if e:
-                    err.feed(e)
-                    tail = (tail + e)[-4096:]
-                if out.overflow or len(err.data) > limits.max_output_bytes + 1024 or stop["flag"]:
-                    return
+            from docker.utils.socket import STDOUT, frames_iter
+
+            sock = api.exec_start(exec_id, socket=True)
+            try:
+                raw = getattr(sock, "_sock", sock)
+                raw.sendall(payload)
+                raw.shutdown(socket.SHUT_WR)
+                for stream, data in frames_iter(sock, tty=False):
+                    if stream == STDOUT:
+                        out.feed(data)
+                    else:
+                        err.feed(data)
+                        tail = (tail + data)[-4096:]
+                    if out.overflow or len(err.data) > limits.max_output_bytes + 1024 or stop["flag"]:
+                        return
+            finally:
+                sock.close()
 
         start = time.perf_counter()
         pumping = asyncio.ensure_future(asyncio.to_thread(pump))
@@ -281,6 +287,8 @@ class DockerSandbox:
         text = bytes(tail).decode("utf-8", "replace")
         at = text.rfind(marker)
         status = parse_status(text[at + len(marker):].split("\n", 1)[0]) if at >= 0 else None
+        if status is None and not (timed_out or overflow):  # the launcher died before its kill(-1): finish its job
+            await asyncio.to_thread(self._kill_all, cid)
         stderr_bytes = bytes(err.data)
         cut = stderr_bytes.rfind(b"\n" + marker.encode())
         if cut >= 0:

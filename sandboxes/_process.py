@@ -415,7 +415,9 @@ class ProcessSandbox:
             argv += ["--ro-bind", str(self._dir / "etc" / name), f"/etc/{name}"]
         if self._prefix and prefix_src:
             argv += ["--ro-bind", prefix_src, self._prefix]
-        argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(lim.disk_mb << 20), "--tmpfs", "/tmp"]
+        # bwrap's /dev is a tmpfs of half the host's memory: /dev/shm gets the disk quota, the rest is read-only
+        argv += ["--dev", "/dev", "--size", str(lim.disk_mb << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+                 "--proc", "/proc", "--size", str(lim.disk_mb << 20), "--tmpfs", "/tmp"]
         if workdir is None:
             argv += ["--size", str(lim.disk_mb << 20), "--tmpfs", "/work"]
         else:

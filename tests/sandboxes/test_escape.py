@@ -144,6 +144,18 @@ async def test_disk_fill_stops_at_file_size_limit(sandbox, limits):
     assert size <= limits["file_size_mb"] << 20
 
 
+async def test_memory_filesystems_are_capped_like_the_disk(sandbox, limits):
+    # files in /dev/shm live in the host's memory: without a cap, one run could fill half of it
+    code = ("import os\nwritten = 0\ntry:\n    for i in range(64):\n"
+            "        with open('/dev/shm/f%d' % i, 'wb') as f:\n            f.write(b'x' * (8 << 20))\n"
+            "        written += 8\nfinally:\n    print('written', written)\n"
+            "    try:\n        open('/dev/evil', 'w').write('x')\n        print('dev writable')\n"
+            "    except OSError as e:\n        print('dev refused', e.errno)\n")
+    r = await sandbox.run_python(code, timeout=30)
+    assert int(r.stdout.split()[1]) <= limits["disk_mb"], r.stdout + r.stderr
+    assert "dev writable" not in r.stdout
+
+
 async def test_hundred_megabytes_of_output(sandbox, limits):
     r = await sandbox.run_python("import sys\nfor _ in range(100):\n    sys.stdout.write('x' * (1 << 20))\n",
                                  timeout=30)
@@ -162,6 +174,19 @@ async def test_daemon_does_not_outlive_the_run(sandbox, host_processes_with):
     assert host_processes_with(token) == []
 
 
+async def test_a_daemon_that_kills_its_launcher_does_not_outlive_the_call(sandbox):
+    # the launcher's kill(-1) never runs then; the next call of the session must not find the daemon
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            "        for fd in (0, 1, 2):\n            os.dup2(os.open(os.devnull, os.O_RDWR), fd)\n"
+            "        while True:\n            open('alive', 'a').write('x')\n            time.sleep(0.05)\n"
+            "    os._exit(0)\ntime.sleep(0.3)\nos.kill(os.getppid(), 9)\n")
+    async with sandbox.session() as s:
+        await s.run_python(code)
+        size = "import os, time\na = os.path.getsize('alive')\ntime.sleep(0.5)\nprint(os.path.getsize('alive') - a)\n"
+        r = await s.run_python(size)
+        assert r.ok and r.stdout.split() == ["0"], r.stdout + r.stderr
+
+
 async def test_host_environment_is_invisible(sandbox, monkeypatch):
     secret = secrets.token_hex(12)
     monkeypatch.setenv("AGENTGYM_TEST_SECRET", secret)
@@ -171,6 +196,43 @@ async def test_host_environment_is_invisible(sandbox, monkeypatch):
     assert r.ok and secret not in r.stdout and "AGENTGYM_TEST_SECRET" not in r.stdout
     r = await sandbox.run("env; cat /proc/1/environ 2>/dev/null; true")
     assert secret not in r.stdout
+
+
+async def test_a_program_cannot_read_the_request_of_its_run(sandbox):
+    """A run's stdin is private to it (code-v0 passes its judge the expected answers that way): no other
+    process started in the run finds it in an argv, in another process's memory or behind its file
+    descriptors (bubblewrap's init holds the output pipes, which carry nothing private)."""
+    secret = f"private-{secrets.token_hex(8)}"
+    probe = (
+        "import base64, os, sys\n"
+        "wanted = [sys.argv[1].encode(), base64.b64encode(sys.argv[1].encode())[:16]]\n"
+        "found = []\n"
+        "for pid in (p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()):\n"
+        "    try:\n        found += [('cmdline', pid)] * any(w in open('/proc/%s/cmdline' % pid, 'rb').read() for w in wanted)\n"
+        "    except OSError:\n        pass\n"
+        "    try:\n        fds = os.listdir('/proc/%s/fd' % pid)\n    except OSError:\n        fds = []\n"
+        "    for fd in fds:\n"
+        "        try:\n"
+        "            f = os.open('/proc/%s/fd/%s' % (pid, fd), os.O_RDONLY | os.O_NONBLOCK)\n"
+        "            os.lseek(f, 0, 0) if not os.path.stat.S_ISFIFO(os.fstat(f).st_mode) else None\n"
+        "            found += [('fd', pid)] * any(w in os.read(f, 1 << 20) for w in wanted)\n"
+        "        except OSError:\n            pass\n"
+        "    try:\n"
+        "        mem = open('/proc/%s/mem' % pid, 'rb')\n"
+        "        for line in open('/proc/%s/maps' % pid):\n"
+        "            lo, hi = (int(x, 16) for x in line.split()[0].split('-'))\n"
+        "            if line.split()[1].startswith('r') and hi - lo < 64 << 20:\n"
+        "                try:\n                    mem.seek(lo); data = mem.read(hi - lo)\n"
+        "                except (OSError, ValueError, OverflowError):\n                    continue\n"
+        "                found += [('mem', pid)] * any(w in data for w in wanted)\n"
+        "    except OSError:\n        pass\n"
+        "print('found', sorted(set(found)))\n")
+    # the run's own process reads its stdin, then starts the probe (a fresh program, as a candidate would be)
+    code = ("import subprocess, sys\nsecret = sys.stdin.read()\n"
+            f"subprocess.run([sys.executable, '-I', '-c', {probe!r}, secret.split('-')[0] + '-' + secret.split('-')[1]])\n")
+    r = await sandbox.run_python(code, stdin=secret, timeout=30)
+    assert r.ok, r.stderr
+    assert "found []" in r.stdout, r.stdout
 
 
 async def test_cannot_signal_or_ptrace_host_processes(sandbox):
