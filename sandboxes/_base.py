@@ -265,14 +265,22 @@ def classify(*, exit_code: int, stderr: str, timed_out: bool, overflow: bool, cp
 
 
 def dir_size(path: Path) -> int:
-    """Bytes used by the files under ``path`` (symlinks not followed)."""
+    """Bytes used by the files under ``path`` (symlinks not followed), however deep the tree: it is walked
+    by directory descriptors, so no path is too long to count (``os.walk`` skipped those silently). A
+    directory that cannot be read counts as over any quota."""
+    def fail(exc: OSError) -> None:
+        raise exc
+
     total = 0
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
+    try:
+        for _, dirs, files, dirfd in os.fwalk(path, onerror=fail):
+            for name in files + dirs:
+                try:
+                    total += os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_blocks * 512
+                except FileNotFoundError:  # removed while we counted
+                    pass
+    except OSError:
+        return 1 << 62
     return total
 
 

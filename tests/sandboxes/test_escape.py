@@ -156,6 +156,19 @@ async def test_memory_filesystems_are_capped_like_the_disk(sandbox, limits):
     assert "dev writable" not in r.stdout
 
 
+async def test_files_too_deep_to_name_still_count_against_the_disk_quota(sandbox, limits):
+    # 20 directories of 250 characters: their files' paths are longer than PATH_MAX
+    code = ("import os\nfor _ in range(20):\n    os.mkdir('d' * 250)\n    os.chdir('d' * 250)\n"
+            f"for i in range({limits['disk_mb'] // limits['file_size_mb'] + 2}):\n"
+            f"    open('f%d' % i, 'wb').write(b'z' * ({limits['file_size_mb']} << 20))\nprint('written')\n")
+    async with sandbox.session() as s:
+        r = await s.run_python(code, timeout=30)
+        assert r.limit == "disk", (r.limit, r.stderr[-300:])  # emptied after the call, or the tmpfs ran full
+        held = ("import os\nprint(sum(os.stat(n, dir_fd=fd, follow_symlinks=False).st_size "
+                "for _, _, files, fd in os.fwalk('.') for n in files))\n")
+        assert int((await s.run_python(held)).stdout) <= limits["disk_mb"] << 20
+
+
 async def test_hundred_megabytes_of_output(sandbox, limits):
     r = await sandbox.run_python("import sys\nfor _ in range(100):\n    sys.stdout.write('x' * (1 << 20))\n",
                                  timeout=30)
