@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
         from agentgym.errors import AgentGymError
         from agentgym.policies import load_policy
-        from agentgym.policies.server import PolicyServer
+        from agentgym.policies.server import PolicyServer, serve_forever
 
         console = Console()
 
@@ -67,9 +67,8 @@ def register(app: typer.Typer) -> None:
         async def main() -> None:
             server = PolicyServer(loaded, served_name=served_name, host=host, port=port,
                                   max_batch_size=max_batch_size, max_wait=max_wait)
-            async with server:
-                console.print(Text.assemble("serving ", (server.served_name, "bold"), f" at {server.url} (Ctrl-C to stop)"))
-                await asyncio.Event().wait()
+            await serve_forever(server, lambda s: console.print(
+                Text.assemble("serving ", (s.served_name, "bold"), f" at {s.url} (Ctrl-C to stop)")))
 
         try:
             asyncio.run(main())

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
 import uuid
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from agentgym.errors import PolicyError
 from agentgym.policies._batching import Batcher
@@ -140,6 +141,8 @@ class PolicyServer:
                 raise _BadRequest("the request body must be a JSON object")
             if body.get("stream"):
                 raise _BadRequest("streaming is not supported by agentgym serve")
+            if "model" not in body:
+                raise _BadRequest(f"the request needs a \"model\" field; this server serves `{self.served_name}`")
             if body.get("model") != self.served_name:
                 raise _BadRequest(f"The model `{body.get('model')}` does not exist; this server serves "
                                   f"`{self.served_name}`.", status=404)
@@ -323,7 +326,22 @@ def _usage(prompt: list[int], outs: list[Completion]) -> dict[str, int]:
     return {"prompt_tokens": len(prompt), "completion_tokens": completion, "total_tokens": len(prompt) + completion}
 
 
-async def serve_forever(server: PolicyServer) -> None:
-    """Run ``server`` until the task is cancelled (Ctrl-C)."""
-    async with server:
-        await asyncio.Event().wait()
+async def serve_forever(server: PolicyServer, on_start: Callable[[PolicyServer], None] | None = None) -> None:
+    """Run ``server`` until the task is cancelled (Ctrl-C) or the process gets SIGTERM (what docker and
+    systemd send); either way requests still waiting get a 503. ``on_start`` is called once it listens."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    except (NotImplementedError, RuntimeError):  # no signal handlers here (Windows, or not the main thread)
+        pass
+    try:
+        async with server:
+            if on_start is not None:
+                on_start(server)
+            await stop.wait()
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGTERM)
+        except (NotImplementedError, RuntimeError):
+            pass

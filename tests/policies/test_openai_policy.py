@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import os
+import signal
 import socket
 import time
 
@@ -15,6 +17,7 @@ from aiohttp import web
 import agentgym as ag
 from agentgym.errors import PolicyError
 from agentgym.policies import OpenAIPolicy, PolicyServer, SamplingParams, load_policy
+from agentgym.policies.server import serve_forever
 from agentgym.rollout import RolloutRunner
 from agentgym.types import Message, ToolSpec
 
@@ -102,6 +105,8 @@ async def test_completions_and_models_endpoints(server, smollm2):
             assert r.status == 400 and "streaming" in (await r.json())["error"]["message"]
         async with http.post(f"{server.url}/chat/completions", json={"model": "smollm2", "messages": "hi"}) as r:
             assert r.status == 400
+        async with http.post(f"{server.url}/chat/completions", json={"messages": []}) as r:
+            assert r.status == 400 and 'needs a "model" field' in (await r.json())["error"]["message"]
         hello = [{"role": "user", "content": "hi"}]
         for extra, message in (({"temperature": "hot"}, "'temperature' must be a number, got 'hot'"),
                                ({"tools": [{"type": "function"}]}, "'tools' must be a list of")):
@@ -151,6 +156,22 @@ async def test_a_request_waiting_when_the_server_stops_gets_a_503(smollm2):
         while not srv.batch_sizes:  # the request is being generated
             await asyncio.sleep(0.02)
         await srv.aclose()
+        resp = await answer
+        assert resp.status == 503 and (await resp.json())["error"]["message"] == "the server is shutting down"
+
+
+async def test_sigterm_stops_the_server_and_a_waiting_request_gets_a_503(smollm2):
+    body = {"model": "smollm2", "prompt": [1, 2, 3], "max_tokens": 400}
+    srv = PolicyServer(smollm2, served_name="smollm2", port=0, max_wait=0.01)
+    started = asyncio.Event()
+    serving = asyncio.ensure_future(serve_forever(srv, lambda s: started.set()))
+    await started.wait()
+    async with aiohttp.ClientSession() as http:
+        answer = asyncio.ensure_future(http.post(f"{srv.url}/completions", json=body))
+        while not srv.batch_sizes:  # the request is being generated
+            await asyncio.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)  # without our handler this would end the test process
+        await asyncio.wait_for(serving, 30)
         resp = await answer
         assert resp.status == 503 and (await resp.json())["error"]["message"] == "the server is shutting down"
 
