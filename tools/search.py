@@ -42,8 +42,9 @@ class Hit:
 
 
 def fold(text: str) -> str:
-    """Lowercase ASCII with accents removed: how queries, texts and titles are compared."""
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    """Lowercase ASCII with accents and surrounding spaces removed: how queries, texts and titles are compared
+    (Brasília and brasilia are one name)."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().strip()
 
 
 class SearchIndex:
@@ -57,7 +58,7 @@ class SearchIndex:
         self.pages = list(pages)
         self._by_title: dict[str, Page] = {}
         for p in self.pages:
-            key = fold(p.title).strip()
+            key = fold(p.title)
             if key in self._by_title:
                 raise ConfigError(f"two pages are titled {p.title!r} (titles must be unique, case and accents aside)")
             self._by_title[key] = p
@@ -106,11 +107,11 @@ class SearchIndex:
 
     def page(self, title: str) -> Page | None:
         """The page titled ``title`` (case, accents and surrounding spaces ignored), or None."""
-        return self._by_title.get(fold(title).strip())
+        return self._by_title.get(fold(title))
 
     def similar_titles(self, title: str, n: int = 3) -> list[str]:
         """Up to ``n`` titles close to ``title``: for an error message that helps."""
-        keys = difflib.get_close_matches(fold(title).strip(), list(self._by_title), n=n, cutoff=0.6)
+        keys = difflib.get_close_matches(fold(title), list(self._by_title), n=n, cutoff=0.6)
         return [self._by_title[k].title for k in keys]
 
 

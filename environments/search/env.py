@@ -26,7 +26,7 @@ _NOT_WORD = re.compile(r"[^0-9a-z]+")
 
 def normalize_answer(text: str) -> str:
     """Lowercase ASCII words without punctuation, a leading article or digit grouping: ``"The Sol."`` -> ``"sol"``."""
-    text = fold(text).strip()
+    text = fold(text)
     text = re.sub(r"(?<=\d)[,\s](?=\d{3}\b)", "", text)  # 7,737,002 and 7 737 002 -> 7737002
     text = _NOT_WORD.sub(" ", text).strip()
     return _ARTICLE.sub("", text)

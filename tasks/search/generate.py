@@ -21,12 +21,12 @@ import hashlib
 import json
 import random
 import sys
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from agentgym.tasks import write_generated
+from agentgym.tools.search import fold
 from agentgym.tasks.search import CORPUS  # compressed, and not a suite: the registry reads every *.jsonl here as one
 
 ENV_ID = "search-v0"
@@ -67,11 +67,6 @@ class City:
     timezone: str
     lat: float
     lon: float
-
-
-def fold(text: str) -> str:
-    """Lowercase ASCII: how names are compared (Brasília and Brasilia are one city)."""
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().strip()
 
 
 def held_out(iso: str) -> bool:
