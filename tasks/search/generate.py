@@ -23,6 +23,7 @@ import random
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 from agentgym.tasks import write_generated
@@ -209,28 +210,29 @@ def _milestones() -> list[dict]:
 
 
 def build_suites(countries: dict[str, Country], cities: dict[str, City]) -> dict[str, list[dict]]:
-    """The suites as JSON-ready task dicts (deterministic)."""
+    """The suites as JSON-ready task dicts (deterministic), the templates taking turns: the first N tasks of a
+    suite (``--limit N``, ``eval.max_tasks``) ask every kind of question."""
     unseen = {iso for iso in countries if held_out(iso)}
     pools = {"seen": set(countries) - unseen, "unseen": unseen}
     milestones = _milestones()
-    suites: dict[str, list[dict]] = defaultdict(list)
+    drawn: dict[str, list[list[dict]]] = defaultdict(list)  # suite -> one list of questions per template
     for template in TEMPLATES:
-        drawn: dict[str, list[dict]] = {}
+        offsets: Counter[str] = Counter()
         for pool_name, isos in pools.items():
-            drawn[pool_name] = questions(template, countries, cities, isos,
-                                         random.Random(f"agentgym-search:{template}:{pool_name}"))
-        offsets = Counter()
-        for name, (split, pool_name, per_template) in SUITES.items():
-            start = offsets[pool_name]
-            for q in drawn[pool_name][start:start + per_template]:  # train and test-seen share no question
-                index = len(suites[name])
-                suites[name].append({
-                    "id": f"search-{name}-{index:04d}", "env": ENV_ID, "split": split, "prompt": q["question"],
-                    "data": {"template": template, "answers": q["answers"], "start": q["start"],
-                             "answer_pages": q["answer_pages"]},
-                    "milestones": milestones, "max_turns": MAX_TURNS})
-            offsets[pool_name] += per_template
-    return dict(suites)
+            pool = questions(template, countries, cities, isos, random.Random(f"agentgym-search:{template}:{pool_name}"))
+            for name, (_, wanted, per_template) in SUITES.items():
+                if wanted == pool_name:  # train and test-seen share no question
+                    drawn[name].append([{**q, "template": template}
+                                        for q in pool[offsets[pool_name]:offsets[pool_name] + per_template]])
+                    offsets[pool_name] += per_template
+    suites = {}
+    for name, per_template in drawn.items():
+        rows = [q for round_ in zip_longest(*per_template) for q in round_ if q is not None]
+        suites[name] = [{"id": f"search-{name}-{i:04d}", "env": ENV_ID, "split": SUITES[name][0], "prompt": q["question"],
+                         "data": {"template": q["template"], "answers": q["answers"], "start": q["start"],
+                                  "answer_pages": q["answer_pages"]},
+                         "milestones": milestones, "max_turns": MAX_TURNS} for i, q in enumerate(rows)]
+    return suites
 
 
 def jsonl(rows: list[dict]) -> str:

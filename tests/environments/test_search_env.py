@@ -179,9 +179,8 @@ async def test_reset_refuses_a_task_naming_missing_pages(env):
 # ----- policies and suites -----------------------------------------------------------------------
 @pytest.mark.parametrize("suite", ["train", "test-seen", "test-unseen"])
 def test_expert_solves_every_template(suite):
-    tasks = ag.load_tasks("search-v0", suite)
-    sample = [t for i, t in enumerate(tasks) if i % 10 == 0]
-    assert {t.data["template"] for t in sample} == set(generate.TEMPLATES)
+    sample = ag.load_tasks("search-v0", suite)[:60]
+    assert {t.data["template"] for t in sample[:len(generate.TEMPLATES)]} == set(generate.TEMPLATES)  # taking turns
     result = ag.RolloutRunner("expert", record_messages=False).run_sync(sample)
     summary = result.summary()
     assert summary["success_rate"] == 1.0 and summary["invalid_action_rate"] == 0.0 and summary["failed"] == 0
