@@ -220,6 +220,8 @@ def load_plugin(plugin: str, setting: str = "plugin") -> None:
                           "my_envs.py here, or 'my_envs:register')")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
+    _ensure_loaded()
+    first_import, before = module not in sys.modules, dict(_registry)
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -236,3 +238,7 @@ def load_plugin(plugin: str, setting: str = "plugin") -> None:
             getattr(mod, fn)()
         except Exception as exc:
             raise ConfigError(f"{setting}: {module}:{fn}() failed: {type(exc).__name__}: {exc}") from exc
+    if first_import and not fn and _registry == before:
+        hooks = [name for name in ("register", "register_envs") if callable(getattr(mod, name, None))]
+        hint = f"; does it register them in a function? then name it: {module}:{hooks[0]}" if hooks else ""
+        warnings.warn(f"{setting}: importing {module!r} registered no environment{hint}", RuntimeWarning, stacklevel=2)

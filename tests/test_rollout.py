@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import warnings
 import time
 from pathlib import Path
 
@@ -585,6 +586,22 @@ def test_rollout_loads_an_uninstalled_plugin_from_the_current_directory(tmp_path
     ]:
         bad = subprocess.run([*command, "--plugin", plugin], cwd=tmp_path, capture_output=True, text=True)
         assert bad.returncode == 2 and message in flat(bad.stderr), bad.stderr
+
+
+def test_a_plugin_that_registers_nothing_when_imported_says_which_function_to_name(tmp_path, monkeypatch):
+    from agentgym.registry import load_plugin
+
+    (tmp_path / "quiet_envs.py").write_text(PLUGIN)  # registers in register() only
+    (tmp_path / "loud_envs.py").write_text("import agentgym as ag\nfrom quiet_envs import Steps\n"
+                                           "ag.register('loud-v0', Steps)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="importing 'quiet_envs' registered no environment; does it register "
+                                            "them in a function\\? then name it: quiet_envs:register"):
+        load_plugin("quiet_envs", "--plugin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_plugin("loud_envs", "--plugin")
+        load_plugin("quiet_envs:register", "--plugin")
 
 
 def test_a_plugin_directory_never_hides_an_installed_package(tmp_path):

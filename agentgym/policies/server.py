@@ -174,6 +174,9 @@ class PolicyServer:
                                            for p, s in zip(prompts, params.seeds_for(len(prompts))))))
 
     async def _chat_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("top_logprobs"):
+            raise _BadRequest("top_logprobs is not supported: agentgym serve returns the logprob of each sampled "
+                              "token only (logprobs: true)")
         messages = _parse_messages(body.get("messages"))
         tools = _parse_tools(body.get("tools"))
         max_tokens = body.get("max_completion_tokens")

@@ -109,6 +109,7 @@ async def test_completions_and_models_endpoints(server, smollm2):
             assert r.status == 400 and 'needs a "model" field' in (await r.json())["error"]["message"]
         hello = [{"role": "user", "content": "hi"}]
         for extra, message in (({"temperature": "hot"}, "'temperature' must be a number, got 'hot'"),
+                               ({"logprobs": True, "top_logprobs": 2}, "top_logprobs is not supported"),
                                ({"tools": [{"type": "function"}]}, "'tools' must be a list of")):
             body = {"model": "smollm2", "messages": hello, "max_tokens": 1, **extra}
             async with http.post(f"{server.url}/chat/completions", json=body) as r:
