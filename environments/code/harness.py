@@ -13,7 +13,8 @@ function the candidate defines goes to the candidate's process over a pipe, and 
 come back (None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset), so an
 object with a rigged ``__eq__`` never reaches a comparison. A program task runs the program once
 per test, in a fresh interpreter, and compares its output in the judge. A call past the per-test
-time limit kills the candidate (it is restarted for the next test). The judge prints one report
+time limit, or any exchange that goes wrong, ends the candidate's process; the next call starts a
+fresh one. The judge prints one report
 line, after the nonce; :func:`parse_report` reads it and checks it has one result per test.
 """
 
@@ -68,6 +69,8 @@ def decode(v):
 # The candidate's side of a function task: load the code, then answer calls, one JSON line each way.
 _CANDIDATE = _CODEC + r'''
 import io, json, os, sys
+if hasattr(sys, "set_int_max_str_digits"):
+    sys.set_int_max_str_digits(0)
 PROTO_IN, PROTO_OUT = os.dup(0), os.dup(1)
 null = os.open(os.devnull, os.O_RDWR)
 for fd in (0, 1, 2):
@@ -124,9 +127,14 @@ for line in reader:
 '''
 
 JUDGE = _CODEC + r'''
-import ast, builtins, json, os, select, subprocess, sys, tempfile, time
+import sys, os
+# Nothing the candidate writes may be imported here: it runs as the same user, in a directory below ours.
+sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
+import ast, builtins, json, linecache, select, subprocess, tempfile, time, traceback
+if hasattr(sys, "set_int_max_str_digits"):
+    sys.set_int_max_str_digits(0)  # an honest answer may be a big integer
 job = json.loads(sys.stdin.read())
-try:  # the candidate runs as the same user: keep it out of this process (memory, /proc/<pid>/fd)
+try:  # defence in depth: the launcher made itself non-dumpable already, and we inherit that
     import ctypes
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
 except Exception:
@@ -158,55 +166,82 @@ def stop(proc):
         proc.wait()
 
 
-def read_until(proc, deadline, want_line):
-    """Bytes the process writes until a newline (want_line) or EOF, within the deadline and LIMIT."""
-    fd, data = proc.stdout.fileno(), bytearray()
+def read_some(proc, deadline):
+    """The next bytes the process writes ('' at its end), within the deadline."""
+    fd = proc.stdout.fileno()
     while True:
-        if want_line and b"\n" in data:
-            return bytes(data[:data.index(b"\n")])
         left = deadline - time.monotonic()
         if left <= 0:
             raise TestTimeout()
-        if not select.select([fd], [], [], left)[0]:
-            continue
-        chunk = os.read(fd, 1 << 16)
+        if select.select([fd], [], [], left)[0]:
+            return os.read(fd, 1 << 16)
+
+
+def read_all(proc, deadline):
+    data = bytearray()
+    while True:
+        chunk = read_some(proc, deadline)
         if not chunk:
-            if want_line:
-                raise CandidateError("the candidate's process ended (it exited or was killed)")
             return bytes(data)
         data += chunk
         if len(data) > LIMIT:
-            raise CandidateError("the result is too large (over %d MB)" % (LIMIT >> 20))
+            raise CandidateError("the output is too large (over %d MB)" % (LIMIT >> 20))
 
 
 class Candidate:
-    """The candidate's functions, in their own process."""
+    """The candidate's functions, in their own process. Any failure of the exchange ends that process: the
+    next call starts a fresh one, so a late or stray reply can never answer a later question."""
 
     def __init__(self):
-        self.proc, self.output, self.deadline = None, "", None
+        self.proc, self.output, self.deadline, self.buffer = None, "", None, bytearray()
+
+    def _line(self, deadline):
+        while b"\n" not in self.buffer:
+            chunk = read_some(self.proc, deadline)
+            if not chunk:
+                raise CandidateError("the candidate's process ended (it exited or was killed)")
+            self.buffer += chunk
+            if len(self.buffer) > LIMIT:
+                raise CandidateError("the reply is too large (over %d MB)" % (LIMIT >> 20))
+        line, _, rest = bytes(self.buffer).partition(b"\n")
+        self.buffer = bytearray(rest)
+        return json.loads(line)
+
+    def _exchange(self, message, deadline):
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+            reply = self._line(deadline)
+            if not isinstance(reply, dict):
+                raise CandidateError("the candidate's process sent something that is not a reply")
+            return reply
+        except BaseException as exc:
+            stop(self.proc)
+            if isinstance(exc, (TestTimeout, CandidateError)):
+                raise
+            raise CandidateError("the candidate's process did not answer properly (%s)" % type(exc).__name__)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def load(self):
-        self.proc = start(CANDIDATE_SOURCE)
-        self.proc.stdin.write((json.dumps({"code": job["code"], "entry_point": job["entry_point"]}) + "\n").encode())
-        self.proc.stdin.flush()
-        return json.loads(read_until(self.proc, time.monotonic() + PER_TEST, True))
+        """Start the candidate; its reply: the names of its functions, or why its code did not load."""
+        stop(self.proc)
+        self.proc, self.buffer = start(CANDIDATE_SOURCE), bytearray()
+        return self._exchange({"code": job["code"], "entry_point": job["entry_point"]}, time.monotonic() + PER_TEST)
 
     def call(self, name, args, kwargs):
-        if self.proc is None or self.proc.poll() is not None:
-            raise CandidateError("the candidate's process is not running")
-        try:
-            request = {"call": name, "args": encode(tuple(args)), "kwargs": encode(dict(kwargs))}
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
-            reply = json.loads(read_until(self.proc, self.deadline, True))
-        except (OSError, ValueError, TypeError) as exc:
-            raise CandidateError("the call could not be made: %s" % exc)
-        if not isinstance(reply, dict):
-            raise CandidateError("the candidate's process sent something that is not a reply")
+        if not self.alive():
+            reply = self.load()
+            if "load_error" in reply:
+                raise CandidateError("the code did not load again: %s" % reply["load_error"])
+        reply = self._exchange({"call": name, "args": encode(tuple(args)), "kwargs": encode(dict(kwargs))},
+                               self.deadline)
         if "value" in reply:
             try:
                 return decode(reply["value"])
             except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+                stop(self.proc)
                 raise CandidateError("the candidate's process sent something that is not a value")
         kind = getattr(builtins, str(reply.get("error")), None)
         message = str(reply.get("message", ""))[-600:]
@@ -216,10 +251,8 @@ class Candidate:
 
     def collect_output(self):
         try:
-            self.proc.stdin.write(b'{"output": true}\n')
-            self.proc.stdin.flush()
-            self.output = json.loads(read_until(self.proc, time.monotonic() + 1.0, True))["output"]
-        except Exception:
+            self.output = str(self._exchange({"output": True}, time.monotonic() + 1.0).get("output", ""))
+        except BaseException:
             pass
 
 
@@ -233,22 +266,30 @@ def proxy(candidate, name):
 def describe(exc):
     if isinstance(exc, TestTimeout):
         return "timed out after %s s" % PER_TEST
-    import traceback
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()[-600:]
+
+
+def test_names(loaded):
+    """The candidate's functions the tests may call: never a builtin's name (a candidate's `abs` must not
+    judge `abs(got - want) < 1e-9`) and nothing private; the entry point always."""
+    functions = loaded.get("functions")
+    names = [f for f in (functions if isinstance(functions, list) else []) if isinstance(f, str) and f.isidentifier()
+             and not f.startswith("_") and not hasattr(builtins, f)]
+    return set(names) | {job["entry_point"]}
 
 
 def run_function():
     candidate = Candidate()
     try:
         loaded = candidate.load()
-    except (TestTimeout, CandidateError, ValueError) as exc:
+    except BaseException as exc:
         stop(candidate.proc)
         return {"load_error": "the code did not load: " + describe(exc), "results": [], "output": ""}
     if "load_error" in loaded:
         stop(candidate.proc)
         return {"load_error": str(loaded["load_error"]), "results": [], "output": ""}
     ns = {"__name__": "__tests__"}  # one namespace: a test may use what an earlier one imported (HumanEval)
-    ns.update({str(f): proxy(candidate, str(f)) for f in loaded.get("functions", [])})
+    ns.update({name: proxy(candidate, name) for name in test_names(loaded)})
     candidate.deadline = time.monotonic() + PER_TEST
     try:
         exec(compile(job["setup"], "<setup>", "exec"), ns)
@@ -257,30 +298,22 @@ def run_function():
         return {"load_error": "the test setup failed: " + describe(exc), "results": [], "output": ""}
     results = []
     for test in job["tests"]:
-        if candidate.proc.poll() is not None:  # killed by a time limit, or it exited: a fresh one
-            try:
-                candidate.load()
-            except BaseException as exc:
-                results.append({"ok": False, "error": "the code did not load again: " + describe(exc)})
-                continue
-        candidate.deadline = time.monotonic() + PER_TEST
+        candidate.deadline = time.monotonic() + PER_TEST  # a dead candidate restarts within its first call
         try:
             exec(compile(test["code"], "<test>", "exec"), ns)
             results.append({"ok": True})
         except BaseException as exc:
-            if isinstance(exc, TestTimeout):
-                stop(candidate.proc)
             entry = {"ok": False, "error": describe(exc)}
-            try:
+            try:  # what the left side was, for the agent: only from a candidate still answering
                 node = ast.parse(test["code"]).body
                 if (len(node) == 1 and isinstance(node[0], ast.Assert) and isinstance(node[0].test, ast.Compare)
-                        and candidate.proc.poll() is None):
+                        and candidate.alive()):
                     candidate.deadline = time.monotonic() + PER_TEST
                     entry["got"] = repr(eval(ast.unparse(node[0].test.left), ns))[:300]
             except BaseException:
                 pass
             results.append(entry)
-    if candidate.proc.poll() is None:
+    if candidate.alive():
         candidate.collect_output()
     stop(candidate.proc)
     return {"load_error": None, "results": results, "output": candidate.output}
@@ -303,7 +336,7 @@ def run_program():
                                     stderr=subprocess.DEVNULL, cwd="candidate", env=CANDIDATE_ENV, close_fds=True)
         error, got = None, b""
         try:
-            got = read_until(proc, time.monotonic() + PER_TEST, False)
+            got = read_all(proc, time.monotonic() + PER_TEST)
             code = proc.wait(timeout=max(0.1, PER_TEST))
             if code:
                 error = "exited with code %r" % code

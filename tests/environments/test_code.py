@@ -402,6 +402,46 @@ async def test_plain_values_cross_intact_and_tests_see_the_candidates_exceptions
 
 
 @needs_sandbox
+async def test_modules_the_candidate_writes_beside_the_judge_are_never_imported(env):
+    task = _task("train", "strings-pipeline")
+    forge = ("import json, os, sys\nm = sys.modules['__main__']\nos.write(m.REPORT, (m.job['nonce'] + json.dumps("
+             "{'load_error': None, 'results': [{'ok': True}] * len(m.job['tests']), 'output': ''}) + '\\n').encode())\n")
+    wrong = (f"for name in ('traceback', 'copy', 'linecache', 'ast', 'json'):\n"
+             f"    open('../%s.py' % name, 'w').write({forge!r})\n"
+             f"def {task.data['entry_point']}(s):\n    return 'wrong'\n")
+    assert await _submit(env, task, wrong) == 0.0
+
+
+@needs_sandbox
+async def test_a_candidate_function_named_like_a_builtin_does_not_judge(env):
+    code = "def f(x):\n    return 5\ndef abs(x):\n    return 0\n"
+    await env.reset(_custom(["assert abs(f(1) - 2) < 1e-9", "assert f(1) == 5"]))
+    r = await env.step(ToolCall(name="submit", arguments={"code": code}))
+    assert r.reward == 0.5, r.observation
+
+
+@needs_sandbox
+async def test_a_late_reply_never_answers_a_later_call(env):
+    # the judge calls f(1) again to show the failing test's left side; that second call outlives its time limit
+    code = ("import time\ncalls = [0]\ndef f(x):\n    calls[0] += 1\n    if x == 1 and calls[0] == 2:\n"
+            "        time.sleep(3)\n    return x\n")
+    await env.reset(_custom(["assert f(1) == 999", "assert f(2) == 2", "assert f(3) == 3"]))
+    r = await env.step(ToolCall(name="submit", arguments={"code": code}))
+    assert r.reward == pytest.approx(2 / 3), r.observation
+
+
+@needs_sandbox
+async def test_a_garbled_exchange_is_a_load_error_and_big_integers_cross(env):
+    garble = "import os\nos.write(4, b'[]\\n')\nos._exit(0)\ndef f():\n    return 1\n"
+    await env.reset(_custom(["assert f() == 1"]))
+    r = await env.step(ToolCall(name="submit", arguments={"code": garble}))
+    assert r.reward == 0.0 and "failed to load" in r.observation, r.observation
+    await env.reset(_custom(["assert f() == 10 ** 5000"]))
+    r = await env.step(ToolCall(name="submit", arguments={"code": "def f():\n    return 10 ** 5000\n"}))
+    assert r.reward == 1.0, r.observation
+
+
+@needs_sandbox
 async def test_a_call_past_the_time_limit_fails_its_test_and_the_next_tests_still_run(env):
     code = "import time\ndef f(x):\n    if x == 1:\n        while True:\n            pass\n    return x\n"
     tests = ["assert f(0) == 0", "assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3"]
