@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
+import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, Union, runtime_checkable
@@ -266,8 +268,9 @@ def classify(*, exit_code: int, stderr: str, timed_out: bool, overflow: bool, cp
 
 def dir_size(path: Path) -> int:
     """Bytes used by the files under ``path`` (symlinks not followed), however deep the tree: it is walked
-    by directory descriptors, so no path is too long to count (``os.walk`` skipped those silently). A
-    directory that cannot be read counts as over any quota."""
+    by directory descriptors, so no path is too long to count (``os.walk`` skipped those silently), and a
+    tree too deep for that walk's recursion is measured by ``du``. A tree that cannot be measured counts
+    as over any quota."""
     def fail(exc: OSError) -> None:
         raise exc
 
@@ -279,9 +282,28 @@ def dir_size(path: Path) -> int:
                     total += os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_blocks * 512
                 except FileNotFoundError:  # removed while we counted
                     pass
+    except RecursionError:
+        du = subprocess.run(["du", "-s", "-B1", "--", str(path)], capture_output=True, text=True)
+        return int(du.stdout.split()[0]) if du.returncode == 0 and du.stdout.split() else 1 << 62
     except OSError:
         return 1 << 62
     return total
+
+
+def remove_tree(path: Path, *, contents_only: bool = False) -> None:
+    """Delete ``path`` (or only what it holds) however deep it goes: ``shutil.rmtree``, then ``rm -rf``
+    for whatever that left (a tree deeper than its recursion)."""
+    targets = list(path.iterdir()) if contents_only and path.is_dir() else [path]
+    for target in targets:
+        if target.is_dir() and not target.is_symlink():
+            try:
+                shutil.rmtree(target, ignore_errors=True)
+            except RecursionError:
+                pass
+            if os.path.lexists(target):
+                subprocess.run(["rm", "-rf", "--", str(target)], capture_output=True)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def parse_status(line: str) -> tuple[int, float] | None:

@@ -9,9 +9,9 @@ reports the exit status and CPU time. Started ahead of time, it is the warm pool
 the interpreter is up and blocked on the request.
 
 argv: ``fd REQUEST_FD STATUS_FD`` (process sandbox: request on a pipe, status JSON on a pipe) or
-``stdin`` (Docker: the request is JSON on stdin; the status is the last stderr line, prefixed with
-the request's ``marker``); ``arg CHUNK...`` (base64 JSON in argv) is the older Docker form. The
-status is ``EXIT UTIME STIME MAXRSS_KB``.
+``stdin`` (Docker: the request's length on a line, then the request as JSON, on stdin; the status is
+the last stderr line, prefixed with the request's ``marker``). The status is
+``EXIT UTIME STIME MAXRSS_KB``.
 """
 
 import binascii
@@ -45,17 +45,21 @@ def _read_request():
             os.write(sfd, (status + "\n").encode())
             os.close(sfd)
         return req, report, sfd
-    import json
-    if sys.argv[1] == "stdin":  # Docker: JSON on stdin, read to its end (never in argv, which anyone may read)
-        parts = []
-        while True:
-            chunk = os.read(0, 1 << 20)
-            if not chunk:
-                break
-            parts.append(chunk)
-        req = json.loads(b"".join(parts))
-    else:
-        req = json.loads(binascii.a2b_base64("".join(sys.argv[2:])))
+    import json  # Docker: "LENGTH\n" and that many bytes of JSON on stdin (never in argv, which anyone may read)
+    head = b""
+    while not head.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            raise SystemExit("sandbox: the request ended early")
+        head += byte
+    left, parts = int(head), []
+    while left:
+        chunk = os.read(0, min(left, 1 << 20))
+        if not chunk:
+            raise SystemExit("sandbox: the request ended early")
+        parts.append(chunk)
+        left -= len(chunk)
+    req = json.loads(b"".join(parts))
 
     def report(status):
         os.write(2, ("\n" + req["marker"] + status + "\n").encode())
@@ -136,7 +140,7 @@ def _undumpable():
     The run's own process inherits it across fork; a program it execs starts dumpable again."""
     try:
         import ctypes
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE; costs ms, paid while a warm launcher waits
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE; about 5 ms, before the request arrives
     except Exception:  # noqa: BLE001 - no ctypes or no prctl (not Linux): run without it
         pass
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import threading
 import time
 from typing import Any, Mapping
@@ -254,9 +253,10 @@ class DockerSandbox:
 
             sock = api.exec_start(exec_id, socket=True)
             try:
-                raw = getattr(sock, "_sock", sock)
-                raw.sendall(payload)
-                raw.shutdown(socket.SHUT_WR)
+                try:
+                    getattr(sock, "_sock", sock).sendall(b"%d\n%s" % (len(payload), payload))  # no half-close needed
+                except OSError as exc:
+                    raise SandboxError(f"cannot send the request to the container: {exc}") from exc
                 for stream, data in frames_iter(sock, tty=False):
                     if stream == STDOUT:
                         out.feed(data)

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 from agentgym.errors import EnvironmentClosedError, SandboxError
 
 from ._base import (BOOTSTRAP, Argv, ExecResult, Files, Limits, OutputBuffer, SessionBase, classify, dir_size,
-                    make_request, parse_status)
+                    make_request, parse_status, remove_tree)
 
 _MISSING = ("bubblewrap (bwrap) is not installed or not on PATH: install the Debian package 'bubblewrap' "
             "(apt-get install -y bubblewrap), pass bwrap='/path/to/bwrap', or use the Docker back end "
@@ -281,7 +281,7 @@ class ProcessSandbox:
                                "unprivileged uid; install it or run as a normal user")
         self._dir = Path(tempfile.mkdtemp(prefix="agentgym-sandbox-", dir=self._tmp_root))
         # removes the directory once: in aclose, when the sandbox is collected unclosed, or at exit
-        self._remove_dir = weakref.finalize(self, shutil.rmtree, str(self._dir), True)
+        self._remove_dir = weakref.finalize(self, remove_tree, self._dir)
         os.chmod(self._dir, 0o711)
         etc = self._dir / "etc"
         etc.mkdir()
@@ -488,11 +488,7 @@ class ProcessSession(SessionBase):
                 launch = sb._new_launch(self._workdir)
             result = await sb._run(launch, kind, payload, files=files, stdin=stdin, env=env, limits=limits)
             if dir_size(self._workdir) > limits.disk_mb << 20:
-                for child in list(self._workdir.iterdir()):
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child, ignore_errors=True)
-                    else:
-                        child.unlink(missing_ok=True)
+                remove_tree(self._workdir, contents_only=True)
                 note = f"\n[sandbox: the work directory passed {limits.disk_mb} MB and was emptied]\n"
                 result = replace(result, stderr=result.stderr + note, limit=result.limit or "disk")
             if sb.warm and not self._closed and not sb._closed:
@@ -515,7 +511,7 @@ class ProcessSession(SessionBase):
                 await settle(self._sandbox._pending)
         finally:
             if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
+                remove_tree(self._workdir)
             self._sandbox._sessions.discard(self)
 
 

@@ -169,6 +169,19 @@ async def test_files_too_deep_to_name_still_count_against_the_disk_quota(sandbox
         assert int((await s.run_python(held)).stdout) <= limits["disk_mb"] << 20
 
 
+async def test_a_tree_too_deep_for_recursion_is_measured_and_removed(sandbox, tmp_path):
+    code = ("import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
+            "open('f', 'wb').write(b'z' * (1 << 20))\nprint('deep')\n")
+    s = sandbox.session()
+    async with s:
+        r = await s.run_python(code, timeout=30)
+        assert "deep" in r.stdout, r.stderr[-300:]
+        r = await s.run_python("import os\nprint(os.listdir('.'))")
+        assert r.ok and "'d'" in r.stdout  # under the quota: kept
+    workdir = getattr(s, "_workdir", None)
+    assert workdir is None or not os.path.lexists(workdir)  # the session's directory is gone from the host
+
+
 async def test_hundred_megabytes_of_output(sandbox, limits):
     r = await sandbox.run_python("import sys\nfor _ in range(100):\n    sys.stdout.write('x' * (1 << 20))\n",
                                  timeout=30)
