@@ -106,6 +106,7 @@ def register(app: typer.Typer) -> None:
         done = {"n": 0, "ok": 0, "failed": 0}
         stores: list[RunStore] = []
 
+        loaded = None
         try:
             with _status(console, f"loading policy {policy}", progress):
                 loaded = load_policy(policy)
@@ -119,6 +120,8 @@ def register(app: typer.Typer) -> None:
                                    sampling=sampling, seed=seed, tool_schema=tool_schema)
             runner.check(tasks)  # e.g. the expert policy on an environment without expert_action()
         except AgentGymError as exc:
+            if loaded is not None:
+                asyncio.run(loaded.aclose())  # a remote policy's connections, a model's threads
             raise typer.BadParameter(str(exc), param_hint="'--policy'") from None
         except KeyboardInterrupt:
             console.print("interrupted while loading the policy; nothing was run")

@@ -52,7 +52,7 @@ class LoraSection(_Section):
 
 class PolicySection(_Section):
     model: str = Field("smollm2", description="Policy name for agentgym.policies.load_policy: 'smollm2' or 'hf:/path/to/model_dir'.")
-    device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'.")
+    device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Training dtype; 'auto' is bfloat16 on GPU and float32 on CPU.")
     autocast: Literal["off", "auto", "bfloat16", "float16"] = Field("off", description=(
         "Forward passes (sampling and training) under torch.autocast to this dtype; weights, optimizer and "

@@ -77,6 +77,9 @@ class SearchEnv(Environment):
         unknown = [t for t in [*data["start"], *data["answer_pages"]] if self.index.page(t) is None]
         if unknown:
             raise ConfigError(f"task {task.id} names pages the corpus lacks: {unknown}")
+        # the pages' own titles: a task may spell them in another case or without accents
+        self.start = [self.index.page(t).title for t in data["start"]]  # type: ignore[union-attr]
+        self.answer_pages = [self.index.page(t).title for t in data["answer_pages"]]  # type: ignore[union-attr]
         self.answers = {normalize_answer(a) for a in data["answers"]}
         self.opened, self.listed, self.searched = [], (), False
         return (f"{task.prompt}\n\nFind the answer in a small encyclopedia of countries and cities. Tools: "
@@ -119,10 +122,9 @@ class SearchEnv(Environment):
             raise InvalidActionError(f"There is no page titled {title.strip()!r}.{hint}")
         if page.title not in self.opened:
             self.opened.append(page.title)
-        data = self.task.data
-        if any(t in self.opened for t in data["start"]):
+        if any(t in self.opened for t in self.start):
             self.reach("start_page")
-        if all(t in self.opened for t in data["answer_pages"]):
+        if all(t in self.opened for t in self.answer_pages):
             self.reach("answer_pages")
         return f"{page.title}\n{page.text}"
 
@@ -154,7 +156,7 @@ class SearchEnv(Environment):
 
     # ----- state -----------------------------------------------------------------------------
     def state_key(self) -> str:
-        """The pages opened (as a set) and the titles the latest search listed."""
+        """The pages opened (as a set), the titles the latest search listed, and whether the episode is over."""
         return f"opened={'|'.join(sorted(self.opened))}&listed={'|'.join(self.listed)}&done={int(self.done)}"
 
     def snapshot(self) -> dict[str, Any]:
@@ -170,22 +172,21 @@ class SearchEnv(Environment):
     # ----- scripted policies ------------------------------------------------------------------
     def expert_action(self) -> ToolCall:
         """Search the entity the question names, open its page, open the page with the answer, answer."""
-        data = self.task.data
-        first = data["start"][0]
+        first = self.start[0]
         if first not in self.opened:
             if first in self.listed or self.searched:
                 return ToolCall(name="open", arguments={"title": first})
             return ToolCall(name="search", arguments={"query": first.split(" (")[0]})
-        for title in data["answer_pages"]:
+        for title in self.answer_pages:
             if title not in self.opened:  # named by the page just read, or by the question
                 return ToolCall(name="open", arguments={"title": title})
-        return ToolCall(name="answer", arguments={"answer": data["answers"][0]})
+        return ToolCall(name="answer", arguments={"answer": self.task.data["answers"][0]})
 
     def random_action(self, rng: random.Random) -> ToolCall:
         """Search a word of the question, open a listed (or any) page, or, one time in ten, answer a title."""
         kind = rng.choices(["search", "open", "answer"], [4, 5, 1])[0]
         if kind == "search":
-            words = [w for w in re.findall(r"[A-Z][\w'-]+", self.task.prompt)] or ["city"]
+            words = re.findall(r"[A-Z][\w'-]+", self.task.prompt) or ["city"]
             return ToolCall(name="search", arguments={"query": rng.choice(words)})
         titles = list(self.listed) or [rng.choice(self.index.pages).title]
         return ToolCall(name=kind, arguments={"title" if kind == "open" else "answer": rng.choice(titles)})

