@@ -1,11 +1,12 @@
 """The Docker sandbox: the same protocol on a container per session, through any Docker API.
 
 Each session (and each one-shot run) gets its own container: no network, read-only root, a
-size-capped tmpfs ``/work`` and ``/tmp``, all capabilities dropped, ``no-new-privileges``, an
-unprivileged user, cgroup memory and process limits, and an idle PID 1. Every call is a
-``docker exec`` of the same launcher the process sandbox uses (``_bootstrap.py``, request in argv),
-which applies the per-call rlimits, runs the code, kills what it left behind and reports its status
-on the last stderr line. A timeout kills every process of the sandbox user but PID 1.
+size-capped tmpfs ``/work``, ``/tmp`` and ``/dev/shm``, all capabilities dropped,
+``no-new-privileges``, an unprivileged user, cgroup memory and process limits, and an idle PID 1.
+Every call is a ``docker exec`` of the same launcher the process sandbox uses (``_bootstrap.py``,
+request on the exec's stdin), which applies the per-call rlimits, runs the code, kills what it left
+behind and reports its status on the last stderr line. A timeout, or a launcher that died before
+reporting, kills every process of the sandbox user but PID 1.
 
 Works against Docker or podman (``podman system service``), found by ``base_url`` or
 ``DOCKER_HOST``. The image needs only ``python3`` (3.7+) and coreutils.
