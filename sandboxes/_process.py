@@ -2,9 +2,10 @@
 
 Each run is one ``bwrap`` process tree: new user, PID, network, IPC, UTS (and cgroup) namespaces,
 no capabilities, no nested user namespaces; a root of its own holding ``/usr`` (read-only), a
-generated ``/etc/passwd``, the interpreter's installation (read-only), a fresh ``/dev`` and
-``/proc``, a size-capped tmpfs ``/tmp`` and the work directory ``/work`` (a size-capped tmpfs for
-one-shot runs, a host directory for sessions). The environment is cleared. rlimits (address space,
+generated ``/etc/passwd``, the interpreter's installation (read-only), a fresh read-only ``/dev``
+with a size-capped ``/dev/shm``, ``/proc``, a size-capped tmpfs ``/tmp`` and the work directory
+``/work`` (a size-capped tmpfs for one-shot runs, a host directory for sessions, whose size is
+checked after each call). The environment is cleared. rlimits (address space,
 CPU, file size, processes, open files) are set inside the namespaces by the launcher
 (``_bootstrap.py``), so the process count is per sandbox. The wall-clock timeout SIGKILLs bwrap;
 ``--die-with-parent`` then takes down the PID namespace and with it every process in it.
