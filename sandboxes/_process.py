@@ -520,8 +520,10 @@ async def _execute(launch: _Launch, request: bytes, limits: Limits) -> ExecResul
     """Send the request to a started launcher and collect its output under the limits.
 
     The run is over when the launcher reports its status line (the child has exited and its
-    leftovers are killed; all output is already in the pipes), or when the tree ends without one.
-    Tearing the namespaces down is left to :meth:`_Launch.dispose`, off the caller's path.
+    leftovers are killed; all output is already in the pipes), when the tree ends without one, or,
+    for a session (a host directory as ``/work``, no tmpfs cap), when that directory passes the disk
+    quota: it is measured every ``_DISK_POLL`` seconds while the run goes on. Tearing the namespaces
+    down is left to :meth:`_Launch.dispose`, off the caller's path.
     """
     loop = asyncio.get_running_loop()
     buffers = {"stdout": OutputBuffer(limits.max_output_bytes), "stderr": OutputBuffer(limits.max_output_bytes),
@@ -563,12 +565,13 @@ async def _execute(launch: _Launch, request: bytes, limits: Limits) -> ExecResul
     watched[launch.pidfd] = "exit"
     start = time.perf_counter()
     writer = asyncio.ensure_future(_write_all(loop, launch, request))
+    over_disk = asyncio.ensure_future(_watch_disk(launch.workdir, limits.disk_mb << 20))
     ended = loop.create_future()  # the tree ended without a status line (the launcher died)
     parts = (exited, eof["stdout"], eof["stderr"])
     for part in parts:
         part.add_done_callback(lambda _: all(p.done() for p in parts) and not ended.done() and ended.set_result(None))
     try:
-        done, _ = await asyncio.wait({reported, ended, overflow}, timeout=limits.timeout,
+        done, _ = await asyncio.wait({reported, ended, overflow, over_disk}, timeout=limits.timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
         wall = time.perf_counter() - start
         timed_out = not done
@@ -578,13 +581,16 @@ async def _execute(launch: _Launch, request: bytes, limits: Limits) -> ExecResul
     finally:
         writer.cancel()
         ended.cancel()
+        over_disk.cancel()
         for fd in list(watched):
             loop.remove_reader(fd)
+    disk_full = over_disk.done() and not over_disk.cancelled() and over_disk.exception() is None
     status = parse_status(bytes(buffers["status"].data).split(b"\n", 1)[0].decode()) if reported.done() else None
+    stopped = timed_out or overflow.done() or disk_full  # we end the tree (dispose), it did not end itself
     if status is not None:
         exit_code, cpu = status
     else:
-        if launch.reap(block=not (timed_out or overflow.done())) and not (timed_out or overflow.done()):
+        if launch.reap(block=not stopped) and not stopped:
             code = os.waitstatus_to_exitcode(launch.wait_status or 0)
             exit_code = -(code - 128) if 128 < code < 160 else code
         else:
@@ -592,10 +598,21 @@ async def _execute(launch: _Launch, request: bytes, limits: Limits) -> ExecResul
         cpu = (launch.rusage.ru_utime + launch.rusage.ru_stime) if launch.rusage else 0.0
     out, err = buffers["stdout"], buffers["stderr"]
     stderr = err.text()
-    limit = classify(exit_code=exit_code, stderr=stderr, timed_out=timed_out, overflow=overflow.done(), cpu_time=cpu,
-                     limits=limits)
+    limit = "disk" if disk_full and status is None else classify(
+        exit_code=exit_code, stderr=stderr, timed_out=timed_out, overflow=overflow.done(), cpu_time=cpu, limits=limits)
     return ExecResult(exit_code=exit_code, stdout=out.text(), stderr=stderr, stdout_truncated=out.overflow,
                       stderr_truncated=err.overflow, wall_time=wall, cpu_time=cpu, limit=limit)
+
+
+_DISK_POLL = 0.1
+
+
+async def _watch_disk(workdir: Path | None, quota: int) -> None:
+    """Return once ``workdir`` holds more than ``quota`` bytes; never for a one-shot run (its tmpfs is capped)."""
+    if workdir is None:
+        await asyncio.Event().wait()
+    while await asyncio.to_thread(dir_size, workdir) <= quota:
+        await asyncio.sleep(_DISK_POLL)
 
 
 async def _write_all(loop: asyncio.AbstractEventLoop, launch: _Launch, data: bytes) -> None:

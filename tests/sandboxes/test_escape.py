@@ -169,6 +169,16 @@ async def test_files_too_deep_to_name_still_count_against_the_disk_quota(sandbox
         assert int((await s.run_python(held)).stdout) <= limits["disk_mb"] << 20
 
 
+async def test_a_session_call_is_stopped_soon_after_it_passes_the_disk_quota(sandbox, limits):
+    files = 4 * limits["disk_mb"] // limits["file_size_mb"]  # four times the quota, one file at a time
+    code = (f"import time\nfor i in range({files}):\n    open('f%d' % i, 'wb').write(b'z' * ({limits['file_size_mb']} << 20))\n"
+            "    print('written', i + 1, flush=True)\n    time.sleep(0.1)\n")
+    async with sandbox.session() as s:
+        r = await s.run_python(code, timeout=30)
+        written = int(r.stdout.split()[-1]) if r.stdout.split() else 0
+        assert r.limit == "disk" and written < files, (r.limit, r.stdout[-200:])
+
+
 async def test_a_tree_too_deep_for_recursion_is_measured_and_removed(sandbox, tmp_path):
     code = ("import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
             "open('f', 'wb').write(b'z' * (1 << 20))\nprint('deep')\n")
