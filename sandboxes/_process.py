@@ -4,8 +4,8 @@ Each run is one ``bwrap`` process tree: new user, PID, network, IPC, UTS (and cg
 no capabilities, no nested user namespaces; a root of its own holding ``/usr`` (read-only), a
 generated ``/etc/passwd``, the interpreter's installation (read-only), a fresh read-only ``/dev``
 with a size-capped ``/dev/shm``, ``/proc``, a size-capped tmpfs ``/tmp`` and the work directory
-``/work`` (a size-capped tmpfs for one-shot runs, a host directory for sessions, whose size is
-checked after each call). The environment is cleared. rlimits (address space,
+``/work`` (a size-capped tmpfs for one-shot runs; for sessions a host directory, measured while
+each call runs and emptied when it passes the quota). The environment is cleared. rlimits (address space,
 CPU, file size, processes, open files) are set inside the namespaces by the launcher
 (``_bootstrap.py``), so the process count is per sandbox. The wall-clock timeout SIGKILLs bwrap;
 ``--die-with-parent`` then takes down the PID namespace and with it every process in it.
