@@ -2,7 +2,8 @@
 
 Prints p50 and p99 latency of running ``print(1)`` in the process sandbox (one-shot runs), with
 and without the warm pool, each as a ratio of a bare ``python3 -c 'print(1)'`` subprocess of the
-same interpreter (target: at most 1.5x at p50); then the throughput of 16 concurrent runs.
+same interpreter (target: at most 1.5x at p50); the same in one session; then the throughput of
+16 concurrent runs.
 Bare runs and sandbox runs alternate, so a busy machine slows both alike.
 """
 
@@ -50,6 +51,20 @@ async def latency(runs: int, warm: int, python: str, pause: float) -> dict[str, 
     return times
 
 
+async def session_latency(runs: int, pause: float) -> list[float]:
+    """Seconds per ``print(1)`` in one session (its work directory is a host folder, measured during each call)."""
+    async with ProcessSandbox(warm=2) as sb, sb.session() as session:
+        times = []
+        for i in range(runs + 1):
+            await asyncio.sleep(pause)
+            start = time.perf_counter()
+            result = await session.run_python("print(1)")
+            assert result.stdout == "1\n", result
+            if i:  # the first call starts the session
+                times.append(time.perf_counter() - start)
+        return times
+
+
 async def throughput(total: int, concurrency: int, warm: int) -> float:
     async with ProcessSandbox(warm=warm) as sb:
         await _sandboxed(sb)
@@ -81,6 +96,8 @@ async def main() -> None:
             b50, b99 = _pct(t[base], .5), _pct(t[base], .99)
             print(f"{'':>20}  vs {base + ' python3 -c':<22} p50 {b50 * 1e3:6.1f} ms ({sb50 / b50:4.2f}x)  "
                   f"p99 {b99 * 1e3:6.1f} ms ({sb99 / b99:4.2f}x)")
+    session = await session_latency(args.runs, args.pause)
+    print(f"{'session (warm=2)':>20}: call p50 {_pct(session, .5) * 1e3:6.1f} ms  p99 {_pct(session, .99) * 1e3:6.1f} ms")
     for warm in (0, 16):
         rate = await throughput(max(args.runs, 64), 16, warm)
         print(f"throughput, 16 concurrent, warm={warm:<2}: {rate:6.1f} runs/s")

@@ -565,14 +565,16 @@ async def _execute(launch: _Launch, request: bytes, limits: Limits) -> ExecResul
     watched[launch.pidfd] = "exit"
     start = time.perf_counter()
     writer = asyncio.ensure_future(_write_all(loop, launch, request))
-    over_disk = asyncio.ensure_future(_watch_disk(launch.workdir, limits.disk_mb << 20))
+    # a session's /work is a host directory, no tmpfs cap: watch its size while the run goes on
+    over_disk = (asyncio.ensure_future(_watch_disk(launch.workdir, limits.disk_mb << 20))
+                 if launch.workdir is not None else None)
     ended = loop.create_future()  # the tree ended without a status line (the launcher died)
     parts = (exited, eof["stdout"], eof["stderr"])
     for part in parts:
         part.add_done_callback(lambda _: all(p.done() for p in parts) and not ended.done() and ended.set_result(None))
     try:
-        done, _ = await asyncio.wait({reported, ended, overflow, over_disk}, timeout=limits.timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({reported, ended, overflow, *([over_disk] if over_disk else [])},
+                                     timeout=limits.timeout, return_when=asyncio.FIRST_COMPLETED)
         wall = time.perf_counter() - start
         timed_out = not done
         for fd, name in list(watched.items()):  # what is already in the pipes belongs to the run
@@ -581,10 +583,12 @@ async def _execute(launch: _Launch, request: bytes, limits: Limits) -> ExecResul
     finally:
         writer.cancel()
         ended.cancel()
-        over_disk.cancel()
+        if over_disk is not None:
+            over_disk.cancel()
         for fd in list(watched):
             loop.remove_reader(fd)
-    disk_full = over_disk.done() and not over_disk.cancelled() and over_disk.exception() is None
+    disk_full = (over_disk is not None and over_disk.done() and not over_disk.cancelled()
+                 and over_disk.exception() is None)
     status = parse_status(bytes(buffers["status"].data).split(b"\n", 1)[0].decode()) if reported.done() else None
     stopped = timed_out or overflow.done() or disk_full  # we end the tree (dispose), it did not end itself
     if status is not None:
@@ -607,10 +611,8 @@ async def _execute(launch: _Launch, request: bytes, limits: Limits) -> ExecResul
 _DISK_POLL = 0.1
 
 
-async def _watch_disk(workdir: Path | None, quota: int) -> None:
-    """Return once ``workdir`` holds more than ``quota`` bytes; never for a one-shot run (its tmpfs is capped)."""
-    if workdir is None:
-        await asyncio.Event().wait()
+async def _watch_disk(workdir: Path, quota: int) -> None:
+    """Return once ``workdir`` holds more than ``quota`` bytes."""
     while await asyncio.to_thread(dir_size, workdir) <= quota:
         await asyncio.sleep(_DISK_POLL)
 

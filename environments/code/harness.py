@@ -130,7 +130,7 @@ JUDGE = _CODEC + r'''
 import sys, os
 # Nothing the candidate writes may be imported here: it runs as the same user, in a directory below ours.
 sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
-import ast, builtins, json, linecache, select, subprocess, tempfile, time, traceback
+import ast, builtins, json, linecache, select, subprocess, tempfile, time, traceback  # all before the candidate runs
 if hasattr(sys, "set_int_max_str_digits"):
     sys.set_int_max_str_digits(0)  # an honest answer may be a big integer
 job = json.loads(sys.stdin.read())

@@ -74,12 +74,13 @@ class SearchEnv(Environment):
         if missing:
             raise ConfigError(f"task {task.id} has no data[{missing[0]!r}]; search-v0 tasks need 'answers', "
                               "'start' and 'answer_pages'")
-        unknown = [t for t in [*data["start"], *data["answer_pages"]] if self.index.page(t) is None]
+        pages = {t: self.index.page(t) for t in [*data["start"], *data["answer_pages"]]}
+        unknown = [t for t, page in pages.items() if page is None]
         if unknown:
             raise ConfigError(f"task {task.id} names pages the corpus lacks: {unknown}")
         # the pages' own titles: a task may spell them in another case or without accents
-        self.start = [self.index.page(t).title for t in data["start"]]  # type: ignore[union-attr]
-        self.answer_pages = [self.index.page(t).title for t in data["answer_pages"]]  # type: ignore[union-attr]
+        self.start = [pages[t].title for t in data["start"]]  # type: ignore[union-attr]
+        self.answer_pages = [pages[t].title for t in data["answer_pages"]]  # type: ignore[union-attr]
         self.answers = {normalize_answer(a) for a in data["answers"]}
         self.opened, self.listed, self.searched = [], (), False
         return (f"{task.prompt}\n\nFind the answer in a small encyclopedia of countries and cities. Tools: "
