@@ -15,6 +15,7 @@ set, so the environment can tell the agent what went wrong.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -146,3 +147,23 @@ def _from_compact(name: str, inner: str, text: str) -> ParsedAction:
             else:
                 return ParsedAction(None, text, f"the value of '{kw.arg}' is not a literal")
     return ParsedAction(ToolCall(name=name, arguments=args), "")
+
+
+@functools.lru_cache(maxsize=64)
+def _keyword_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(map(re.escape, names))
+    return re.compile(rf"^\s*(?:action\s*:\s*)?({alternatives})\b\s*(?:\[(.*)\]|\((.*)\)|:?\s*(.*?))\s*\.?\s*$",
+                      re.I | re.S)
+
+
+def keyword_action(text: str, arguments: dict[str, str]) -> ToolCall | None:
+    """Read the first non-blank line of ``text`` as ``name[value]``, ``name(value)``, ``name: value`` or
+    ``name value`` (after an optional ``Action:``), for a tool ``name`` in ``arguments``, which maps each
+    tool to the argument its value fills; None for other text. For environments' ``on_text``."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    m = _keyword_pattern(tuple(arguments)).match(line)
+    if m is None:
+        return None
+    name = next(n for n in arguments if n.lower() == m.group(1).lower())
+    value = next(g for g in m.groups()[1:] if g is not None).strip().strip("\"'`").strip()
+    return ToolCall(name=name, arguments={arguments[name]: value})

@@ -34,6 +34,7 @@ _BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "code-v0": ("agentgym.environments.code:CodeEnv", "code", "agentgym.tasks.code:register_suites"),
     "sql-v0": ("agentgym.environments.sql:SQLEnv", "sql", None),
     "search-v0": ("agentgym.environments.search:SearchEnv", "search", None),
+    "webshop-v0": ("agentgym.environments.webshop:WebShopEnv", "webshop", None),
 }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 
 def write_generated(files: dict[str, str], folder: Path, *, check: bool, command: str) -> int:
@@ -28,3 +30,24 @@ def write_generated(files: dict[str, str], folder: Path, *, check: bool, command
         print(f"out of date: {', '.join(stale)}; run {command}", file=sys.stderr)
         return 1
     return 0
+
+
+def to_jsonl(rows: list[dict]) -> str:
+    """One JSON object a line, keys sorted: the same rows give the same bytes."""
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+
+
+def read_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, Any]]:
+    """The line number and parsed value of each non-blank line of a JSONL file (gzipped if it ends in ``.gz``);
+    a line that is not JSON raises ConfigError saying it is not ``what``."""
+    from agentgym.errors import ConfigError
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    value = json.loads(line)
+                except ValueError as exc:
+                    raise ConfigError(f"{path}, line {number}: not {what} ({exc})") from None
+                yield number, value

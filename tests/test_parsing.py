@@ -1,8 +1,9 @@
 """Action parsing: every supported format, malformed calls, and no input that makes it raise."""
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from agentgym.parsing import parse_action
+from agentgym.parsing import keyword_action, parse_action
 from agentgym.types import ToolCall
 
 
@@ -83,3 +84,20 @@ _fragments = st.sampled_from(['<tool_call>', '</tool_call>', '{', '}', '"name"',
 def test_no_call_shaped_string_makes_the_parser_raise(text):
     result = parse_action(text, tool_names=["add"])
     assert result.call is None or isinstance(result.call.arguments, dict)
+
+
+@pytest.mark.parametrize("text, call", [
+    ("search[red mug]", ToolCall(name="search", arguments={"query": "red mug"})),
+    ("Action: Click(Next >)\nbecause", ToolCall(name="click", arguments={"element": "Next >"})),
+    ("click: 'Buy Now'.", ToolCall(name="click", arguments={"element": "Buy Now"})),
+    ("\n  SEARCH  blue shoes", ToolCall(name="search", arguments={"query": "blue shoes"})),
+])
+def test_keyword_actions_read_the_first_line(text, call):
+    assert keyword_action(text, {"search": "query", "click": "element"}) == call
+
+
+def test_keyword_actions_need_a_known_keyword_at_the_start():
+    names = {"search": "query", "click": "element"}
+    assert keyword_action("I would click it", names) is None
+    assert keyword_action("searching for shoes", names) is None  # a whole word, not a prefix
+    assert keyword_action("", names) is None

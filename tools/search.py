@@ -12,8 +12,6 @@ process: environments of many concurrent episodes share it.
 from __future__ import annotations
 
 import difflib
-import gzip
-import json
 import math
 import threading
 import unicodedata
@@ -22,6 +20,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from agentgym.errors import ConfigError
+
+
+_PAGE = "a page (a JSON object with 'title' and 'text')"
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,15 @@ class SearchIndex:
     def from_jsonl(cls, path: str | Path) -> "SearchIndex":
         """An index of the pages in a JSONL file, gzipped if it ends in ``.gz`` (``title`` and ``text`` on each
         line; other keys kept in ``meta``)."""
+        from agentgym.tasks import read_jsonl
+
         pages = []
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    title, text = row.pop("title"), row.pop("text")
-                except (ValueError, KeyError, AttributeError, TypeError):
-                    raise ConfigError(f"{path}, line {number}: not a page (a JSON object with 'title' and 'text')") from None
-                pages.append(Page(str(title), str(text), tuple(sorted(row.items()))))
+        for number, row in read_jsonl(path, _PAGE):
+            try:
+                title, text = row.pop("title"), row.pop("text")
+            except (KeyError, AttributeError, TypeError):
+                raise ConfigError(f"{path}, line {number}: not {_PAGE}") from None
+            pages.append(Page(str(title), str(text), tuple(sorted(row.items()))))
         return cls(pages)
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:

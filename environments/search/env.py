@@ -10,6 +10,7 @@ from typing import Any
 import agentgym.tasks.search as search_tasks
 from agentgym.env import Environment, tool
 from agentgym.errors import ConfigError, InvalidActionError
+from agentgym.parsing import keyword_action
 from agentgym.tools.search import SearchIndex, fold, load_index
 from agentgym.types import Milestone, Task, ToolCall
 
@@ -18,8 +19,6 @@ MILESTONES = (
     Milestone(id="answer_pages", description="opened every page that holds the answer", weight=0.3),
     Milestone(id="correct_answer", description="answered correctly", weight=1.0),
 )
-_TEXT_ACTION = re.compile(r"^\s*(?:action\s*:\s*)?(search|open|answer)\b\s*(?:\[(.*)\]|\((.*)\)|:?\s*(.*?))\s*\.?\s*$",
-                          re.I | re.S)
 _ARTICLE = re.compile(r"^(the|a|an)\s+")
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 
@@ -146,14 +145,7 @@ class SearchEnv(Environment):
 
     def on_text(self, text: str) -> ToolCall | None:
         """``search X``, ``open: X``, ``answer[X]`` or ``Action: open(X)`` (the first line) as a tool call."""
-        line = next((ln for ln in text.splitlines() if ln.strip()), "")
-        m = _TEXT_ACTION.match(line)
-        if m is None:
-            return None
-        name = m.group(1).lower()
-        value = next(g for g in m.groups()[1:] if g is not None).strip().strip("\"'`").strip()
-        arg = {"search": "query", "open": "title", "answer": "answer"}[name]
-        return ToolCall(name=name, arguments={arg: value})
+        return keyword_action(text, {"search": "query", "open": "title", "answer": "answer"})
 
     # ----- state -----------------------------------------------------------------------------
     def state_key(self) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import random
 import sys
 from collections import Counter, defaultdict
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
-from agentgym.tasks import write_generated
+from agentgym.tasks import to_jsonl, write_generated
 from agentgym.tasks.search import CORPUS  # compressed, and not a suite: the registry reads every *.jsonl here as one
 from agentgym.tools.search import fold
 
@@ -235,19 +234,14 @@ def build_suites(countries: dict[str, Country], cities: dict[str, City]) -> dict
     return suites
 
 
-def jsonl(rows: list[dict]) -> str:
-    """One sorted-key JSON object a line."""
-    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE, help="folder to write the corpus and the suites into")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out, write nothing")
     args = parser.parse_args(argv)
     countries, cities = load_world()
-    files = {CORPUS: jsonl(build_corpus(countries, cities))}
-    files.update({f"{name}.jsonl": jsonl(tasks) for name, tasks in build_suites(countries, cities).items()})
+    files = {CORPUS: to_jsonl(build_corpus(countries, cities))}
+    files.update({f"{name}.jsonl": to_jsonl(tasks) for name, tasks in build_suites(countries, cities).items()})
     return write_generated(files, args.out, check=args.check, command="python -m agentgym.tasks.search.generate")
 
 

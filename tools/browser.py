@@ -1,0 +1,258 @@
+"""A real headless Chromium for environments that act through a browser (Playwright).
+
+    page = await BrowserPage.open()                     # a page in a fresh browser context
+    await page.run(lambda p: p.goto("http://127.0.0.1:8080/"))
+    view = await page.read()                            # PageView: url, text, clickable labels
+    await page.click("Buy Now")                         # a real click on the link or button so named
+    await page.aclose()
+
+One background thread per process runs an event loop with Playwright and one Chromium, launched
+from ``/usr/bin/chromium`` (or ``$AGENTGYM_CHROMIUM``), never a downloaded browser. Every
+:class:`BrowserPage` has its own browser context (no shared cookies, storage or history), and its
+methods may be awaited from any event loop: the rollout runner's, the gym adapter's, a test's.
+Chromium is started on first use, started again if it dies, and closed when the process exits.
+:func:`serve_in_browser_thread` runs a server (e.g. aiohttp) on the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+from agentgym.errors import ConfigError
+
+T = TypeVar("T")
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
+               "--disable-dev-shm-usage"]
+ACTION_TIMEOUT_MS = 15_000  # one click or navigation of a local page; far above the 0.06-0.3 s they take
+
+# The page as text: links and buttons as [label], pressed or current ones marked "(selected)",
+# text boxes as [label box]; block elements on their own lines. Hidden elements are left out.
+_READ_PAGE = r"""() => {
+  const blocks = new Set(["P","DIV","LI","UL","OL","H1","H2","H3","H4","FORM","SECTION","HEADER","FOOTER","TR",
+                          "TABLE","MAIN","NAV","ARTICLE","BR"]);
+  const out = [], clickables = [];
+  const label = (el) => (el.getAttribute("aria-label") || el.innerText || el.value || "").replace(/\s+/g, " ").trim();
+  const walk = (node) => {
+    if (node.nodeType === Node.TEXT_NODE) { const t = node.textContent.replace(/\s+/g, " "); if (t.trim()) out.push(t); return; }
+    if (node.nodeType !== Node.ELEMENT_NODE) return;
+    const el = node, style = getComputedStyle(el);
+    if (style.display === "none" || style.visibility === "hidden" || el.tagName === "SCRIPT" || el.tagName === "STYLE") return;
+    if (el.tagName === "A" || el.tagName === "BUTTON") {
+      const name = label(el);
+      if (name) {
+        const on = el.getAttribute("aria-pressed") === "true" || el.getAttribute("aria-current") === "true";
+        out.push(" [" + name + "]" + (on ? " (selected)" : "") + " ");
+        clickables.push(name);
+      }
+      return;
+    }
+    if (el.tagName === "INPUT" && ["text", "search"].includes(el.type)) {
+      out.push(" [" + (el.getAttribute("aria-label") || el.placeholder || "text") + " box] "); return;
+    }
+    const block = blocks.has(el.tagName);
+    if (block) out.push("\n");
+    for (const child of el.childNodes) walk(child);
+    if (block) out.push("\n");
+  };
+  walk(document.body);
+  const text = out.join("").split("\n").map((l) => l.replace(/\s+/g, " ").trim()).filter(Boolean).join("\n");
+  return {url: location.href, title: document.title, text, clickables};
+}"""
+
+# Marks the first visible link or button whose label is the given one (case and spacing aside);
+# says whether clicking it loads another document (a link elsewhere, a form's submit button).
+_MARK = r"""(wanted) => {
+  const norm = (s) => s.replace(/\s+/g, " ").trim().toLowerCase();
+  const page = (url) => url.split("#")[0];
+  for (const el of document.querySelectorAll("[data-agentgym-target]")) el.removeAttribute("data-agentgym-target");
+  for (const el of document.querySelectorAll("a, button")) {
+    const name = norm(el.getAttribute("aria-label") || el.innerText || el.value || "");
+    if (name !== norm(wanted) || el.offsetParent === null) continue;
+    el.setAttribute("data-agentgym-target", "1");
+    const navigates = el.tagName === "A" ? Boolean(el.href) && page(el.href) !== page(location.href)
+                                         : Boolean(el.form) && (el.type || "submit") === "submit";
+    return navigates ? "navigates" : "stays";
+  }
+  return null;
+}"""
+
+
+@dataclass(frozen=True)
+class PageView:
+    """What a page shows: its address, title, text (clickables as ``[label]``) and the clickable labels in order."""
+
+    url: str
+    title: str
+    text: str
+    clickables: tuple[str, ...]
+
+
+class _BrowserThread:
+    """The process's browser thread: an event loop running Playwright, one Chromium, and any servers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._launching: asyncio.Lock | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The thread's loop, started on first use (and again in a forked child, which has no thread)."""
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._playwright = self._browser = self._launching = None
+                ready = threading.Event()
+                loop = asyncio.new_event_loop()
+
+                def main() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=main, name="agentgym-browser", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Awaitable[T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop())  # type: ignore[arg-type]
+
+    async def call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make()`` on the browser thread and await its result here; cancelling here cancels it there."""
+        loop = self.loop()
+        if asyncio.get_running_loop() is loop:  # a server on the browser thread calling in
+            return await make()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))  # type: ignore[arg-type]
+
+    async def browser(self) -> Any:
+        """The shared Chromium (on the browser thread), launched when missing or after it died."""
+        if self._launching is None:
+            self._launching = asyncio.Lock()
+        async with self._launching:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            try:
+                from playwright.async_api import async_playwright
+            except ImportError as exc:
+                raise ConfigError("a browser environment needs Playwright: pip install 'agentgym[web]'") from exc
+            path = os.environ.get("AGENTGYM_CHROMIUM", CHROMIUM)
+            if not os.path.exists(path):
+                raise ConfigError(f"no Chromium at {path}: apt-get install -y chromium (or set AGENTGYM_CHROMIUM "
+                                  "to a Chromium executable); agentgym never downloads a browser")
+            if self._playwright is None:
+                self._playwright = await async_playwright().start()
+            self._browser = await self._playwright.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
+            return self._browser
+
+    def shutdown(self) -> None:
+        """Close Chromium and Playwright and stop the thread (at exit; later use starts them again)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is None or self._pid != os.getpid() or thread is None or not thread.is_alive():
+                return
+            self._loop = None
+
+        async def close() -> None:
+            try:
+                if self._browser is not None:
+                    await self._browser.close()
+            finally:
+                if self._playwright is not None:
+                    await self._playwright.stop()
+                self._browser = self._playwright = None
+
+        try:
+            asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=15)
+        except Exception:  # noqa: BLE001 - exiting: a browser that will not close dies with the process
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+
+
+_THREAD = _BrowserThread()
+atexit.register(_THREAD.shutdown)
+
+
+def shutdown() -> None:
+    """Close the process's Chromium now (it is closed at exit anyway, and started again on next use)."""
+    _THREAD.shutdown()
+
+
+async def serve_in_browser_thread(start: Callable[[], Awaitable[T]]) -> T:
+    """Run ``start()`` (which starts a server and returns it) on the browser thread's loop, where it then serves."""
+    return await _THREAD.call(start)
+
+
+class BrowserPage:
+    """One tab of the shared Chromium in a browser context of its own; see the module docstring."""
+
+    def __init__(self, context: Any, page: Any) -> None:
+        self._context, self._page = context, page
+        self.closed = False
+
+    @classmethod
+    async def open(cls) -> "BrowserPage":
+        """A new page in a new browser context."""
+        async def make() -> "BrowserPage":
+            browser = await _THREAD.browser()
+            context = await browser.new_context()
+            context.set_default_timeout(ACTION_TIMEOUT_MS)
+            return cls(context, await context.new_page())
+
+        return await _THREAD.call(make)
+
+    async def run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``await fn(page)`` with the Playwright page, on the browser thread."""
+        if self.closed:
+            raise RuntimeError("this browser page is closed")
+        return await _THREAD.call(lambda: fn(self._page))
+
+    async def read(self) -> PageView:
+        """The current page as text and clickable labels."""
+        data = await self.run(lambda p: p.evaluate(_READ_PAGE))
+        return PageView(url=data["url"], title=data["title"], text=data["text"], clickables=tuple(data["clickables"]))
+
+    async def click(self, label: str) -> bool:
+        """Click the visible link or button labelled ``label`` (case and spacing aside) and wait for the page
+        to load; False when the page has none."""
+        async def click(page: Any) -> bool:
+            effect = await page.evaluate(_MARK, label)
+            if effect is None:
+                return False
+            target = page.locator("[data-agentgym-target]").first
+            if effect == "navigates":  # read the page only once the new one has loaded
+                async with page.expect_navigation():
+                    await target.click()
+            else:
+                await target.click()
+            return True
+
+        return await self.run(click)
+
+    async def aclose(self) -> None:
+        """Close the page and its browser context."""
+        if self.closed:
+            return
+        self.closed = True
+
+        async def close() -> None:
+            try:
+                await self._context.close()
+            except Exception:  # noqa: BLE001 - the browser died or was closed already: nothing left to free
+                pass
+
+        await _THREAD.call(close)
