@@ -78,7 +78,9 @@ _MARK = r"""(wanted) => {
     const name = norm(el.getAttribute("aria-label") || el.innerText || el.value || "");
     if (name !== norm(wanted) || el.offsetParent === null) continue;
     el.setAttribute("data-agentgym-target", "1");
-    const navigates = el.tagName === "A" ? Boolean(el.href) && page(el.href) !== page(location.href)
+    const away = el.tagName === "A" && el.href && !["_blank", "_new"].includes(el.target)
+                 && ["http:", "https:", "file:"].includes(new URL(el.href).protocol);
+    const navigates = el.tagName === "A" ? Boolean(away) && page(el.href) !== page(location.href)
                                          : Boolean(el.form) && (el.type || "submit") === "submit";
     return navigates ? "navigates" : "stays";
   }
@@ -229,16 +231,22 @@ class BrowserPage:
     async def click(self, label: str) -> bool:
         """Click the visible link or button labelled ``label`` (case and spacing aside) and wait for the page
         to load; False when the page has none."""
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
+
         async def click(page: Any) -> bool:
             effect = await page.evaluate(_MARK, label)
             if effect is None:
                 return False
             target = page.locator("[data-agentgym-target]").first
-            if effect == "navigates":  # read the page only once the new one has loaded
+            if effect != "navigates":
+                await target.click()
+                return True
+            try:  # read the page only once the new one has loaded
                 async with page.expect_navigation():
                     await target.click()
-            else:
-                await target.click()
+            except PlaywrightTimeout:  # a script kept the page (a router's preventDefault): it stays
+                if page.is_closed():
+                    raise
             return True
 
         return await self.run(click)

@@ -121,11 +121,17 @@ class WebShopEnv(Environment):
             raise ConfigError(f"task {task.id} has no data['goal'][{missing[0]!r}]; webshop-v0 tasks need a goal "
                               f"with {', '.join(_GOAL_KEYS)}")
         self.goal = goal
-        server = await shop_server(self.catalog_path)
-        if self._page is None:
+        home = (await shop_server(self.catalog_path)).url + "/"
+        try:
+            if self._page is None:
+                self._page = await BrowserPage.open()
+            await self._page.run(lambda page: page.goto(home))
+        except Exception:  # noqa: BLE001 - the tab or Chromium died since the last episode: start a new tab
+            old, self._page = self._page, None
+            if old is not None:
+                await old.aclose()
             self._page = await BrowserPage.open()
-        home = server.url + "/"
-        await self._page.run(lambda page: page.goto(home))
+            await self._page.run(lambda page: page.goto(home))
         first = await self._look()
         return (f"Instruction: {task.prompt}\n\n{first}\n\nTools: search(query) types a query into the search box "
                 "(on the home page) and searches; click(element) clicks a link or button by its label, as shown "

@@ -1,0 +1,94 @@
+"""The browser tool: one real Chromium per process, pages read as text, clicks by label, any event loop."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agentgym.tools import browser
+
+pytestmark = pytest.mark.skipif(not Path(browser.CHROMIUM).exists(), reason="no Chromium at /usr/bin/chromium")
+pytest.importorskip("playwright.async_api", reason="the browser tool needs playwright (pip install 'agentgym[web]')")
+
+HTML = """<h1>Shop</h1><p>Pick <a href="#one">One</a> or <button aria-pressed="true">Two</button>.</p>
+<div style="display:none"><a href="#hidden">Hidden</a></div><input type="search" aria-label="Search">
+<ul><li>first</li><li>second <a href="#third" aria-current="true">Third  item</a></li></ul>"""
+
+
+async def _page_with(html: str) -> browser.BrowserPage:
+    page = await browser.BrowserPage.open()
+    await page.run(lambda p: p.set_content(html))
+    return page
+
+
+async def test_a_page_reads_as_text_with_what_can_be_clicked():
+    page = await _page_with(HTML)
+    try:
+        view = await page.read()
+        assert view.clickables == ("One", "Two", "Third item")  # the hidden link is not there
+        assert view.text.splitlines() == ["Shop", "Pick [One] or [Two] (selected) .", "[Search box]", "first",
+                                          "second [Third item] (selected)"]
+    finally:
+        await page.aclose()
+
+
+async def test_click_finds_a_label_whatever_its_case_and_says_when_there_is_none():
+    page = await _page_with(HTML)
+    try:
+        assert await page.click("third ITEM")
+        assert (await page.read()).url.endswith("#third")
+        assert not await page.click("Hidden") and not await page.click("Four")
+    finally:
+        await page.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await page.read()
+
+
+async def test_a_click_that_loads_another_page_returns_once_it_has_loaded(tmp_path):
+    (tmp_path / "second.html").write_text("<h1>Second page</h1>")
+    (tmp_path / "first.html").write_text("<a href='second.html'>Go</a> <a href='data:text/html,x'>Data</a>")
+    page = await browser.BrowserPage.open()
+    try:
+        await page.run(lambda p: p.goto((tmp_path / "first.html").as_uri()))
+        assert await page.click("Data")  # Chromium refuses to open a data: URL from a page: it stays
+        assert (await page.read()).url.endswith("first.html")
+        assert await page.click("Go")
+        view = await page.read()
+        assert view.text == "Second page" and view.url.endswith("second.html")
+    finally:
+        await page.aclose()
+
+
+async def test_pages_have_separate_contexts():
+    one, two = await browser.BrowserPage.open(), await browser.BrowserPage.open()
+    try:
+        await one.run(lambda p: p.context.add_cookies([{"name": "k", "value": "v", "url": "http://127.0.0.1/"}]))
+        assert await two.run(lambda p: p.context.cookies()) == []
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+def test_pages_work_from_successive_event_loops_and_after_a_shutdown():
+    async def title() -> str:
+        page = await _page_with("<title>T</title><p>x</p>")
+        try:
+            return (await page.read()).title
+        finally:
+            await page.aclose()
+
+    assert asyncio.run(title()) == "T"
+    assert asyncio.run(title()) == "T"
+    browser.shutdown()  # Chromium closes; the next page starts it again
+    assert asyncio.run(title()) == "T"
+
+
+def test_a_missing_chromium_is_a_config_error_naming_the_fix(monkeypatch):
+    monkeypatch.setenv("AGENTGYM_CHROMIUM", "/nonexistent/chromium")
+    browser.shutdown()
+    try:
+        with pytest.raises(browser.ConfigError, match="apt-get install -y chromium"):
+            asyncio.run(browser.BrowserPage.open())
+    finally:
+        monkeypatch.delenv("AGENTGYM_CHROMIUM")
+        browser.shutdown()
