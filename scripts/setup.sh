@@ -12,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 EXTRAS=${AGENTGYM_EXTRAS:-train,web,docker,sql,code,dev}
 # postgresql: the SQL back-end tests; bubblewrap: the process sandbox; podman, runc and
 # debootstrap: the Docker-API sandbox tests (podman serves the Docker API, no Docker engine needed);
-# chromium: the replay page's browser test (Playwright drives /usr/bin/chromium, never a downloaded one)
+# chromium: webshop-v0 and the replay page's browser test (Playwright drives /usr/bin/chromium, never a downloaded one)
 SYSTEM_PACKAGES=(${AGENTGYM_SYSTEM_PACKAGES:-postgresql bubblewrap podman runc debootstrap chromium})
 stamp="$VENV/.agentgym-setup"
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$EXTRAS

@@ -517,8 +517,8 @@ def idle_reason(record: dict[str, Any], trajectories: list[Trajectory], config: 
                     f"{config.update.max_seq_len} tokens")
         return "no step carries loss (every episode failed, was discarded or has no sampled tokens)"
     if record["adv_abs"] == 0.0 and not config.loss.use_kl_loss and config.loss.entropy_coeff == 0:
-        return ("every advantage is 0 (the episodes of each group scored alike): a zero gradient, "
-                "though the optimizer's momentum still moves the weights")
+        return ("every advantage is 0 (the episodes of each group scored alike): a zero gradient; the weights "
+                "move only by weight decay and the optimizer's momentum from earlier steps")
     if record["updates"] == 0 and record["skipped_updates"]:
         return f"all {record['skipped_updates']} optimizer steps skipped: the gradient was not finite"
     return None

@@ -65,9 +65,11 @@ def check_samples(trajectories: list[Trajectory], only_successful: bool) -> None
         why = "it holds no trajectories"
     elif not kept:
         failed = sum(1 for t in trajectories if t.error)
-        solved = sum(1 for t in trajectories if t.success and not t.error)
-        why = (f"none of its {len(trajectories)} trajectories is usable ({failed} failed, {solved} succeeded; "
-               f"sft.only_successful is {only_successful})")
+        unsolved = sum(1 for t in trajectories if not t.success and not t.error)
+        why = (f"none of its {len(trajectories)} trajectories is usable: {failed} ended with an error and "
+               f"{unsolved} did not solve their task (sft.only_successful is {only_successful}: only solved "
+               "episodes are kept)" if only_successful else
+               f"all {failed} of its trajectories ended with an error")
     else:
         why = (f"its {len(kept)} usable trajectories recorded neither token ids nor prompt messages "
                "(roll them out with messages recorded, record_messages=True)")

@@ -102,7 +102,7 @@ def test_sft_data_from_a_run_directory_leaves_out_its_held_out_evaluations(tmp_p
 @pytest.mark.parametrize(("trajectories", "why"), [
     ([], "it holds no trajectories"),
     ([{"success": False}, {"success": True, "error": "env died"}],
-     r"none of its 2 trajectories is usable \(1 failed, 0 succeeded; sft.only_successful is True\)"),
+     r"none of its 2 trajectories is usable: 1 ended with an error and 1 did not solve their task"),
     ([{"success": True, "messages": None}], "its 1 usable trajectories recorded neither token ids nor prompt messages"),
 ])
 def test_sft_data_without_a_trainable_turn_is_refused_before_the_model_loads(tmp_path, trajectories, why):
