@@ -20,7 +20,6 @@ import asyncio
 import atexit
 import os
 import threading
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -34,9 +33,15 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
                "--disable-dev-shm-usage"]
 ACTION_TIMEOUT_MS = 15_000  # one click or navigation of a local page; far above the 0.06-0.3 s they take
 
+# Both scripts below judge visibility alike: an element with a box, not hidden by CSS.
+_SHOWN = r"""const shown = (el) => getComputedStyle(el).display === "contents"
+  || el.checkVisibility({visibilityProperty: true});"""
+
 # The page as text: links and buttons as [label], pressed or current ones marked "(selected)",
 # text boxes as [label box]; block elements on their own lines. Hidden elements are left out.
 _READ_PAGE = r"""() => {
+  %s
+  if (!document.body) return {url: location.href, title: document.title, text: "", clickables: []};
   const blocks = new Set(["P","DIV","LI","UL","OL","H1","H2","H3","H4","FORM","SECTION","HEADER","FOOTER","TR",
                           "TABLE","MAIN","NAV","ARTICLE","BR"]);
   const out = [], clickables = [];
@@ -44,8 +49,8 @@ _READ_PAGE = r"""() => {
   const walk = (node) => {
     if (node.nodeType === Node.TEXT_NODE) { const t = node.textContent.replace(/\s+/g, " "); if (t.trim()) out.push(t); return; }
     if (node.nodeType !== Node.ELEMENT_NODE) return;
-    const el = node, style = getComputedStyle(el);
-    if (style.display === "none" || style.visibility === "hidden" || el.tagName === "SCRIPT" || el.tagName === "STYLE") return;
+    const el = node;
+    if (el.tagName === "SCRIPT" || el.tagName === "STYLE" || !shown(el)) return;
     if (el.tagName === "A" || el.tagName === "BUTTON") {
       const name = label(el);
       if (name) {
@@ -66,26 +71,33 @@ _READ_PAGE = r"""() => {
   walk(document.body);
   const text = out.join("").split("\n").map((l) => l.replace(/\s+/g, " ").trim()).filter(Boolean).join("\n");
   return {url: location.href, title: document.title, text, clickables};
-}"""
+}""" % _SHOWN
 
-# Marks the first visible link or button whose label is the given one (case and spacing aside);
-# says whether clicking it loads another document (a link elsewhere, a form's submit button).
+# Marks the first visible link or button whose label is the given one (case and spacing aside) and
+# says whether clicking it loads a document: a link to an http(s) or file address in this tab (the
+# same address too: it reloads), not to a #fragment of this page; a submit button of a form that
+# passes its own validation. Else the click stays on this document.
 _MARK = r"""(wanted) => {
+  %s
   const norm = (s) => s.replace(/\s+/g, " ").trim().toLowerCase();
   const page = (url) => url.split("#")[0];
   for (const el of document.querySelectorAll("[data-agentgym-target]")) el.removeAttribute("data-agentgym-target");
   for (const el of document.querySelectorAll("a, button")) {
     const name = norm(el.getAttribute("aria-label") || el.innerText || el.value || "");
-    if (name !== norm(wanted) || el.offsetParent === null) continue;
+    if (name !== norm(wanted) || !shown(el)) continue;
     el.setAttribute("data-agentgym-target", "1");
-    const away = el.tagName === "A" && el.href && !["_blank", "_new"].includes(el.target)
-                 && ["http:", "https:", "file:"].includes(new URL(el.href).protocol);
-    const navigates = el.tagName === "A" ? Boolean(away) && page(el.href) !== page(location.href)
-                                         : Boolean(el.form) && (el.type || "submit") === "submit";
-    return navigates ? "navigates" : "stays";
+    if (el.tagName === "BUTTON") {
+      const submits = Boolean(el.form) && (el.type || "submit") === "submit" && el.form.checkValidity();
+      return submits ? "navigates" : "stays";
+    }
+    const raw = el.getAttribute("href");
+    if (raw === null || raw.startsWith("#") || ["_blank", "_new"].includes(el.target)) return "stays";
+    if (!["http:", "https:", "file:"].includes(new URL(el.href).protocol)) return "stays";
+    const fragment = page(el.href) === page(location.href) && el.href.includes("#");
+    return fragment ? "stays" : "navigates";
   }
   return null;
-}"""
+}""" % _SHOWN
 
 
 @dataclass(frozen=True)
@@ -109,9 +121,10 @@ class _BrowserThread:
         self._playwright: Any = None
         self._browser: Any = None
         self._launching: asyncio.Lock | None = None
+        self.at_shutdown: list[Callable[[], Awaitable[None]]] = []  # run on the loop before Chromium closes
 
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The thread's loop, started on first use (and again in a forked child, which has no thread)."""
+        """The thread's loop, started on first use (and again after :meth:`shutdown`, or in a forked child)."""
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 self._pid = os.getpid()
@@ -129,9 +142,6 @@ class _BrowserThread:
                 ready.wait()
                 self._loop = loop
             return self._loop
-
-    def submit(self, coro: Awaitable[T]) -> Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop())  # type: ignore[arg-type]
 
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run ``make()`` on the browser thread and await its result here; cancelling here cancels it there."""
@@ -161,25 +171,31 @@ class _BrowserThread:
             return self._browser
 
     def shutdown(self) -> None:
-        """Close Chromium and Playwright and stop the thread (at exit; later use starts them again)."""
+        """Stop the servers, close Chromium and Playwright, and stop the thread (at exit; later use starts anew)."""
         with self._lock:
             loop, thread = self._loop, self._thread
             if loop is None or self._pid != os.getpid() or thread is None or not thread.is_alive():
                 return
             self._loop = None
+            browser, playwright = self._browser, self._playwright  # this loop's: a restart makes its own
+            self._browser = self._playwright = self._launching = None
 
         async def close() -> None:
+            for hook in self.at_shutdown:
+                try:
+                    await hook()
+                except Exception:  # noqa: BLE001 - one server that will not stop must not keep Chromium open
+                    pass
             try:
-                if self._browser is not None:
-                    await self._browser.close()
+                if browser is not None:
+                    await browser.close()
             finally:
-                if self._playwright is not None:
-                    await self._playwright.stop()
-                self._browser = self._playwright = None
+                if playwright is not None:
+                    await playwright.stop()
 
         try:
             asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=15)
-        except Exception:  # noqa: BLE001 - exiting: a browser that will not close dies with the process
+        except Exception:  # noqa: BLE001 - a browser that will not close dies with the process
             pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
@@ -190,8 +206,20 @@ atexit.register(_THREAD.shutdown)
 
 
 def shutdown() -> None:
-    """Close the process's Chromium now (it is closed at exit anyway, and started again on next use)."""
+    """Stop the servers on the browser thread and close the process's Chromium now (it happens at exit
+    anyway; the next use starts them again)."""
     _THREAD.shutdown()
+
+
+def browser_loop() -> asyncio.AbstractEventLoop:
+    """The browser thread's event loop (started if need be): a server started there lives until it stops."""
+    return _THREAD.loop()
+
+
+def at_shutdown(hook: Callable[[], Awaitable[None]]) -> None:
+    """Have :func:`shutdown` (and the process's exit) await ``hook()`` on the browser thread first, e.g. to stop
+    a server running there."""
+    _THREAD.at_shutdown.append(hook)
 
 
 async def serve_in_browser_thread(start: Callable[[], Awaitable[T]]) -> T:
@@ -212,25 +240,48 @@ class BrowserPage:
         async def make() -> "BrowserPage":
             browser = await _THREAD.browser()
             context = await browser.new_context()
-            context.set_default_timeout(ACTION_TIMEOUT_MS)
-            return cls(context, await context.new_page())
+            try:
+                context.set_default_timeout(ACTION_TIMEOUT_MS)
+                return cls(context, await context.new_page())
+            except BaseException:
+                await _close_quietly(context)
+                raise
 
-        return await _THREAD.call(make)
+        loop = _THREAD.loop()
+        if asyncio.get_running_loop() is loop:
+            return await make()
+        # Not cancelled midway (a context Chromium made would be lost): a caller that gives up, e.g. at a
+        # step time limit, leaves the opening to finish and the page to be closed on the browser thread.
+        future = asyncio.run_coroutine_threadsafe(make(), loop)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda f: None if f.cancelled() or f.exception() is not None
+                                     else asyncio.run_coroutine_threadsafe(f.result().aclose(), loop))
+            raise
 
     async def run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """``await fn(page)`` with the Playwright page, on the browser thread."""
         if self.closed:
             raise RuntimeError("this browser page is closed")
-        return await _THREAD.call(lambda: fn(self._page))
+
+        async def on_thread() -> T:
+            return await fn(self._page)
+
+        return await _THREAD.call(on_thread)
 
     async def read(self) -> PageView:
-        """The current page as text and clickable labels."""
-        data = await self.run(lambda p: p.evaluate(_READ_PAGE))
+        """The current page, once loaded, as text and clickable labels."""
+        async def read(page: Any) -> dict:
+            await page.wait_for_load_state()
+            return await page.evaluate(_READ_PAGE)
+
+        data = await self.run(read)
         return PageView(url=data["url"], title=data["title"], text=data["text"], clickables=tuple(data["clickables"]))
 
     async def click(self, label: str) -> bool:
-        """Click the visible link or button labelled ``label`` (case and spacing aside) and wait for the page
-        to load; False when the page has none."""
+        """Click the visible link or button labelled ``label`` (case and spacing aside); when that loads a
+        document, return once it has loaded. False when the page has no such element."""
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         async def click(page: Any) -> bool:
@@ -241,7 +292,7 @@ class BrowserPage:
             if effect != "navigates":
                 await target.click()
                 return True
-            try:  # read the page only once the new one has loaded
+            try:
                 async with page.expect_navigation():
                     await target.click()
             except PlaywrightTimeout:  # a script kept the page (a router's preventDefault): it stays
@@ -252,15 +303,20 @@ class BrowserPage:
         return await self.run(click)
 
     async def aclose(self) -> None:
-        """Close the page and its browser context."""
+        """Close the page and its browser context; the close goes on even if the caller is cancelled."""
         if self.closed:
             return
         self.closed = True
+        loop = _THREAD.loop()
+        if asyncio.get_running_loop() is loop:
+            await _close_quietly(self._context)
+        else:
+            await asyncio.shield(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_close_quietly(self._context),
+                                                                                      loop)))
 
-        async def close() -> None:
-            try:
-                await self._context.close()
-            except Exception:  # noqa: BLE001 - the browser died or was closed already: nothing left to free
-                pass
 
-        await _THREAD.call(close)
+async def _close_quietly(context: Any) -> None:
+    try:
+        await context.close()
+    except Exception:  # noqa: BLE001 - the browser died or was closed already: nothing left to free
+        pass

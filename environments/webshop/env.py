@@ -70,6 +70,24 @@ def place_of(url: str, products: dict[str, Product]) -> Place:
     return Place("other")
 
 
+def check_goal(task: Task) -> dict[str, Any]:
+    """The task's goal, or a ConfigError naming what is missing or mistyped."""
+    goal = task.data.get("goal")
+    missing = [k for k in _GOAL_KEYS if not isinstance(goal, dict) or k not in goal]
+    if missing:
+        raise ConfigError(f"task {task.id} has no data['goal'][{missing[0]!r}]; webshop-v0 tasks need a goal "
+                          f"with {', '.join(_GOAL_KEYS)}")
+    assert isinstance(goal, dict)
+    good = (isinstance(goal["category"], str)
+            and isinstance(goal["attributes"], list) and all(isinstance(a, str) for a in goal["attributes"])
+            and isinstance(goal["options"], dict) and all(isinstance(v, str) for v in goal["options"].values())
+            and isinstance(goal["price_max"], (int, float)) and not isinstance(goal["price_max"], bool))
+    if not good:
+        raise ConfigError(f"task {task.id}: data['goal'] needs category (a string), attributes (a list of strings), "
+                          f"options (name -> value strings) and price_max (a number); got {goal!r}")
+    return goal
+
+
 def expert_query(goal: dict[str, Any]) -> str:
     """What the expert searches: the instruction's attributes and category."""
     return " ".join([*goal["attributes"], goal["category"]])
@@ -92,7 +110,8 @@ class WebShopEnv(Environment):
     ``StepResult.info`` of the purchase holds the parts.
 
     Milestones: ``match_listed``, ``match_opened``, ``options_chosen``, ``purchased`` (see
-    :data:`MILESTONES`). The state key is the page: its kind, query, product, tab and chosen options.
+    :data:`MILESTONES`). The state key is the page: a results page's query and number, or a product
+    page's product, tab and chosen options (not the search that led there).
     Plain text works as an action too: ``search[red mug]``, ``click[Buy Now]``, ``click: Next >``.
 
     Needs Playwright (``pip install 'agentgym[web]'``) and Chromium at ``/usr/bin/chromium``
@@ -115,12 +134,7 @@ class WebShopEnv(Environment):
         self.goal: dict[str, Any] = {}
 
     async def reset(self, task: Task) -> str:
-        goal = task.data.get("goal")
-        missing = [k for k in _GOAL_KEYS if not isinstance(goal, dict) or k not in goal]
-        if missing:
-            raise ConfigError(f"task {task.id} has no data['goal'][{missing[0]!r}]; webshop-v0 tasks need a goal "
-                              f"with {', '.join(_GOAL_KEYS)}")
-        self.goal = goal
+        self.goal = check_goal(task)
         home = (await shop_server(self.catalog_path)).url + "/"
         try:
             if self._page is None:
@@ -189,6 +203,9 @@ class WebShopEnv(Environment):
         """
         label = element.strip().strip("[]").strip()
         assert self._page is not None
+        if self.place.kind == "home" and label.lower() == "search":  # the box is empty: it would do nothing
+            raise InvalidActionError("The search box is empty: type the query and search in one action, "
+                                     "search(query).")
         if not label or not await self._page.click(label):
             shown = ", ".join(f"[{c}]" for c in self.view.clickables) or "nothing"
             raise InvalidActionError(f"There is no [{label}] to click on this page. You can click: {shown}.")

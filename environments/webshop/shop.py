@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,9 @@ from typing import Any
 
 from agentgym.errors import ConfigError
 from agentgym.tools.search import Page, SearchIndex
+
+
+_ASIN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,13 @@ class Catalog:
     def __init__(self, products: list[Product]) -> None:
         if not products:
             raise ConfigError("a web shop catalog needs at least one product")
+        for p in products:  # ids go into paths and option names into query strings beside the shop's own
+            if not _ASIN.fullmatch(p.asin):
+                raise ConfigError(f"product asin {p.asin!r} must be letters, digits, '-' or '_'")
+            reserved = {"q", "page"} & set(p.options)
+            if reserved or not all(p.options.values()):
+                raise ConfigError(f"product {p.asin}: options must offer values and not be named 'q' or 'page' "
+                                  f"(got {sorted(p.options)})")
         self.products = products
         self.by_asin = {p.asin: p for p in products}
         if len(self.by_asin) != len(products):
@@ -51,9 +62,9 @@ class Catalog:
                 products.append(Product(
                     asin=str(row["asin"]), title=str(row["title"]), category=str(row["category"]),
                     brand=str(row["brand"]), price=float(row["price"]), rating=float(row["rating"]),
-                    attributes=tuple(row["attributes"]),
-                    options={str(k): tuple(map(str, v)) for k, v in row["options"].items()},
-                    description=str(row["description"]), features=tuple(row["features"])))
+                    attributes=_strings(row["attributes"]),
+                    options={str(k): _strings(v) for k, v in row["options"].items()},
+                    description=str(row["description"]), features=_strings(row["features"])))
             except (ValueError, KeyError, AttributeError, TypeError) as exc:
                 raise ConfigError(f"{path}, line {number}: not a product ({type(exc).__name__}: {exc})") from None
         return cls(products)
@@ -61,6 +72,13 @@ class Catalog:
     def search(self, query: str, k: int) -> list[Product]:
         """The ``k`` best products for ``query``, best first (an exact title first)."""
         return [self.by_asin[dict(h.page.meta)["asin"]] for h in self.index.search(query, k)]
+
+
+def _strings(values: Any) -> tuple[str, ...]:
+    """A JSON list of strings as a tuple; anything else (a bare string too) is an error."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise TypeError(f"expected a list of strings, got {values!r}")
+    return tuple(values)
 
 
 _CATALOGS: dict[Path, Catalog] = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import html
 import math
-import os
 import threading
 from pathlib import Path
 from urllib.parse import urlencode
@@ -24,7 +23,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from agentgym.environments.webshop.shop import Catalog, Product, load_catalog
-from agentgym.tools.browser import serve_in_browser_thread
+from agentgym.tools.browser import at_shutdown, browser_loop, serve_in_browser_thread
 
 MAX_RESULTS = 50
 PER_PAGE = 10
@@ -158,14 +157,15 @@ class ShopServer:
         await self._runner.cleanup()
 
 
-_SERVERS: dict[tuple[int, Path], ShopServer] = {}
-_STARTING: dict[tuple[int, Path], asyncio.Future] = {}
+# servers by the browser thread's loop they run on (a new loop after browser.shutdown() or a fork) and catalog
+_SERVERS: dict[tuple[asyncio.AbstractEventLoop, Path], ShopServer] = {}
+_STARTING: dict[tuple[asyncio.AbstractEventLoop, Path], asyncio.Future] = {}
 _LOCK = threading.Lock()
 
 
 async def shop_server(catalog_path: str | Path) -> ShopServer:
     """The process's server of the catalog in ``catalog_path``, started on first use (on the browser thread)."""
-    key = (os.getpid(), Path(catalog_path).resolve())
+    key = (browser_loop(), Path(catalog_path).resolve())
     with _LOCK:
         server = _SERVERS.get(key)
     if server is not None:
@@ -186,3 +186,15 @@ async def shop_server(catalog_path: str | Path) -> ShopServer:
         return server
 
     return await serve_in_browser_thread(start)
+
+
+async def _stop_servers() -> None:
+    """Stop the servers of the browser thread's loop as it shuts down (their port would accept and never answer)."""
+    loop = asyncio.get_running_loop()
+    with _LOCK:
+        servers = [_SERVERS.pop(key) for key in [k for k in _SERVERS if k[0] is loop]]
+    for server in servers:
+        await server.stop()
+
+
+at_shutdown(_stop_servers)

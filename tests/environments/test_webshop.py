@@ -1,6 +1,7 @@
 """webshop-v0: the catalog and reward, the shop's HTTP pages, and episodes driven through real Chromium."""
 
 import asyncio
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -9,12 +10,13 @@ import aiohttp
 import pytest
 
 import agentgym as ag
-from agentgym.environments.webshop.env import WebShopEnv, expert_query, place_of
+from agentgym.environments.webshop.env import WebShopEnv, check_goal, expert_query, place_of
 from agentgym.environments.webshop.shop import fits, load_catalog, meets, score
 from agentgym.environments.webshop.site import MAX_RESULTS, PER_PAGE, ShopServer
 from agentgym.errors import ConfigError
 from agentgym.rollout import RolloutRunner
 from agentgym.tasks.webshop import CATALOG, generate
+from agentgym.tools.browser import PageView
 from agentgym.types import Task, ToolCall
 
 SUITE_DIR = Path(generate.__file__).resolve().parent
@@ -140,6 +142,7 @@ def _task(suite: str = "test-seen", index: int = 0) -> Task:
 
 async def test_the_expert_buys_what_every_category_asks_for_through_the_runner(browser_available):
     paging = [t for t in ag.load_tasks("webshop-v0", "test-unseen") if _fit_page(t) > 1][:4]  # it must click Next >
+    assert len(paging) == 4
     tasks = ag.load_tasks("webshop-v0", "test-seen")[:12] + ag.load_tasks("webshop-v0", "test-unseen")[:8] + paging
     result = await RolloutRunner("expert", concurrency=8).run(tasks)
     assert result.summary()["success_rate"] == 1.0 and result.summary()["failed"] == 0
@@ -244,7 +247,66 @@ async def test_reset_starts_over_from_the_home_page_even_after_its_tab_died(env)
     assert (await env.step(ToolCall(name="search", arguments={"query": "mug"}))).valid
 
 
-def test_random_action_is_a_tool_of_the_env_on_any_page():
+def test_random_actions_search_on_the_home_page_and_click_what_a_page_shows():
     env = WebShopEnv()
     env.task, env.place = _task(), place_of("http://h/", CATALOG_.by_asin)
     assert env.random_action(random.Random(0)).name == "search"
+    env.place = place_of("http://h/search?q=mug", CATALOG_.by_asin)
+    env.view = PageView(url="http://h/search?q=mug", title="", text="", clickables=("Back to Search", "Next >"))
+    clicks = {env.random_action(random.Random(seed)).arguments["element"] for seed in range(20)}
+    assert clicks == {"Back to Search", "Next >"}
+
+
+async def test_clicking_search_with_an_empty_box_is_invalid_and_says_how_to_search(env):
+    await env.reset(_task())
+    step = await env.step("click[Search]")
+    assert not step.valid and "search(query)" in step.observation and env.state_key() == "home"
+
+
+async def test_clicking_the_selected_option_again_reloads_the_same_page(env):
+    task = _task()
+    target = CATALOG_.by_asin[task.data["asin"]]
+    color = task.data["goal"]["options"]["color"]
+    await env.reset(task)
+    await env.step(ToolCall(name="search", arguments={"query": target.title}))
+    await env.step(ToolCall(name="click", arguments={"element": target.title}))
+    first = await env.step(ToolCall(name="click", arguments={"element": color}))
+    key = env.state_key()
+    for _ in range(3):  # the link of a selected option is the page's own address
+        again = await env.step(ToolCall(name="click", arguments={"element": color}))
+        assert again.valid and env.state_key() == key and again.observation == first.observation
+
+
+async def test_an_episode_runs_after_the_browser_was_shut_down(browser_available):
+    from agentgym.tools import browser
+
+    async with ag.make("webshop-v0") as env:
+        await env.reset(_task())
+    browser.shutdown()  # Chromium and the shop's server stop; the next episode starts both again
+    async with ag.make("webshop-v0") as env:
+        await env.reset(_task())
+        assert (await env.step(ToolCall(name="search", arguments={"query": "mug"}))).valid
+
+
+@pytest.mark.parametrize("goal", [
+    {"category": "mug", "attributes": "ceramic", "options": {}, "price_max": 10},
+    {"category": "mug", "attributes": [], "options": [["color", "red"]], "price_max": 10},
+    {"category": "mug", "attributes": [], "options": {}, "price_max": "10"},
+])
+def test_a_goal_of_the_wrong_types_is_refused(goal):
+    with pytest.raises(ConfigError, match="a list of strings"):
+        check_goal(Task(id="x", env="webshop-v0", prompt="buy", data={"goal": goal}))
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"asin": "B0/../x"}, "letters, digits"),
+    ({"options": {"q": ["a"]}}, "not be named 'q'"),
+    ({"attributes": "waterproof"}, "list of strings"),
+])
+def test_a_bad_catalog_line_is_refused(tmp_path, change, problem):
+    product = {"asin": "B01", "title": "T", "category": "mug", "brand": "B", "price": 1.0, "rating": 4.0,
+               "attributes": ["ceramic"], "options": {"color": ["red"]}, "description": "d", "features": []}
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps({**product, **change}) + "\n")
+    with pytest.raises(ConfigError, match=problem):
+        load_catalog(path)

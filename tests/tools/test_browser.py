@@ -46,12 +46,17 @@ async def test_click_finds_a_label_whatever_its_case_and_says_when_there_is_none
 
 async def test_a_click_that_loads_another_page_returns_once_it_has_loaded(tmp_path):
     (tmp_path / "second.html").write_text("<h1>Second page</h1>")
-    (tmp_path / "first.html").write_text("<a href='second.html'>Go</a> <a href='data:text/html,x'>Data</a>")
+    (tmp_path / "first.html").write_text("<a href='second.html'>Go</a> <a href='data:text/html,x'>Data</a> "
+                                         "<a href='first.html'>Again</a> <form action='second.html'><input "
+                                         "name='q' required><button>Send</button></form>")
     page = await browser.BrowserPage.open()
     try:
         await page.run(lambda p: p.goto((tmp_path / "first.html").as_uri()))
         assert await page.click("Data")  # Chromium refuses to open a data: URL from a page: it stays
+        assert await page.click("Send")  # the form's own validation stops it: the box is empty
         assert (await page.read()).url.endswith("first.html")
+        for _ in range(3):  # a link to the page itself reloads it, and the page is read once loaded
+            assert await page.click("Again") and (await page.read()).clickables[:1] == ("Go",)
         assert await page.click("Go")
         view = await page.read()
         assert view.text == "Second page" and view.url.endswith("second.html")
@@ -92,3 +97,28 @@ def test_a_missing_chromium_is_a_config_error_naming_the_fix(monkeypatch):
     finally:
         monkeypatch.delenv("AGENTGYM_CHROMIUM")
         browser.shutdown()
+
+
+async def test_a_cancelled_open_leaves_no_browser_context_behind():
+    async def contexts(page: browser.BrowserPage) -> int:
+        async def count(p) -> int:
+            return len(p.context.browser.contexts)
+
+        return await page.run(count)
+
+    keep = await browser.BrowserPage.open()
+    try:
+        before = await contexts(keep)
+        for delay in (0, 0.005, 0.02, 0.05, 0.1, 0.2):  # given up on at different points of the opening
+            try:
+                opened = await asyncio.wait_for(browser.BrowserPage.open(), delay)
+            except asyncio.TimeoutError:
+                continue
+            await opened.aclose()
+        for _ in range(100):  # a page made just as it was given up on is closed on the browser thread
+            if await contexts(keep) == before:
+                break
+            await asyncio.sleep(0.05)
+        assert await contexts(keep) == before
+    finally:
+        await keep.aclose()
