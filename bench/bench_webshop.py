@@ -20,7 +20,8 @@ from agentgym.rollout import RolloutRunner
 
 
 def browser_cpu_seconds() -> float:
-    """CPU seconds so far of every Chromium and Playwright driver (node) process on the machine."""
+    """CPU seconds so far of every Chromium and Playwright driver (node) process on the machine, with their
+    reaped children's (the renderer of a closed browser context has exited by the time we look)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -31,7 +32,7 @@ def browser_cpu_seconds() -> float:
         name = text[text.index("(") + 1:text.rindex(")")]
         if "chrom" in name or name.startswith("node") or name == "headless_shell":
             fields = text[text.rindex(")") + 2:].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            total += sum(map(int, fields[11:15])) / tick  # utime, stime, cutime, cstime
     return total
 
 

@@ -8,7 +8,8 @@
 
 One background thread per process runs an event loop with Playwright and one Chromium, launched
 from ``/usr/bin/chromium`` (or ``$AGENTGYM_CHROMIUM``), never a downloaded browser. Every
-:class:`BrowserPage` has its own browser context (no shared cookies, storage or history), and its
+:class:`BrowserPage` has its own browser context (no shared cookies, storage or history; a page opened
+with ``reuse=True`` may be one an earlier user gave back, cookies cleared), and its
 methods may be awaited from any event loop: the rollout runner's, the gym adapter's, a test's.
 Chromium is started on first use, started again if it dies, and closed when the process exits.
 :func:`serve_in_browser_thread` runs a server (e.g. aiohttp) on the same loop.
@@ -31,6 +32,7 @@ CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
                "--disable-dev-shm-usage"]
+IDLE_PAGES = 64  # pages kept for reuse (BrowserPage.open(reuse=True)); each holds a renderer process
 ACTION_TIMEOUT_MS = 15_000  # one click or navigation of a local page; far above the 0.06-0.3 s they take
 
 # Both scripts below judge visibility alike: an element with a box, not hidden by CSS.
@@ -122,6 +124,7 @@ class _BrowserThread:
         self._browser: Any = None
         self._launching: asyncio.Lock | None = None
         self.at_shutdown: list[Callable[[], Awaitable[None]]] = []  # run on the loop before Chromium closes
+        self.idle: list[BrowserPage] = []  # pages given back for reuse; touched only on the browser thread
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The thread's loop, started on first use (and again after :meth:`shutdown`, or in a forked child)."""
@@ -129,6 +132,7 @@ class _BrowserThread:
             if self._loop is None or self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._playwright = self._browser = self._launching = None
+                self.idle = []
                 ready = threading.Event()
                 loop = asyncio.new_event_loop()
 
@@ -179,6 +183,7 @@ class _BrowserThread:
             self._loop = None
             browser, playwright = self._browser, self._playwright  # this loop's: a restart makes its own
             self._browser = self._playwright = self._launching = None
+            self.idle = []
 
         async def close() -> None:
             for hook in self.at_shutdown:
@@ -230,19 +235,36 @@ async def serve_in_browser_thread(start: Callable[[], Awaitable[T]]) -> T:
 class BrowserPage:
     """One tab of the shared Chromium in a browser context of its own; see the module docstring."""
 
-    def __init__(self, context: Any, page: Any) -> None:
+    def __init__(self, context: Any, page: Any, *, reusable: bool = False) -> None:
         self._context, self._page = context, page
+        self.reusable = reusable
         self.closed = False
 
     @classmethod
-    async def open(cls) -> "BrowserPage":
-        """A new page in a new browser context."""
+    async def open(cls, *, reuse: bool = False) -> "BrowserPage":
+        """A new page in a new browser context; with ``reuse``, a page an earlier user gave back with
+        :meth:`aclose` when there is one, its cookies cleared.
+
+        Reuse spares Chromium a new context and renderer process per page (most of its CPU time in a
+        short episode), but keeps the old page's history and web storage: it is for sites that keep no
+        state in the browser, like the shop of ``webshop-v0``.
+        """
         async def make() -> "BrowserPage":
             browser = await _THREAD.browser()
+            while reuse and _THREAD.idle:
+                page = _THREAD.idle.pop()
+                if page._page.is_closed() or page._context.browser is not browser:
+                    continue  # its context or its Chromium is gone
+                try:
+                    await page._context.clear_cookies()
+                except Exception:  # noqa: BLE001 - closing under us: take another
+                    continue
+                page.closed = False
+                return page
             context = await browser.new_context()
             try:
                 context.set_default_timeout(ACTION_TIMEOUT_MS)
-                return cls(context, await context.new_page())
+                return cls(context, await context.new_page(), reusable=reuse)
             except BaseException:
                 await _close_quietly(context)
                 raise
@@ -303,16 +325,23 @@ class BrowserPage:
         return await self.run(click)
 
     async def aclose(self) -> None:
-        """Close the page and its browser context; the close goes on even if the caller is cancelled."""
+        """Close the page and its browser context, or, for a page opened with ``reuse``, keep it for the next
+        such :meth:`open` (up to ``IDLE_PAGES``). The close goes on even if the caller is cancelled."""
         if self.closed:
             return
         self.closed = True
+
+        async def close() -> None:
+            if self.reusable and len(_THREAD.idle) < IDLE_PAGES and not self._page.is_closed():
+                _THREAD.idle.append(self)
+            else:
+                await _close_quietly(self._context)
+
         loop = _THREAD.loop()
         if asyncio.get_running_loop() is loop:
-            await _close_quietly(self._context)
+            await close()
         else:
-            await asyncio.shield(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_close_quietly(self._context),
-                                                                                      loop)))
+            await asyncio.shield(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(close(), loop)))
 
 
 async def _close_quietly(context: Any) -> None:

@@ -115,7 +115,9 @@ class WebShopEnv(Environment):
     Plain text works as an action too: ``search[red mug]``, ``click[Buy Now]``, ``click: Next >``.
 
     Needs Playwright (``pip install 'agentgym[web]'``) and Chromium at ``/usr/bin/chromium``
-    (``apt-get install -y chromium``; ``$AGENTGYM_CHROMIUM`` names another). No snapshots: the
+    (``apt-get install -y chromium``; ``$AGENTGYM_CHROMIUM`` names another). Episodes share one
+    Chromium per process; an episode's tab is given back when it ends and a later episode takes it
+    (cookies cleared: the shop keeps its state in addresses, not in the browser). No snapshots: the
     state lives in the browser.
 
     Args:
@@ -138,13 +140,13 @@ class WebShopEnv(Environment):
         home = (await shop_server(self.catalog_path)).url + "/"
         try:
             if self._page is None:
-                self._page = await BrowserPage.open()
+                self._page = await BrowserPage.open(reuse=True)
             await self._page.run(lambda page: page.goto(home))
         except Exception:  # noqa: BLE001 - the tab or Chromium died since the last episode: start a new tab
             old, self._page = self._page, None
             if old is not None:
                 await old.aclose()
-            self._page = await BrowserPage.open()
+            self._page = await BrowserPage.open(reuse=True)
             await self._page.run(lambda page: page.goto(home))
         first = await self._look()
         return (f"Instruction: {task.prompt}\n\n{first}\n\nTools: search(query) types a query into the search box "

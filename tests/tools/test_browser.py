@@ -122,3 +122,25 @@ async def test_a_cancelled_open_leaves_no_browser_context_behind():
         assert await contexts(keep) == before
     finally:
         await keep.aclose()
+
+
+async def test_a_page_given_back_is_reused_without_its_cookies_and_a_dead_one_is_not():
+    first = await browser.BrowserPage.open(reuse=True)
+    await first.run(lambda p: p.goto("data:text/html,<p>one</p>"))
+    await first.run(lambda p: p.context.add_cookies([{"name": "k", "value": "v", "url": "http://127.0.0.1/"}]))
+    await first.aclose()
+    again = await browser.BrowserPage.open(reuse=True)
+    try:
+        assert again is first and not again.closed
+        assert await again.run(lambda p: p.context.cookies()) == []
+        other = await browser.BrowserPage.open()  # only reuse=True takes a page given back
+        assert other is not again
+        await other.aclose()
+    finally:
+        await again.run(lambda p: p.context.close())  # as when Chromium kills the tab
+        await again.aclose()
+    fresh = await browser.BrowserPage.open(reuse=True)
+    try:
+        assert fresh is not again and (await fresh.read()).url == "about:blank"
+    finally:
+        await fresh.aclose()
