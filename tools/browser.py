@@ -204,6 +204,8 @@ class _BrowserThread:
             pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
 
 
 _THREAD = _BrowserThread()
