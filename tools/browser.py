@@ -169,10 +169,31 @@ class _BrowserThread:
             if not os.path.exists(path):
                 raise ConfigError(f"no Chromium at {path}: apt-get install -y chromium (or set AGENTGYM_CHROMIUM "
                                   "to a Chromium executable); agentgym never downloads a browser")
-            if self._playwright is None:
-                self._playwright = await async_playwright().start()
-            self._browser = await self._playwright.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
-            return self._browser
+            for attempt in range(2):
+                if self._playwright is None:
+                    self._playwright = await async_playwright().start()
+                try:
+                    self._browser = await self._playwright.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
+                    return self._browser
+                except Exception:
+                    if attempt:
+                        raise
+                    dead, self._playwright = self._playwright, None  # its driver process died: start a new one
+                    try:
+                        await dead.stop()
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
+            raise AssertionError("unreachable")
+
+    @property
+    def current_browser(self) -> Any:
+        """The Chromium pages are opened in now (None before the first or after one failed)."""
+        return self._browser
+
+    def forget(self, browser: Any) -> None:
+        """Launch a new Chromium next time: ``browser`` failed (on the browser thread)."""
+        if self._browser is browser:
+            self._browser = None
 
     def shutdown(self) -> None:
         """Stop the servers, close Chromium and Playwright, and stop the thread (at exit; later use starts anew)."""
@@ -252,18 +273,22 @@ class BrowserPage:
         state in the browser, like the shop of ``webshop-v0``.
         """
         async def make() -> "BrowserPage":
-            browser = await _THREAD.browser()
             while reuse and _THREAD.idle:
                 page = _THREAD.idle.pop()
-                if page._page.is_closed() or page._context.browser is not browser:
+                if page._page.is_closed() or page._context.browser is not _THREAD.current_browser:
                     continue  # its context or its Chromium is gone
                 try:
                     await page._context.clear_cookies()
-                except Exception:  # noqa: BLE001 - closing under us: take another
+                except Exception:  # noqa: BLE001 - dead under us: take another
                     continue
                 page.closed = False
                 return page
-            context = await browser.new_context()
+            browser = await _THREAD.browser()
+            try:
+                context = await browser.new_context()
+            except Exception:  # Chromium or its driver died unnoticed (is_connected() still said yes)
+                _THREAD.forget(browser)
+                context = await (await _THREAD.browser()).new_context()
             try:
                 context.set_default_timeout(ACTION_TIMEOUT_MS)
                 return cls(context, await context.new_page(), reusable=reuse)

@@ -1,6 +1,8 @@
 """The browser tool: one real Chromium per process, pages read as text, clicks by label, any event loop."""
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,29 @@ async def test_a_page_given_back_is_reused_without_its_cookies_and_a_dead_one_is
         assert fresh is not again and (await fresh.read()).url == "about:blank"
     finally:
         await fresh.aclose()
+
+
+async def test_a_page_opens_after_playwright_s_driver_process_died():
+    page = await browser.BrowserPage.open()
+    await page.aclose()
+    drivers = [p for p in Path("/proc").glob("[0-9]*") if _parent(p) == os.getpid()
+               and (p / "comm").read_text().startswith("node")]
+    assert drivers  # Playwright's driver is a node process of ours; Chromium hangs off it
+    for proc in drivers:
+        os.kill(int(proc.name), signal.SIGKILL)
+    for proc in drivers:
+        while proc.exists() and (proc / "stat").read_text().split(") ")[1][0] != "Z":
+            await asyncio.sleep(0.05)
+    page = await browser.BrowserPage.open()  # Chromium went with it; both start again
+    try:
+        await page.run(lambda p: p.set_content("<p>back</p>"))
+        assert (await page.read()).text == "back"
+    finally:
+        await page.aclose()
+
+
+def _parent(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
