@@ -227,6 +227,9 @@ async def test_concurrent_episodes_have_separate_browser_state(browser_available
         assert a.state_key().startswith("results|") and b.state_key() == "home"
         await b.step(ToolCall(name="search", arguments={"query": "yoga mat"}))
         assert a.state_key() == "results|ceramic mug|1" and b.state_key() == "results|yoga mat|1"
+        cookie = {"name": "cart", "value": "1", "url": a.view.url}
+        await a._page.run(lambda page: page.context.add_cookies([cookie]))  # tabs are reused, never shared
+        assert await b._page.run(lambda page: page.context.cookies()) == []
 
 
 async def test_a_task_without_a_goal_is_refused(env):
