@@ -51,6 +51,10 @@ def register(app: typer.Typer) -> None:
         concurrency: int = typer.Option(64, min=1, help="Episodes alive at once."),
         tool_schema: bool = typer.Option(True, help="Show the tool specs in the prompt (off: plain-text actions, shorter prompts)."),
         seed: int = typer.Option(0, help="Base seed of the episodes."),
+        ray_hosts: int = typer.Option(0, min=0, help="Run the environments in this many Ray actors (0: in this "
+                                                     "process); needs agentgym[distributed]."),
+        ray_address: Optional[str] = typer.Option(None, help="Ray cluster for --ray-hosts ('auto', "
+                                                            "'ray://head:10001'; default: a new local Ray)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar and spinners."),
         plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Module ('my_envs', found here too) or "
                                                    "'module:function' to load first: it registers your environments "
@@ -102,10 +106,20 @@ def register(app: typer.Typer) -> None:
         config = {"command": "rollout", "env": env, "suite": suite, "policy": policy, "n": n, "limit": limit,
                   "max_turns": max_turns, "step_timeout": step_timeout, "episode_timeout": episode_timeout,
                   "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "context": context,
-                  "concurrency": concurrency, "seed": seed, "tool_schema": tool_schema, "plugins": plugin or []}
+                  "concurrency": concurrency, "seed": seed, "tool_schema": tool_schema, "plugins": plugin or [],
+                  "ray_hosts": ray_hosts, "ray_address": ray_address}
         done = {"n": 0, "ok": 0, "failed": 0}
         stores: list[RunStore] = []
 
+        pool = None
+        if ray_hosts:
+            from agentgym.trainers.ray_envs import RayEnvPool
+
+            try:
+                with _status(console, f"starting {ray_hosts} environment hosts", progress):
+                    pool = RayEnvPool(ray_hosts, address=ray_address)
+            except AgentGymError as exc:
+                raise typer.BadParameter(str(exc), param_hint="'--ray-hosts' / '--ray-address'") from None
         loaded = None
         try:
             with _status(console, f"loading policy {policy}", progress):
@@ -115,17 +129,19 @@ def register(app: typer.Typer) -> None:
 
                 base, adapters = model_source(policy.removeprefix("hf:"))
                 config["model"] = [str(p) for p in (base, *adapters)]
-            runner = RolloutRunner(loaded, env, n=n, concurrency=concurrency, max_turns=max_turns,
+            runner = RolloutRunner(loaded, pool.envs(env) if pool else env, n=n, concurrency=concurrency, max_turns=max_turns,
                                    step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
                                    sampling=sampling, seed=seed, tool_schema=tool_schema)
             runner.check(tasks)  # e.g. the expert policy on an environment without expert_action()
-        except AgentGymError as exc:
+        except (AgentGymError, KeyboardInterrupt) as exc:
             if loaded is not None:
                 asyncio.run(loaded.aclose())  # a remote policy's connections, a model's threads
+            if pool is not None:
+                pool.close()
+            if isinstance(exc, KeyboardInterrupt):
+                console.print("interrupted while loading the policy; nothing was run")
+                raise typer.Exit(130) from None
             raise typer.BadParameter(str(exc), param_hint="'--policy'") from None
-        except KeyboardInterrupt:
-            console.print("interrupted while loading the policy; nothing was run")
-            raise typer.Exit(130) from None
 
         async def main() -> dict:
             try:
@@ -163,6 +179,9 @@ def register(app: typer.Typer) -> None:
             saved = f"; {done['n']} finished episodes are in {stores[0].root}" if stores else ""
             console.print(f"interrupted{saved}")
             raise typer.Exit(130) from None
+        finally:
+            if pool is not None:
+                pool.close()
         store = stores[0]
         store.append_metrics({"event": "rollout", **summary})
         console.print(Text.assemble((f"{summary['episodes']} episodes", "bold"),

@@ -50,6 +50,7 @@ from agentgym.store import RunStore
 from agentgym.types import Message, Step, StepResult, Task, ToolCall, ToolSpec, Trajectory, unchecked
 
 T = TypeVar("T")
+_NO_CALL = "no tool call found in the response"
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are an agent acting in an environment through tools. Each turn, read the latest observation "
@@ -259,6 +260,8 @@ class RolloutRunner:
         if not self.scripted and not isinstance(policy, Policy):
             raise ConfigError(f"{policy!r} is neither a Policy (generate) nor an EnvPolicy (act)")
         self.env = env
+        # the registry id episodes run: env, a factory's env_id (a RayEnvPool's), or None for each task's env
+        self._env_id: str | None = env if isinstance(env, str) or env is None else getattr(env, "env_id", None)
         self.env_options = env_options or {}
         self.n, self.concurrency, self.max_turns = n, concurrency, max_turns
         self.step_timeout, self.episode_timeout = step_timeout, episode_timeout
@@ -348,7 +351,11 @@ class RolloutRunner:
             raise TypeError("tasks must be a list of Task, e.g. agentgym.load_tasks('household-v0', 'test-unseen') "
                             f"or [task]; got {type(tasks).__name__}")
         hook = getattr(self.policy, "hook", None) if self.scripted else None
-        env_ids = {t.env for t in task_list} if self.env is None else {self.env} if isinstance(self.env, str) else set()
+        env = self._env_id
+        if callable(self.env) and not hasattr(self.env, "env_id"):
+            env_ids: set[str] = set()  # a factory of its own environments: tasks may name any id
+        else:
+            env_ids = {t.env for t in task_list} if env is None else {env}
         for env_id in env_ids:
             env_spec = spec(env_id)  # an unknown id fails here, once
             if hook and not callable(getattr(env_spec.load(), hook, None)):
@@ -392,7 +399,7 @@ class RolloutRunner:
         seed = self._episode_seed(task, sample, repeat_index)
         traj = unchecked(Trajectory, {  # all strings and ints already
             "id": f"{group_id}-{sample}", "group_id": group_id, "task_id": task.id,
-            "env": self.env if isinstance(self.env, str) else task.env, "seed": seed,
+            "env": self._env_id or task.env, "seed": seed,
             "metadata": {"sample": sample, "policy": getattr(self.policy, "name", type(self.policy).__name__)}})
         env: Environment | None = None
         loop = asyncio.get_running_loop()
@@ -507,6 +514,8 @@ class RolloutRunner:
                 completion = await self._generate(prompt, tools, tools_key, self.sampling, _turn_seed(traj))
                 response = completion.text
                 call, parse_error = self._parse(env, response, tool_names)
+            if call is not None and type(call) is not ToolCall and inspect.isawaitable(call):
+                call, parse_error = await self._await_call(call)
             t1 = time.perf_counter()
             deadline.begin(step_limit)  # _env_call, inlined: this is the hot loop
             try:
@@ -554,15 +563,23 @@ class RolloutRunner:
                 await self._summarize(context, traj, tools, tools_key)
         traj.success = bool(getattr(env, "success", False))
 
-    def _parse(self, env: Environment, response: str, tool_names: list[str]) -> tuple[ToolCall | None, str | None]:
-        """The tool call a response makes (also through the environment's ``on_text``) or why there is none."""
+    def _parse(self, env: Environment, response: str, tool_names: list[str]) -> tuple[Any, str | None]:
+        """The tool call a response makes (also through the environment's ``on_text``) or why there is none.
+        The call is an awaitable when ``on_text`` is a coroutine (an environment in another process)."""
         parsed = parse_action(response, tool_names)
         if parsed.error:
             return None, parsed.error
         if parsed.call is not None:
             return parsed.call, None
         call = self._env_sync("on_text", env.on_text, parsed.text)
-        return (call, None) if call is not None else (None, "no tool call found in the response")
+        return (call, None) if call is not None else (None, _NO_CALL)
+
+    async def _await_call(self, pending: Awaitable[ToolCall | None]) -> tuple[ToolCall | None, str | None]:
+        try:
+            call = await pending
+        except Exception as exc:
+            raise _EpisodeFailure(f"environment on_text raised {type(exc).__name__}: {exc}") from exc
+        return (call, None) if call is not None else (None, _NO_CALL)
 
     async def _summarize(self, context: ContextManager, traj: Trajectory, tools: list[ToolSpec],
                          tools_key: str) -> None:

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-EXTRAS=${AGENTGYM_EXTRAS:-train,web,docker,sql,code,dev}
+EXTRAS=${AGENTGYM_EXTRAS:-train,web,distributed,docker,sql,code,dev}
 # postgresql: the SQL back-end tests; bubblewrap: the process sandbox; podman, runc and
 # debootstrap: the Docker-API sandbox tests (podman serves the Docker API, no Docker engine needed);
 # chromium: webshop-v0 and the replay page's browser test (Playwright drives /usr/bin/chromium, never a downloaded one)

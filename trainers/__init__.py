@@ -7,6 +7,7 @@ use. ``agentgym.trainers.config`` (pydantic only) is safe to import anywhere.
 - :class:`TrainConfig`, :class:`SFTConfig`, :func:`load_config` (``config``): one config per run
 - :func:`train` (``rl``): the RL loop; :func:`run_sft` (``sft``): the supervised warm start
 - :func:`build_sequences` (``batching``): trajectories to token sequences with loss masks
+- :class:`RayEnvPool` (``ray_envs``): environments in Ray actors for the rollout engine
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ _LAZY = {
     "train": "rl",
     "run_sft": "sft",
     "build_sequences": "batching",
+    "RayEnvPool": "ray_envs",
 }
 
 __all__ = sorted(_LAZY)

@@ -110,6 +110,9 @@ class RolloutSection(_Section):
     episode_timeout: float | None = Field(None, gt=0, description="Seconds one episode may take.")
     system_prompt: str | None = Field(None, description="System message of every episode (null: the rollout engine's default; '' for none).")
     tool_schema: bool = Field(True, description="Show the tool specs in the prompt; false for plain-text actions (shorter prompts).")
+    ray_hosts: int = Field(0, ge=0, description="Ray actors that hold the environments (0: in this process); needs agentgym[distributed].")
+    ray_address: str | None = Field(None, description="Ray cluster to join ('auto', 'ray://head:10001'); null starts a local Ray. Used when ray_hosts > 0.")
+    ray_cpus_per_host: float = Field(1.0, ge=0, description="CPUs each environment host reserves from Ray (fractions allowed).")
 
 
 class HorizonSection(_Section):

@@ -113,83 +113,86 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
         say(f"config changed from step {start_step + 1} on (recorded in {store.config_changes_path.name}): "
             + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
     collector = Collector(config, policy, store, progress=progress)
-    if config.sft is not None and not state.get("sft_done", False):
-        from agentgym.trainers.sft import collect_expert, load_trajectories, sft_train
+    try:
+        if config.sft is not None and not state.get("sft_done", False):
+            from agentgym.trainers.sft import collect_expert, load_trajectories, sft_train
 
-        if config.eval.every and config.eval.at_start:
-            zero = collector.evaluate(step=0, tag="before-sft")
-            store.append_metrics({"step": 0, "phase": "sft", **{f"eval_before_sft/{k}": v for k, v in zero.items()}})
-            say("before SFT: " + "  ".join(f"{k} {v:.3f}" for k, v in zero.items()))
-        say("SFT warm start")
-        data = sft_data if sft_data is not None else (
-            load_trajectories(config.sft.data) if config.sft.data else collect_expert(config, store, progress=progress))
-        sft_metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
-                                tool_schema=config.rollout.tool_schema,
-                                progress=progress, trajectories=data)
-        store.append_metrics({"step": 0, "phase": "sft", **sft_metrics})
-        state["sft_done"] = True
-        ckpt.save_checkpoint(store.checkpoint_dir, 0, model=model, tokenizer=tokenizer, optimizer=optimizer,
-                             scheduler=scheduler, state={"horizon_stage": 0, "sft_done": True},
-                             keep_last=config.checkpoint.keep_last)
+            if config.eval.every and config.eval.at_start:
+                zero = collector.evaluate(step=0, tag="before-sft")
+                store.append_metrics({"step": 0, "phase": "sft", **{f"eval_before_sft/{k}": v for k, v in zero.items()}})
+                say("before SFT: " + "  ".join(f"{k} {v:.3f}" for k, v in zero.items()))
+            say("SFT warm start")
+            data = sft_data if sft_data is not None else (
+                load_trajectories(config.sft.data) if config.sft.data
+                else collect_expert(config, store, progress=progress, env=collector.env_factory()))
+            sft_metrics = sft_train(policy, model, config.sft, device=device, pad_id=pad_id, seed=config.seed, log=say,
+                                    tool_schema=config.rollout.tool_schema,
+                                    progress=progress, trajectories=data)
+            store.append_metrics({"step": 0, "phase": "sft", **sft_metrics})
+            state["sft_done"] = True
+            ckpt.save_checkpoint(store.checkpoint_dir, 0, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                                 scheduler=scheduler, state={"horizon_stage": 0, "sft_done": True},
+                                 keep_last=config.checkpoint.keep_last)
 
-    train_tasks = training_tasks(config)
-    # evaluations run after their step's checkpoint: one a kill cut short runs again here
-    if _eval_due(config, start_step) and start_step not in _evaluated_steps(store):
-        _log_eval(store, say, start_step, collector.evaluate(step=start_step))
+        train_tasks = training_tasks(config)
+        # evaluations run after their step's checkpoint: one a kill cut short runs again here
+        if _eval_due(config, start_step) and start_step not in _evaluated_steps(store):
+            _log_eval(store, say, start_step, collector.evaluate(step=start_step))
 
-    # ---- training steps -----------------------------------------------------------------------
-    for step in range(start_step + 1, config.update.total_steps + 1):
-        t_start, cpu_start = time.perf_counter(), time.process_time()
+        # ---- training steps -----------------------------------------------------------------------
+        for step in range(start_step + 1, config.update.total_steps + 1):
+            t_start, cpu_start = time.perf_counter(), time.process_time()
 
-        # 1. rollout: groups of the current policy, capped at the horizon H(k)
-        horizon = config.horizon_at(step)
-        tasks = _tasks_for_step(train_tasks, config, step)
-        trajectories = collector.collect(tasks, step=step, horizon=horizon)
-        t_rollout = time.perf_counter() - t_start
+            # 1. rollout: groups of the current policy, capped at the horizon H(k)
+            horizon = config.horizon_at(step)
+            tasks = _tasks_for_step(train_tasks, config, step)
+            trajectories = collector.collect(tasks, step=step, horizon=horizon)
+            t_rollout = time.perf_counter() - t_start
 
-        # 2. credit assignment: one advantage per (trajectory, step) row
-        advantages, row_mask = compute_advantages(trajectories, config, tasks)
-        if config.update.advantage_sign < 0:  # deliberate sign flip for the negative-control test
-            advantages = {row: -a for row, a in advantages.items()}
+            # 2. credit assignment: one advantage per (trajectory, step) row
+            advantages, row_mask = compute_advantages(trajectories, config, tasks)
+            if config.update.advantage_sign < 0:  # deliberate sign flip for the negative-control test
+                advantages = {row: -a for row, a in advantages.items()}
 
-        # 3. token batches: sampled tokens only, append-only chains forwarded once
-        stats = BatchStats()
-        seqs = build_sequences(trajectories, advantages, row_mask, train_agents=config.update.train_agents,
-                               max_len=config.update.max_seq_len, stats=stats)
+            # 3. token batches: sampled tokens only, append-only chains forwarded once
+            stats = BatchStats()
+            seqs = build_sequences(trajectories, advantages, row_mask, train_agents=config.update.train_agents,
+                                   max_len=config.update.max_seq_len, stats=stats)
 
-        # 4. update
-        t_update = time.perf_counter()
-        model.train()
-        upd = _update(model, ref, seqs, optimizer, scheduler, params, config, step, pad_id, device,
-                      aggregate=aggregate, clipped_surrogate=clipped_surrogate, kl_penalty=kl_penalty,
-                      progress=progress, autocast=policy.autocast)
-        model.eval()
-        trim_heap()  # the update's activations: without this, two runs side by side outgrew 24 GB
-        t_update = time.perf_counter() - t_update
+            # 4. update
+            t_update = time.perf_counter()
+            model.train()
+            upd = _update(model, ref, seqs, optimizer, scheduler, params, config, step, pad_id, device,
+                          aggregate=aggregate, clipped_surrogate=clipped_surrogate, kl_penalty=kl_penalty,
+                          progress=progress, autocast=policy.autocast)
+            model.eval()
+            trim_heap()  # the update's activations: without this, two runs side by side outgrew 24 GB
+            t_update = time.perf_counter() - t_update
 
-        # 5. log, evaluate, checkpoint
-        record = {"step": step, "horizon": horizon, **rollout_metrics(trajectories), **upd,
-                  "sequences": stats.sequences, "rows": stats.rows, "merged_rows": stats.merged_rows,
-                  "loss_tokens": stats.loss_tokens, "dropped_long": stats.dropped_long,
-                  "time_rollout": t_rollout, "time_update": t_update,
-                  "time_step": time.perf_counter() - t_start, "cpu_step": time.process_time() - cpu_start,
-                  "max_rss_mb": _max_rss_mb(),
-                  "adv_mean": float(np.mean(list(advantages.values()))) if advantages else 0.0,
-                  "adv_abs": float(np.mean(np.abs(list(advantages.values())))) if advantages else 0.0}
-        idle = idle_reason(record, trajectories, config)
-        if idle:
-            record["idle"] = idle
-        store.append_metrics(record)
-        say(_metrics_line(record, config.update.total_steps))
-        if (config.checkpoint.every and step % config.checkpoint.every == 0) or \
-                (step == config.update.total_steps and config.checkpoint.save_final):
-            ckpt.save_checkpoint(store.checkpoint_dir, step, model=model, tokenizer=tokenizer, optimizer=optimizer,
-                                 scheduler=scheduler, keep_last=config.checkpoint.keep_last,
-                                 state={"horizon_stage": config.horizon_stage(step),
-                                        "sft_done": state.get("sft_done", False)})
-        if _eval_due(config, step):
-            _log_eval(store, say, step, collector.evaluate(step=step))
-    collector.close()
+            # 5. log, evaluate, checkpoint
+            record = {"step": step, "horizon": horizon, **rollout_metrics(trajectories), **upd,
+                      "sequences": stats.sequences, "rows": stats.rows, "merged_rows": stats.merged_rows,
+                      "loss_tokens": stats.loss_tokens, "dropped_long": stats.dropped_long,
+                      "time_rollout": t_rollout, "time_update": t_update,
+                      "time_step": time.perf_counter() - t_start, "cpu_step": time.process_time() - cpu_start,
+                      "max_rss_mb": _max_rss_mb(),
+                      "adv_mean": float(np.mean(list(advantages.values()))) if advantages else 0.0,
+                      "adv_abs": float(np.mean(np.abs(list(advantages.values())))) if advantages else 0.0}
+            idle = idle_reason(record, trajectories, config)
+            if idle:
+                record["idle"] = idle
+            store.append_metrics(record)
+            say(_metrics_line(record, config.update.total_steps))
+            if (config.checkpoint.every and step % config.checkpoint.every == 0) or \
+                    (step == config.update.total_steps and config.checkpoint.save_final):
+                ckpt.save_checkpoint(store.checkpoint_dir, step, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                                     scheduler=scheduler, keep_last=config.checkpoint.keep_last,
+                                     state={"horizon_stage": config.horizon_stage(step),
+                                            "sft_done": state.get("sft_done", False)})
+            if _eval_due(config, step):
+                _log_eval(store, say, step, collector.evaluate(step=step))
+    finally:
+        collector.close()
     return run_dir
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import inspect
 import re
 from collections import Counter
@@ -51,6 +52,9 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> No
             raise TypeError(f"{env_class.__name__} takes no options, got {sorted(options)}")
     except TypeError as exc:
         raise ConfigError(f"env.options: {exc}") from None
+    if config.rollout.ray_hosts and importlib.util.find_spec("ray") is None:
+        raise ConfigError(f"rollout.ray_hosts: {config.rollout.ray_hosts} environment hosts need Ray: "
+                          "pip install 'agentgym[distributed]' (or set rollout.ray_hosts: 0)")
     device = str(getattr(getattr(config, "policy", None), "device", ""))
     if device and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
         raise ConfigError(f"policy.device: {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
@@ -92,12 +96,21 @@ class Collector:
     def __init__(self, config: Any, policy: Any, store: RunStore, *, progress: bool = True) -> None:
         self.config, self.policy, self.store, self.progress = config, policy, store, progress
         self._loop = asyncio.new_event_loop()
+        self._pool = ray_pool(config)
 
     def close(self, *, policy: bool = False) -> None:
-        """Close the event loop, and first the policy when ``policy`` (one loaded for this collector)."""
+        """Close the event loop (and the environment hosts), and first the policy when ``policy``
+        (one loaded for this collector)."""
         if policy:
             self._loop.run_until_complete(self.policy.aclose())
         self._loop.close()
+        if self._pool is not None:
+            self._pool.close()
+
+    def env_factory(self) -> Any:
+        """The runner's environment factory: the Ray hosts' (``rollout.ray_hosts``), or None for in-process."""
+        cfg = self.config
+        return self._pool.envs(cfg.env.id, **cfg.env.options) if self._pool is not None else None
 
     def collect(self, tasks: list[Task], *, step: int, horizon: int | None) -> list[Trajectory]:
         """``group_size`` episodes of each task, in task order; each group shares one group_id."""
@@ -137,7 +150,8 @@ class Collector:
         from agentgym.rollout import RolloutRunner
 
         cfg = self.config
-        runner = RolloutRunner(self.policy, n=n, concurrency=cfg.rollout.concurrency, max_turns=cfg.env.max_turns,
+        runner = RolloutRunner(self.policy, self.env_factory(), n=n, concurrency=cfg.rollout.concurrency,
+                               max_turns=cfg.env.max_turns,
                                step_timeout=cfg.rollout.step_timeout, episode_timeout=cfg.rollout.episode_timeout,
                                context=context_spec(cfg.context), sampling=params, store=self.store, store_name=name,
                                seed=seed, env_options=dict(cfg.env.options), tool_schema=cfg.rollout.tool_schema,
@@ -155,6 +169,16 @@ class Collector:
             reason, count = Counter(failed).most_common(1)[0]
             raise AgentGymError(f"every episode of {label} failed ({count} of them: {reason})")
         return result.trajectories
+
+
+def ray_pool(config: Any) -> Any:
+    """The environment hosts of ``rollout.ray_hosts`` (a :class:`~agentgym.trainers.ray_envs.RayEnvPool`), or None."""
+    roll = config.rollout
+    if not roll.ray_hosts:
+        return None
+    from agentgym.trainers.ray_envs import RayEnvPool
+
+    return RayEnvPool(roll.ray_hosts, address=roll.ray_address, num_cpus=roll.ray_cpus_per_host)
 
 
 def _system_prompt(cfg: Any) -> dict[str, Any]:

@@ -126,14 +126,19 @@ def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successfu
     return out
 
 
-def collect_expert(config: Any, store: RunStore, *, progress: bool = True) -> list[Trajectory]:
+def collect_expert(config: Any, store: RunStore, *, progress: bool = True, env: Any = None) -> list[Trajectory]:
     """Roll out the environment's expert on ``sft.expert_tasks`` training tasks (seeded choice).
 
-    Reuses ``trajectories/expert.jsonl`` when a previous (killed) run completed it.
+    Reuses ``trajectories/expert.jsonl`` when a previous (killed) run completed it. ``env`` is an
+    environment factory for the runner (a :class:`~agentgym.trainers.ray_envs.RayEnvPool`'s); without
+    one, ``rollout.ray_hosts`` > 0 starts hosts for these rollouts alone.
     """
+    import asyncio
+    import contextlib
+
     from agentgym.registry import load_tasks
     from agentgym.rollout import RolloutRunner
-    from agentgym.trainers.rollouts import context_spec, progress_bar
+    from agentgym.trainers.rollouts import context_spec, progress_bar, ray_pool
 
     path = store.trajectory_dir / "expert.jsonl"
     tasks = load_tasks(config.env.id, config.env.train_suite)
@@ -144,14 +149,16 @@ def collect_expert(config: Any, store: RunStore, *, progress: bool = True) -> li
         if len(done) == len(tasks):
             return done
         path.unlink()
-    import asyncio
-
     extra = {} if config.rollout.system_prompt is None else {"system_prompt": config.rollout.system_prompt or None}
-    runner = RolloutRunner("expert", n=1, concurrency=config.rollout.concurrency, max_turns=config.env.max_turns,
-                           context=context_spec(config.context), store=store, store_name="expert",
-                           seed=config.seed, env_options=dict(config.env.options), **extra)
-    with progress_bar("expert rollouts", len(tasks), progress) as advance:
-        result = asyncio.run(runner.run(tasks, on_trajectory=lambda _t: advance()))
+    with contextlib.ExitStack() as stack:
+        pool = ray_pool(config) if env is None else None
+        if pool is not None:
+            env = stack.enter_context(pool).envs(config.env.id, **config.env.options)
+        runner = RolloutRunner("expert", env, n=1, concurrency=config.rollout.concurrency,
+                               max_turns=config.env.max_turns, context=context_spec(config.context), store=store,
+                               store_name="expert", seed=config.seed, env_options=dict(config.env.options), **extra)
+        with progress_bar("expert rollouts", len(tasks), progress) as advance:
+            result = asyncio.run(runner.run(tasks, on_trajectory=lambda _t: advance()))
     return result.trajectories
 
 

@@ -1,0 +1,231 @@
+"""Environments in Ray actors (RayEnvPool): a real local Ray, host actors in their own processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import agentgym as ag
+from agentgym.errors import ConfigError, UnknownEnvironmentError
+from agentgym.rollout import RolloutRunner
+from agentgym.types import ToolCall
+
+ray = pytest.importorskip("ray")
+from agentgym.trainers.ray_envs import RayEnvPool, RemoteHostError  # noqa: E402
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the hosts cannot import this test module
+
+
+class Fragile(ag.Environment):
+    """Count to 3 with add(1). ``data["fail"]`` breaks turn 2: "raise", "hang" (records its cancellation
+    in ``data["log"]``) or "exit" (kills the process holding the environment)."""
+
+    async def reset(self, task: ag.Task) -> str:
+        self.value = 0
+        return "Count to 3."
+
+    @ag.tool
+    async def add(self, n: int) -> str:
+        """Add n to the value."""
+        fail = self.task.data.get("fail")
+        if self.turn == 2 and fail == "raise":
+            raise ValueError("broke at turn 2")
+        if self.turn == 2 and fail == "hang":
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                Path(self.task.data["log"]).write_text(f"cancelled in pid {os.getpid()}")
+                raise
+        if self.turn == 2 and fail == "exit":
+            os._exit(3)
+        self.value += n
+        if self.value == 3:
+            self.finish(1.0)
+        return f"The value is {self.value}."
+
+    def state_key(self) -> str:
+        return str(self.value)
+
+    async def aclose(self) -> None:
+        if getattr(self, "task", None) is not None and self.task.data.get("close_log"):
+            Path(self.task.data["close_log"]).write_text(f"closed in pid {os.getpid()}")
+        await super().aclose()
+
+    def expert_action(self) -> ToolCall:
+        return ToolCall(name="add", arguments={"n": 1})
+
+
+@pytest.fixture(scope="module")
+def pool():
+    ag.register("fragile-test-v0", Fragile)
+    with RayEnvPool(hosts=2, num_cpus=0.5) as p:
+        yield p
+
+
+def fragile(task_id: str, **data) -> ag.Task:
+    return ag.Task(id=task_id, env="fragile-test-v0", data=data)
+
+
+def steps_of(result) -> list[list[tuple]]:
+    return [[(s.response, s.action, s.parse_error, s.result.observation, s.result.reward, s.result.milestones,
+              s.state_key) for s in t.steps] for t in result.trajectories]
+
+
+@pytest.mark.parametrize("policy", ["expert", "random"])
+def test_remote_trajectories_equal_in_process_ones(pool, policy):
+    tasks = ag.load_tasks("household-v0", "test-unseen")[:4]
+    remote = RolloutRunner(policy, env=pool.envs(), n=2, concurrency=8, max_turns=12).run_sync(tasks)
+    local = RolloutRunner(policy, n=2, concurrency=8, max_turns=12).run_sync(tasks)
+    assert remote.summary()["failed"] == 0
+    assert steps_of(remote) == steps_of(local)  # household's text actions go through the host's on_text
+    assert [(t.success, t.reward, t.env) for t in remote.trajectories] == \
+        [(t.success, t.reward, t.env) for t in local.trajectories]
+    assert [p["episodes"] for p in pool.placement()] == [0, 0]  # every environment was given back
+
+
+async def test_environments_live_in_the_host_processes_spread_over_hosts(pool):
+    task = ag.load_tasks("household-v0", "test-unseen")[0]
+    envs = [pool.make("household-v0") for _ in range(4)]
+    try:
+        for env in envs:
+            assert (await env.reset(task)).startswith("You are in the middle of a room")
+        hosts = [env.host for env in envs]
+        assert os.getpid() not in {pid for _, pid in hosts}
+        assert len(set(hosts)) == 2 and [p["episodes"] for p in pool.placement()] == [2, 2]
+        result = await envs[0].step(await envs[0].expert_action())
+        assert result.valid and envs[0].state_key() == result.state_key
+    finally:
+        for env in envs:
+            await env.aclose()
+    assert [p["episodes"] for p in pool.placement()] == [0, 0]
+    with pytest.raises(ag.errors.EnvironmentClosedError):
+        await envs[0].reset(task)
+
+
+def test_environment_errors_arrive_as_in_process_and_the_run_goes_on(pool):
+    tasks = [fragile("ok"), fragile("bad", fail="raise"), fragile("ok2")]
+    remote = RolloutRunner("expert", env=pool.envs("fragile-test-v0")).run_sync(tasks)
+    local = RolloutRunner("expert").run_sync(tasks)
+    assert [t.error for t in remote.trajectories] == [t.error for t in local.trajectories] == \
+        [None, "environment step raised ValueError: broke at turn 2", None]
+    assert [len(t.steps) for t in remote.trajectories] == [3, 1, 3]  # the step before the failure is kept
+
+
+def test_a_step_time_limit_cancels_the_remote_step(pool, tmp_path):
+    log = tmp_path / "hang.log"
+    runner = RolloutRunner("expert", env=pool.envs("fragile-test-v0"), step_timeout=1.0)
+    (traj,) = runner.run_sync([fragile("hang", fail="hang", log=str(log))]).trajectories
+    assert traj.error == "environment step timed out after 1 s" and len(traj.steps) == 1
+    deadline = asyncio.run(_wait_for_file(log))
+    assert deadline and log.read_text().startswith("cancelled in pid")
+    assert int(log.read_text().split()[-1]) in {p["pid"] for p in pool.placement()}
+
+
+async def _wait_for_file(path: Path, seconds: float = 10.0) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if path.exists():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def test_a_dead_host_fails_its_episode_and_is_replaced(pool):
+    before = {p["pid"] for p in pool.placement()}
+    runner = RolloutRunner("expert", env=pool.envs("fragile-test-v0"), concurrency=1)
+    result = runner.run_sync([fragile("a"), fragile("dies", fail="exit"), fragile("b"), fragile("c")])
+    errors = [t.error for t in result.trajectories]
+    assert errors[0] is None and errors[2:] == [None, None]
+    assert errors[1].startswith("environment step raised RemoteHostError: environment host ")
+    assert " died: " in errors[1] and "\n" not in errors[1]
+    assert [t.success for t in result.trajectories] == [True, False, True, True]
+    after = pool.placement()
+    assert not any(p["dead"] for p in after) and len(before & {p["pid"] for p in after}) == 1
+
+
+def test_closing_a_pool_closes_its_unfinished_environments_and_leaves_a_ray_it_joined(pool, tmp_path):
+    log = tmp_path / "closed.log"
+    with RayEnvPool(hosts=1, num_cpus=0.5) as other:  # joins the Ray the module's pool started
+        env = other.make("fragile-test-v0")
+        assert asyncio.run(env.reset(fragile("open", close_log=str(log)))) == "Count to 3."
+        (pid,) = [p["pid"] for p in other.placement()]
+    assert log.read_text() == f"closed in pid {pid}"
+    assert ray.is_initialized()
+    assert RolloutRunner("expert", env=pool.envs("fragile-test-v0")).run_sync([fragile("still")]).trajectories[0].success
+
+
+def test_bad_input_is_refused_with_the_fix(pool):
+    with pytest.raises(ConfigError, match="hosts must be a positive"):
+        RayEnvPool(hosts=0)
+    with pytest.raises(ConfigError, match=r"need 64 CPUs; the Ray cluster has .* free"):
+        RayEnvPool(hosts=64)  # joins the running Ray, which has 2 CPUs
+    with pytest.raises(UnknownEnvironmentError, match="household-v0"):
+        pool.envs("househld-v0")
+
+
+
+def _rollout(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agentgym", "rollout", "--no-progress", "--policy", "expert", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_rollout_command_with_environment_hosts(tmp_path):
+    out = _rollout("--env", "household-v0", "--limit", "6", "--n", "2", "--ray-hosts", "2", "--out", "hosts",
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "12 episodes of household-v0/test-unseen with expert" in out.stdout and "success rate        100.0%" in out.stdout
+    assert (tmp_path / "hosts" / "trajectories" / "rollout.jsonl").read_text().count("\n") == 12
+    for address, message in (("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1 (Connection refused); start one "
+                                              "with `ray start --head` or fix the address"),
+                              ("head-node", "Ray address 'head-node': expected 'auto', 'host:port' or 'ray://host:port'")):
+        out = _rollout("--ray-hosts", "1", "--ray-address", address, "--out", "bad", cwd=tmp_path)
+        assert out.returncode == 2 and message in " ".join(out.stderr.split()), out.stderr
+        assert not (tmp_path / "bad").exists()
+
+
+def test_without_ray_the_error_names_the_extra():
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from agentgym.trainers.ray_envs import RayEnvPool\n"
+            "try:\n    RayEnvPool(hosts=1)\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ConfigError environments in Ray actors need Ray: pip install 'agentgym[distributed]'"
+
+
+@pytest.mark.slow
+def test_training_with_environment_hosts_collects_what_in_process_training_does(tmp_path):
+    """`agentgym train` with rollout.ray_hosts: the same first-step rollouts (before any update) as
+    in-process training, and its evaluations."""
+    import json
+
+    import yaml
+
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from train_tiny import tiny_config
+
+    from agentgym.trainers.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "model")
+    runs = {}
+    for name, hosts in (("local", 0), ("ray", 2)):
+        config = tiny_config(model, tmp_path / name, steps=2)
+        config["rollout"].update(tasks_per_step=4, group_size=4, ray_hosts=hosts, ray_cpus_per_host=0.5)
+        config["eval"] = {"every": 2, "max_tasks": 4}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        out = subprocess.run([sys.executable, "-m", "agentgym", "train", "--no-progress", f"{name}.yaml"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[name] = tmp_path / name
+
+    def first_step(run: Path) -> list[tuple]:
+        lines = (run / "trajectories" / "train-000001.jsonl").read_text().splitlines()
+        return sorted((t["task_id"], t["seed"], [(s["response"], s["result"]["observation"], s["result"]["reward"])
+                                                 for s in t["steps"]]) for t in map(json.loads, lines))  # finish order
+
+    assert first_step(runs["ray"]) == first_step(runs["local"])
+    evals = [(tmp_path / n / "trajectories" / "eval-test-000002.jsonl").read_text().count("\n") for n in runs]
+    assert evals == [4, 4]
