@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
         out: Optional[Path] = typer.Option(None, help="Output run directory (default: runs/eval-<run>-<time>)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+        ray_hosts: Optional[int] = typer.Option(None, min=0, help="Ray actors for the environments (default: the "
+                                                                  "run's rollout.ray_hosts; 0: in this process)."),
     ) -> None:
         """Evaluate RUN_DIR's model as its training evaluated it: same environment, prompt, tool schema,
         context, turn limit, greedy-or-not sampling and episode seeds. The run is only read; results go
@@ -43,6 +45,7 @@ def register(app: typer.Typer) -> None:
         try:
             root, summaries = evaluate_run(run_dir, policy=policy, checkpoint=checkpoint, suites=suite, limit=limit,
                                            samples=samples, device=device, out=out, progress=progress,
+                                           ray_hosts=ray_hosts,
                                            log=lambda line: console.print(line, markup=False, soft_wrap=True))
         except AgentGymError as exc:  # what the command was given exits 2; a run that failed, 1
             Console(stderr=True).print(f"error: {exc}", markup=False, style="red", soft_wrap=True)

@@ -55,6 +55,8 @@ def register(app: typer.Typer) -> None:
                                                      "process); needs agentgym[distributed]."),
         ray_address: Optional[str] = typer.Option(None, help="Ray cluster for --ray-hosts ('auto', "
                                                             "'ray://head:10001'; default: a new local Ray)."),
+        ray_cpus_per_host: float = typer.Option(1.0, min=0, help="CPUs each environment host reserves from Ray "
+                                                                 "(fractions allowed)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar and spinners."),
         plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Module ('my_envs', found here too) or "
                                                    "'module:function' to load first: it registers your environments "
@@ -107,19 +109,25 @@ def register(app: typer.Typer) -> None:
                   "max_turns": max_turns, "step_timeout": step_timeout, "episode_timeout": episode_timeout,
                   "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "context": context,
                   "concurrency": concurrency, "seed": seed, "tool_schema": tool_schema, "plugins": plugin or [],
-                  "ray_hosts": ray_hosts, "ray_address": ray_address}
+                  "ray_hosts": ray_hosts, "ray_address": ray_address, "ray_cpus_per_host": ray_cpus_per_host}
         done = {"n": 0, "ok": 0, "failed": 0}
         stores: list[RunStore] = []
 
+        if ray_address is not None and not ray_hosts:
+            raise typer.BadParameter("--ray-address names the cluster for --ray-hosts N; give both",
+                                     param_hint="'--ray-address'")
         pool = None
         if ray_hosts:
             from agentgym.trainers.ray_envs import RayEnvPool
 
             try:
                 with _status(console, f"starting {ray_hosts} environment hosts", progress):
-                    pool = RayEnvPool(ray_hosts, address=ray_address)
+                    pool = RayEnvPool(ray_hosts, address=ray_address, num_cpus=ray_cpus_per_host)
             except AgentGymError as exc:
                 raise typer.BadParameter(str(exc), param_hint="'--ray-hosts' / '--ray-address'") from None
+            except KeyboardInterrupt:
+                console.print("interrupted while starting the environment hosts; nothing was run")
+                raise typer.Exit(130) from None
         loaded = None
         try:
             with _status(console, f"loading policy {policy}", progress):
@@ -133,11 +141,13 @@ def register(app: typer.Typer) -> None:
                                    step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
                                    sampling=sampling, seed=seed, tool_schema=tool_schema)
             runner.check(tasks)  # e.g. the expert policy on an environment without expert_action()
-        except (AgentGymError, KeyboardInterrupt) as exc:
+        except BaseException as exc:
             if loaded is not None:
                 asyncio.run(loaded.aclose())  # a remote policy's connections, a model's threads
             if pool is not None:
                 pool.close()
+            if not isinstance(exc, (AgentGymError, KeyboardInterrupt)):
+                raise
             if isinstance(exc, KeyboardInterrupt):
                 console.print("interrupted while loading the policy; nothing was run")
                 raise typer.Exit(130) from None

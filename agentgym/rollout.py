@@ -491,6 +491,7 @@ class RolloutRunner:
             context.reset(self._initial_messages(task, observation),
                           estimate_tokens if self.scripted else self._token_counter(tools))
         rng = random.Random(seed) if self.scripted and getattr(self.policy, "uses_rng", True) else None
+        remote = hasattr(env, "call_hook")  # in another process: a scripted hook and on_text take a round trip
         limit = task.max_turns if horizon is None else min(task.max_turns, horizon)
         result: StepResult | None = None
         step_limit = self._timeout_reasons["step"]
@@ -501,10 +502,17 @@ class RolloutRunner:
             prompt = context.messages() if keep_context else None
             completion = None
             if self.scripted:
+                if remote:
+                    deadline.begin(step_limit)
                 try:
                     action = await self.policy.act(env, rng)  # type: ignore[union-attr]
                 except Exception as exc:
                     raise _EpisodeFailure(f"scripted policy failed: {type(exc).__name__}: {exc}") from exc
+                finally:
+                    if remote:
+                        deadline.finish()
+                if remote:
+                    deadline.check()
                 if isinstance(action, ToolCall):
                     response, call, parse_error = format_tool_call(action), action, None
                 else:
@@ -515,7 +523,7 @@ class RolloutRunner:
                 response = completion.text
                 call, parse_error = self._parse(env, response, tool_names)
             if call is not None and type(call) is not ToolCall and inspect.isawaitable(call):
-                call, parse_error = await self._await_call(call)
+                call, parse_error = await self._await_call(call, deadline)
             t1 = time.perf_counter()
             deadline.begin(step_limit)  # _env_call, inlined: this is the hot loop
             try:
@@ -574,11 +582,17 @@ class RolloutRunner:
         call = self._env_sync("on_text", env.on_text, parsed.text)
         return (call, None) if call is not None else (None, _NO_CALL)
 
-    async def _await_call(self, pending: Awaitable[ToolCall | None]) -> tuple[ToolCall | None, str | None]:
+    async def _await_call(self, pending: Awaitable[ToolCall | None],
+                          deadline: _Deadline) -> tuple[ToolCall | None, str | None]:
+        """An ``on_text`` in another process, under the step limit."""
+        deadline.begin(self._timeout_reasons["step"])
         try:
             call = await pending
         except Exception as exc:
             raise _EpisodeFailure(f"environment on_text raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            deadline.finish()
+        deadline.check()
         return (call, None) if call is not None else (None, _NO_CALL)
 
     async def _summarize(self, context: ContextManager, traj: Trajectory, tools: list[ToolSpec],

@@ -16,6 +16,7 @@ The results go to a new run directory (the evaluated run is only read)::
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
@@ -95,8 +96,11 @@ def model_of(run_dir: Path, checkpoint: str | None) -> tuple[Path, int]:
 def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: str | None = None,
                  suites: list[str] | None = None, limit: int | None = None, samples: int | None = None,
                  device: str = "auto", out: str | Path | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> tuple[Path, dict[str, dict[str, Any]]]:
+                 log: Callable[[str], None] | None = None,
+                 ray_hosts: int | None = None) -> tuple[Path, dict[str, dict[str, Any]]]:
     """Evaluate the model of the run in ``run_dir`` (or ``policy`` under its settings) on ``device``.
+
+    ``ray_hosts`` replaces the run's ``rollout.ray_hosts`` (0: environments in this process).
 
     Returns the output directory and, per suite, :func:`agentgym.rollout.summarize` of its episodes.
     """
@@ -120,6 +124,8 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
         config.eval.max_tasks = limit
     if samples is not None:
         config.eval.samples = samples
+    if ray_hosts is not None:
+        config.rollout.ray_hosts = ray_hosts
     if not config.env.eval_suites:
         raise ConfigError(f"{run_dir} evaluates no suites (env.eval_suites is empty): name one with --suite")
     config.env.load_plugins()
@@ -137,7 +143,11 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     if out is None:
         root = claim_run_dir(Path("runs") / f"eval-{run_dir.resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
     store = RunStore(root)
-    collector = Collector(config, loaded, store, progress=progress)
+    try:
+        collector = Collector(config, loaded, store, progress=progress)
+    except BaseException:  # the environment hosts did not start: the loaded model's threads go too
+        asyncio.run(loaded.aclose())
+        raise
     try:
         store.write_config({"command": "eval", "run": str(run_dir), "policy": policy, "step": step,
                             "suites": config.env.eval_suites, "limit": config.eval.max_tasks,

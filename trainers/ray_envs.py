@@ -16,9 +16,10 @@ machine), so this pays off for environments whose steps are slow or heavy (a bro
 a database), not for household-v0's 40 µs steps. Every node needs agentgym installed.
 
 Failures stay per episode: an environment error is raised in the driver as the same exception
-type and message; a host that dies fails the episodes it held (``Trajectory.error`` names the
-host) and the pool starts a replacement for later episodes. A step time limit cancels the
-remote call as well as the wait.
+type and message (one Ray cannot pickle arrives as :class:`RemoteHostError` with its last line); a
+host that dies fails the episodes it held (``Trajectory.error`` names the host) and the pool
+starts a replacement for later episodes. A step time limit cancels the remote call as well as the
+wait.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from agentgym.errors import AgentGymError, ConfigError, EnvironmentClosedError
 from agentgym.types import StepResult, Task, ToolCall, ToolSpec
 
 
+_START_TIMEOUT = 120.0  # seconds for a host actor to start (a cluster may have to make room)
+
+
 class RemoteHostError(AgentGymError, RuntimeError):
     """The Ray actor holding an environment died or cannot be reached."""
 
@@ -49,10 +53,10 @@ def _ray() -> Any:
     return ray
 
 
-def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
-    """Fail fast on a cluster address nothing answers at: Ray itself retries for many minutes."""
-    if address is None or address in ("auto", "local"):
-        return
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` or ``ray://host:port`` nothing answers at: Ray itself retries for many minutes."""
+    if address in ("auto", "local") or ("://" in address and not address.startswith("ray://")):
+        return  # found by Ray itself, or a scheme of a Ray plugin
     hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
@@ -105,7 +109,7 @@ class _EnvHost:
         if rng_state is not None:
             rng = random.Random()
             rng.setstate(rng_state)
-        out = method(rng) if name == "random_action" else method()
+        out = method(rng) if rng is not None else method()
         if asyncio.iscoroutine(out):
             out = await out
         return out, (rng.getstate() if rng is not None else None)
@@ -174,8 +178,13 @@ class RemoteEnvironment:
         """Start an episode on the host (creating the environment there on first use)."""
         if self._closed:
             raise EnvironmentClosedError("this remote environment is closed; take a new one from the pool")
-        if self._host.where is None:  # a replacement host
-            self._host.where = tuple(await self._wait(self._host.actor.where.remote()))
+        if self._host.where is None:  # a replacement host: it may not find room
+            try:
+                where = await asyncio.wait_for(self._wait(self._host.actor.where.remote()), _START_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise RemoteHostError(f"environment host {self._host.index} did not restart within "
+                                      f"{_START_TIMEOUT:g} s (no room on the cluster?)") from None
+            self._host.where = tuple(where)
         recipe = None
         if self._built is None or (self._env_id is None and self._built != task.env):
             recipe = _Recipe(self._env_id or task.env, self._options)
@@ -197,12 +206,18 @@ class RemoteEnvironment:
 
     async def expert_action(self) -> Any:
         """The remote environment's ``expert_action()``."""
-        return (await self._call("hook", "expert_action", None))[0]
+        return await self.call_hook("expert_action")
 
     async def random_action(self, rng: random.Random) -> Any:
         """The remote environment's ``random_action(rng)``, advancing ``rng`` as a local call would."""
-        action, state = await self._call("hook", "random_action", rng.getstate())
-        rng.setstate(state)
+        return await self.call_hook("random_action", rng)
+
+    async def call_hook(self, name: str, rng: random.Random | None = None) -> Any:
+        """Call the remote environment's method ``name`` (a scripted policy's hook) with no arguments, or
+        with ``rng`` when given (its state goes there and back)."""
+        action, state = await self._call("hook", name, rng.getstate() if rng is not None else None)
+        if rng is not None:
+            rng.setstate(state)
         return action
 
     def state_key(self) -> str | None:
@@ -241,14 +256,18 @@ class RemoteEnvironment:
             raise
         except ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
-            if isinstance(cause, BaseException):
+            if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
                 raise cause from None  # the environment's own error, as an in-process call raises it
-            raise
+            lines = [line for line in str(exc).splitlines() if line.strip()]  # e.g. an exception Ray could not pickle
+            raise RemoteHostError(f"environment host {self._host.index}: {lines[-1].strip() if lines else exc!r}") from None
         except ray.exceptions.RayActorError as exc:
-            self._pool._lost(self._host)
+            died = isinstance(exc, ray.exceptions.ActorDiedError)
+            if died:
+                self._pool._lost(self._host)
             where = f" ({self._host.where[0]}, pid {self._host.where[1]})" if self._host.where else ""
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RemoteHostError(f"environment host {self._host.index}{where} died: {first}") from None
+            what = "died" if died else "is unreachable"
+            raise RemoteHostError(f"environment host {self._host.index}{where} {what}: {first}") from None
 
 
 class _Recipe:
@@ -295,7 +314,8 @@ class RayEnvPool:
     Args:
         hosts: how many actors (environment processes); they are spread over the cluster's nodes.
         address: a running cluster to join (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``);
-            None starts a local Ray with ``num_cpus`` CPUs (or joins the one this process already has).
+            None starts a new local Ray. Ignored when this process already has Ray (``ray.init``):
+            the pool uses that one, and leaves it running when it closes.
         num_cpus: CPUs each host reserves from Ray's scheduler (fractions allowed).
         runtime_env: Ray's ``runtime_env`` for the hosts (e.g. ``{"pip": [...]}``, ``env_vars``).
 
@@ -313,30 +333,36 @@ class RayEnvPool:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls from a training run
         self._started_ray = False
         if not ray.is_initialized():
-            _check_reachable(address)
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-            if address is None:
-                kwargs["num_cpus"] = max(os.cpu_count() or 1, math.ceil(hosts * num_cpus))
+            if address is None:  # "local": a new Ray even where RAY_ADDRESS or a `ray start` names a cluster
+                address, kwargs["num_cpus"] = "local", max(os.cpu_count() or 1, math.ceil(hosts * num_cpus))
+            else:
+                _check_reachable(address)
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise ConfigError(f"cannot start or join Ray at {address or 'a new local instance'}: {exc}") from None
+                where = "a new local instance" if address == "local" else address
+                raise ConfigError(f"cannot start or join Ray at {where}: {exc}") from None
             self._started_ray = True
-        free, total = ray.available_resources().get("CPU", 0.0), ray.cluster_resources().get("CPU", 0.0)
-        if hosts * num_cpus > free:
-            self._close_ray()
-            raise ConfigError(f"{hosts} hosts of {num_cpus:g} CPUs each need {hosts * num_cpus:g} CPUs; the Ray cluster "
-                              f"has {free:g} free of {total:g}: lower hosts or num_cpus (fractions are allowed)")
         self.hosts, self.num_cpus, self.runtime_env = hosts, num_cpus, runtime_env
-        self._actor_class = ray.remote(_EnvHost)
         self._episodes = itertools.count()
         self._closed = False
-        self._hosts = [self._start(i) for i in range(hosts)]
-        try:  # wait for every actor: a cluster without room for them fails here, not mid-rollout
-            places = ray.get([h.actor.where.remote() for h in self._hosts], timeout=120)
-        except Exception as exc:
-            self.close()
-            raise ConfigError(f"the {hosts} environment hosts did not start: {type(exc).__name__}: {exc}") from None
+        self._hosts: list[_Host] = []
+        try:
+            free, total = ray.available_resources().get("CPU", 0.0), ray.cluster_resources().get("CPU", 0.0)
+            if hosts * num_cpus > free + 1e-6:
+                raise ConfigError(f"{hosts} hosts of {num_cpus:g} CPUs each need {hosts * num_cpus:g} CPUs; the Ray "
+                                  f"cluster has {free:g} free of {total:g}: use fewer hosts or fewer CPUs per host "
+                                  "(num_cpus, rollout.ray_cpus_per_host, --ray-cpus-per-host; fractions are allowed)")
+            self._actor_class = ray.remote(_EnvHost)
+            self._hosts = [self._start(i) for i in range(hosts)]
+            try:  # wait for every actor: a cluster without room for them fails here, not mid-rollout
+                places = ray.get([h.actor.where.remote() for h in self._hosts], timeout=_START_TIMEOUT)
+            except Exception as exc:
+                raise ConfigError(f"the {hosts} environment hosts did not start: {type(exc).__name__}: {exc}") from None
+        except BaseException:  # Ctrl-C included: leave no actors, nor a Ray this pool started
+            self.close(timeout=0)
+            raise
         for host, where in zip(self._hosts, places):
             host.where = tuple(where)
 
@@ -378,7 +404,7 @@ class RayEnvPool:
             return
         self._closed = True
         live = [h for h in self._hosts if not h.dead]
-        if live:
+        if live and timeout > 0:
             try:
                 self._ray.get([h.actor.close_all.remote() for h in live], timeout=timeout)
             except Exception:  # a dead or stuck host: killing it below ends its environments with it
@@ -413,4 +439,8 @@ class RayEnvPool:
 
     def _replace(self, dead: _Host) -> None:
         """A new actor in a dead host's slot; episodes already on the dead one fail."""
+        try:
+            self._ray.kill(dead.actor, no_restart=True)  # in case it is only unreachable, not gone
+        except Exception:
+            pass
         self._hosts[self._hosts.index(dead)] = self._start(dead.index)

@@ -95,8 +95,8 @@ class Collector:
 
     def __init__(self, config: Any, policy: Any, store: RunStore, *, progress: bool = True) -> None:
         self.config, self.policy, self.store, self.progress = config, policy, store, progress
-        self._loop = asyncio.new_event_loop()
         self._pool = ray_pool(config)
+        self._loop = asyncio.new_event_loop()
 
     def close(self, *, policy: bool = False) -> None:
         """Close the event loop (and the environment hosts), and first the policy when ``policy``

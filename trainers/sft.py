@@ -271,8 +271,10 @@ def run_sft(config: SFTConfig | dict[str, Any] | str | Path, *, policy: Any = No
         from agentgym.trainers.rollouts import Collector
 
         collector = Collector(config, policy, store, progress=progress)
-        evals = collector.evaluate(step=0)
-        collector.close()
+        try:
+            evals = collector.evaluate(step=0)
+        finally:
+            collector.close()
         store.append_metrics({"step": 0, "phase": "eval", **{f"eval/{k}": v for k, v in evals.items()}})
         say("eval " + "  ".join(f"{k} {v:.3f}" for k, v in evals.items()))
     return run_dir

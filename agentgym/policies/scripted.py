@@ -8,6 +8,7 @@ demonstrations (SFT warm starts) and as baselines.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 from typing import Any
@@ -28,8 +29,11 @@ class ScriptedPolicy:
         """The environment's next scripted action: a ToolCall or plain text for ``env.step``."""
         method = getattr(env, self.hook, None)
         if method is None:
-            raise PolicyError(f"the {self.name} policy needs {type(env).__name__}.{self.hook}(), "
-                              "which that environment does not define")
+            remote = getattr(env, "call_hook", None)  # an environment in another process (RayEnvPool)
+            if remote is None:
+                raise PolicyError(f"the {self.name} policy needs {type(env).__name__}.{self.hook}(), "
+                                  "which that environment does not define")
+            method = functools.partial(remote, self.hook)
         out: Any = method(rng) if self.hook == "random_action" else method()
         if type(out) is str:  # the common case, first: this runs once per turn
             return out

@@ -12,6 +12,7 @@ import pytest
 
 import agentgym as ag
 from agentgym.errors import ConfigError, UnknownEnvironmentError
+from agentgym.policies.scripted import ScriptedPolicy
 from agentgym.rollout import RolloutRunner
 from agentgym.types import ToolCall
 
@@ -56,8 +57,27 @@ class Fragile(ag.Environment):
             Path(self.task.data["close_log"]).write_text(f"closed in pid {os.getpid()}")
         await super().aclose()
 
-    def expert_action(self) -> ToolCall:
+    async def expert_action(self) -> ToolCall:
+        if self.task.data.get("fail") == "hang_expert":
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                Path(self.task.data["log"]).write_text(f"cancelled in pid {os.getpid()}")
+                raise
+        if self.task.data.get("slow"):
+            await asyncio.sleep(self.task.data["slow"])
         return ToolCall(name="add", arguments={"n": 1})
+
+    def cautious_action(self) -> str:
+        """A hook of a custom scripted policy: plain text, which on_text turns into a call."""
+        return "add 1"
+
+    def on_text(self, text: str) -> ToolCall | None:
+        return ToolCall(name="add", arguments={"n": int(text.split()[1])}) if text.startswith("add ") else None
+
+
+class CautiousPolicy(ScriptedPolicy):
+    hook, name, uses_rng = "cautious_action", "cautious", False
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +136,24 @@ def test_environment_errors_arrive_as_in_process_and_the_run_goes_on(pool):
     assert [len(t.steps) for t in remote.trajectories] == [3, 1, 3]  # the step before the failure is kept
 
 
-def test_a_step_time_limit_cancels_the_remote_step(pool, tmp_path):
+@pytest.mark.parametrize("fail", ["hang", "hang_expert"])
+def test_a_step_time_limit_cancels_the_remote_call(pool, tmp_path, fail):
+    """A hanging step, or a hanging expert hook (a round trip too, when the environment is remote)."""
     log = tmp_path / "hang.log"
     runner = RolloutRunner("expert", env=pool.envs("fragile-test-v0"), step_timeout=1.0)
-    (traj,) = runner.run_sync([fragile("hang", fail="hang", log=str(log))]).trajectories
-    assert traj.error == "environment step timed out after 1 s" and len(traj.steps) == 1
-    deadline = asyncio.run(_wait_for_file(log))
-    assert deadline and log.read_text().startswith("cancelled in pid")
+    (traj,) = runner.run_sync([fragile("hang", fail=fail, log=str(log))]).trajectories
+    assert traj.error == "environment step timed out after 1 s"
+    assert len(traj.steps) == (1 if fail == "hang" else 0)
+    assert asyncio.run(_wait_for_file(log)) and log.read_text().startswith("cancelled in pid")
     assert int(log.read_text().split()[-1]) in {p["pid"] for p in pool.placement()}
+
+
+def test_a_custom_scripted_policy_calls_its_own_hook_remotely(pool):
+    tasks = [fragile("a"), fragile("b")]
+    remote = RolloutRunner(CautiousPolicy(), env=pool.envs("fragile-test-v0")).run_sync(tasks)
+    assert [t.success for t in remote.trajectories] == [True, True]
+    assert [s.response for s in remote.trajectories[0].steps] == ["add 1"] * 3
+    assert remote.trajectories[0].steps[0].action == ToolCall(name="add", arguments={"n": 1})
 
 
 async def _wait_for_file(path: Path, seconds: float = 10.0) -> bool:
@@ -134,17 +164,25 @@ async def _wait_for_file(path: Path, seconds: float = 10.0) -> bool:
     return False
 
 
-def test_a_dead_host_fails_its_episode_and_is_replaced(pool):
-    before = {p["pid"] for p in pool.placement()}
-    runner = RolloutRunner("expert", env=pool.envs("fragile-test-v0"), concurrency=1)
-    result = runner.run_sync([fragile("a"), fragile("dies", fail="exit"), fragile("b"), fragile("c")])
+def test_a_dead_host_fails_its_episodes_and_is_replaced(pool):
+    """Episodes go to the least busy host: 0, 1, 0, 1. The first kills host 0 mid-episode, which
+    fails the third too (still running there); host 1's episodes finish; a new host 0 serves the next run."""
+    before = {p["index"]: p["pid"] for p in pool.placement()}
+    runner = RolloutRunner("expert", env=pool.envs("fragile-test-v0"), concurrency=4)
+    result = runner.run_sync([fragile("dies", fail="exit", slow=0.2), fragile("a", slow=0.2),
+                              fragile("with-it", slow=0.5), fragile("b", slow=0.2)])
     errors = [t.error for t in result.trajectories]
-    assert errors[0] is None and errors[2:] == [None, None]
-    assert errors[1].startswith("environment step raised RemoteHostError: environment host ")
-    assert " died: " in errors[1] and "\n" not in errors[1]
-    assert [t.success for t in result.trajectories] == [True, False, True, True]
+    assert errors[1] is None and errors[3] is None
+    for error in (errors[0], errors[2]):
+        assert error.startswith(f"environment step raised RemoteHostError: environment host 0 (") or \
+            error.startswith("scripted policy failed: RemoteHostError: environment host 0 (")
+        assert f"pid {before[0]}) died: " in error and "\n" not in error
+    assert [p["dead"] for p in pool.placement()] == [True, False]
+    again = runner.run_sync([fragile("c"), fragile("d")])  # the next episode placed starts a new host 0
+    assert [t.success for t in again.trajectories] == [True, True]
     after = pool.placement()
-    assert not any(p["dead"] for p in after) and len(before & {p["pid"] for p in after}) == 1
+    assert not any(p["dead"] for p in after) and after[1]["pid"] == before[1]
+    assert after[0]["pid"] not in (None, before[0])
 
 
 def test_closing_a_pool_closes_its_unfinished_environments_and_leaves_a_ray_it_joined(pool, tmp_path):
@@ -161,8 +199,8 @@ def test_closing_a_pool_closes_its_unfinished_environments_and_leaves_a_ray_it_j
 def test_bad_input_is_refused_with_the_fix(pool):
     with pytest.raises(ConfigError, match="hosts must be a positive"):
         RayEnvPool(hosts=0)
-    with pytest.raises(ConfigError, match=r"need 64 CPUs; the Ray cluster has .* free"):
-        RayEnvPool(hosts=64)  # joins the running Ray, which has 2 CPUs
+    with pytest.raises(ConfigError, match=r"need 10000 CPUs; the Ray cluster has .* free"):
+        RayEnvPool(hosts=10_000)  # joins the running Ray
     with pytest.raises(UnknownEnvironmentError, match="household-v0"):
         pool.envs("househld-v0")
 
@@ -173,7 +211,8 @@ def _rollout(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_rollout_command_with_environment_hosts(tmp_path):
+def test_rollout_command_with_environment_hosts(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # a cluster named elsewhere: without --ray-address, a new local Ray
     out = _rollout("--env", "household-v0", "--limit", "6", "--n", "2", "--ray-hosts", "2", "--out", "hosts",
                    cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -185,6 +224,9 @@ def test_rollout_command_with_environment_hosts(tmp_path):
         out = _rollout("--ray-hosts", "1", "--ray-address", address, "--out", "bad", cwd=tmp_path)
         assert out.returncode == 2 and message in " ".join(out.stderr.split()), out.stderr
         assert not (tmp_path / "bad").exists()
+    out = _rollout("--ray-address", "auto", "--out", "bad", cwd=tmp_path)
+    assert out.returncode == 2 and "--ray-address names the cluster for --ray-hosts N; give both" in out.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_without_ray_the_error_names_the_extra():
