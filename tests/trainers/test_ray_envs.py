@@ -240,7 +240,7 @@ def test_without_ray_the_error_names_the_extra():
 @pytest.mark.slow
 def test_training_with_environment_hosts_collects_what_in_process_training_does(tmp_path):
     """`agentgym train` with rollout.ray_hosts: the same first-step rollouts (before any update) as
-    in-process training, and its evaluations."""
+    in-process training; `agentgym eval --ray-hosts 0` of that run repeats its evaluation in-process."""
     import json
 
     import yaml
@@ -269,5 +269,13 @@ def test_training_with_environment_hosts_collects_what_in_process_training_does(
                                                  for s in t["steps"]]) for t in map(json.loads, lines))  # finish order
 
     assert first_step(runs["ray"]) == first_step(runs["local"])
-    evals = [(tmp_path / n / "trajectories" / "eval-test-000002.jsonl").read_text().count("\n") for n in runs]
-    assert evals == [4, 4]
+    def evaluation(run: Path) -> dict:
+        lines = (run / "trajectories" / "eval-test-000002.jsonl").read_text().splitlines()
+        return {(t["task_id"], t["seed"]): [s["response"] for s in t["steps"]] for t in map(json.loads, lines)}
+
+    assert len(evaluation(runs["ray"])) == 4
+    # `agentgym eval` of the run with hosts, in this process: the run's own evaluation again
+    out = subprocess.run([sys.executable, "-m", "agentgym", "eval", "ray", "--ray-hosts", "0", "--no-progress",
+                          "--out", "eval-here"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert evaluation(tmp_path / "eval-here") == evaluation(runs["ray"])
