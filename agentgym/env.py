@@ -177,10 +177,16 @@ class Environment:
     and identical group starts), ``on_text(text)`` (turn a plain-text answer into a tool call),
     ``expert_action()`` and ``random_action(rng)`` (the scripted policies).
 
+    Multi-agent environments declare their roles in ``agents`` (role id -> the instruction that
+    role's system message adds) and say who acts next with ``current_agent()``. Each role keeps a
+    conversation of its own: an observation goes to the role that acts next only, so roles can
+    hold private information. Steps record the role (``Step.agent``) for per-agent credit.
+
     Environments own resources: use them as async context managers or call :meth:`aclose`.
     """
 
     _tools: ClassVar[dict[str, _Tool]] = {}
+    agents: ClassVar[dict[str, str]] = {}  # role id -> its instruction; empty: one agent, "agent"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -270,6 +276,10 @@ class Environment:
         if milestone not in self.reached:
             self.reached.append(milestone)
             self._step_milestones.append(milestone)
+
+    def current_agent(self) -> str:
+        """The role that acts next: the first of ``agents`` unless a multi-agent environment says otherwise."""
+        return next(iter(self.agents), "agent")
 
     def on_text(self, text: str) -> ToolCall | None:
         """Turn a plain-text answer into a tool call, or return None to reject it (the default)."""

@@ -356,8 +356,12 @@ class RolloutRunner:
             env_ids: set[str] = set()  # a factory of its own environments: tasks may name any id
         else:
             env_ids = {t.env for t in task_list} if env is None else {env}
+        summarizing = isinstance(self.context(), Summarize)
         for env_id in env_ids:
             env_spec = spec(env_id)  # an unknown id fails here, once
+            if summarizing and getattr(env_spec.load(), "agents", None):
+                raise ConfigError(f"{env_id} has several agents, each with a conversation of its own; summarization "
+                                  "works on one conversation: use context full or window:K")
             if hook and not callable(getattr(env_spec.load(), hook, None)):
                 raise ConfigError(f"the {getattr(self.policy, 'name', hook)} policy needs "
                                   f"{env_spec.load().__name__}.{hook}(), which {env_id} does not define")
@@ -486,10 +490,14 @@ class RolloutRunner:
         tools = env.tools if self.tool_schema else []  # what the model is shown
         tools_key = "" if self.scripted else self._tools_key(tools)
         keep_context = self.record_messages or not self.scripted  # a scripted policy reads no prompt
+        counter = estimate_tokens if self.scripted else self._token_counter(tools)
         context = self.context()
-        if keep_context:
-            context.reset(self._initial_messages(task, observation),
-                          estimate_tokens if self.scripted else self._token_counter(tools))
+        roles = env.agents  # multi-agent: one conversation per role, in `contexts`
+        agent, contexts, last_said = "agent", {}, {}
+        if roles and isinstance(context, Summarize):
+            raise _EpisodeFailure("summarization works on one conversation; this environment has several agents")
+        if keep_context and not roles:
+            context.reset(self._initial_messages(task, observation), counter)
         rng = random.Random(seed) if self.scripted and getattr(self.policy, "uses_rng", True) else None
         remote = hasattr(env, "call_hook")  # in another process: a scripted hook and on_text take a round trip
         limit = task.max_turns if horizon is None else min(task.max_turns, horizon)
@@ -499,6 +507,19 @@ class RolloutRunner:
             t0 = time.perf_counter()
             # the state the agent acts from: what the last step reported, or the env itself after reset
             state_key = result.state_key if result is not None else self._env_sync("state_key", env._current_state_key)
+            if roles:
+                agent = self._env_sync("current_agent", env.current_agent)
+                if agent not in roles:
+                    raise _EpisodeFailure(f"current_agent() returned {agent!r}, which is not one of the environment's "
+                                          f"agents ({', '.join(roles)})")
+                if keep_context:  # the latest observation goes to this role's conversation alone
+                    seen = observation if result is None else result.observation
+                    context = contexts.get(agent)
+                    if context is None:
+                        context = contexts[agent] = self.context()
+                        context.reset(self._initial_messages(task, seen, roles[agent]), counter)
+                    else:
+                        context.add_turn(last_said.pop(agent), _message("user", seen))
             prompt = context.messages() if keep_context else None
             completion = None
             if self.scripted:
@@ -541,7 +562,8 @@ class RolloutRunner:
                 traj.metadata["failed_response"] = response
                 raise asyncio.CancelledError
             t2 = time.perf_counter()
-            record = {"index": len(traj.steps), "kind": "action", "segment": context.segment, "state_key": state_key,
+            record = {"index": len(traj.steps), "agent": agent, "kind": "action", "segment": context.segment,
+                      "state_key": state_key,
                       "messages": prompt if self.record_messages else None, "response": response,
                       "action": call, "parse_error": parse_error, "result": result,
                       "timings": {"policy_s": t1 - t0, "env_s": t2 - t1}}
@@ -560,6 +582,9 @@ class RolloutRunner:
                 traj.truncated = True  # the turn limit cut the episode
                 break
             if not keep_context:
+                continue
+            if roles:  # said in this role's conversation when it acts again, before what it then sees
+                last_said[agent] = _message("assistant", response)
                 continue
             verdict = context.add_turn(_message("assistant", response), _message("user", result.observation))
             if verdict != "continue":
@@ -621,11 +646,13 @@ class RolloutRunner:
             hit = self._tools_keys[ids] = (tools, json.dumps([t.to_openai() for t in tools], sort_keys=True))
         return hit[1]
 
-    def _initial_messages(self, task: Task, observation: str) -> list[Message]:
+    def _initial_messages(self, task: Task, observation: str, role: str | None = None) -> list[Message]:
+        """The system prompt (with a multi-agent environment's ``role`` instruction) and the first observation."""
         first = observation if not task.prompt or task.prompt in observation else f"{task.prompt}\n\n{observation}"
         messages = [_message("user", first)]
-        if self.system_prompt:
-            messages.insert(0, _message("system", self.system_prompt))
+        system = "\n\n".join(part for part in (self.system_prompt, role) if part)
+        if system:
+            messages.insert(0, _message("system", system))
         return messages
 
     def _token_counter(self, tools: list[ToolSpec]) -> Callable[[list[Message]], int]:

@@ -83,19 +83,19 @@ class _EnvHost:
 
         return ray.util.get_node_ip_address(), os.getpid()
 
-    async def reset(self, episode: int, recipe: "_Recipe | None", task: Task) -> tuple[str, list[ToolSpec], str | None]:
+    async def reset(self, episode: int, recipe: "_Recipe | None", task: Task) -> tuple[Any, ...]:
         """Start an episode; ``recipe`` (first reset, or another environment) builds its environment first."""
         if recipe is not None:
             await self.close(episode)
             self._envs[episode] = recipe.build()
         env = self._env(episode)
         observation = await env.reset(task)
-        return observation, env.tools, env._current_state_key()
+        return observation, env.tools, env._current_state_key(), dict(env.agents), env.current_agent()
 
-    async def step(self, episode: int, action: ToolCall | dict[str, Any] | str) -> tuple[StepResult, bool]:
+    async def step(self, episode: int, action: ToolCall | dict[str, Any] | str) -> tuple[StepResult, bool, str]:
         env = self._env(episode)
         result = await env.step(action)
-        return result, bool(getattr(env, "success", False))
+        return result, bool(getattr(env, "success", False)), env.current_agent()
 
     async def on_text(self, episode: int, text: str) -> ToolCall | None:
         return self._env(episode).on_text(text)
@@ -155,6 +155,8 @@ class RemoteEnvironment:
         self._built: str | None = None  # the id of the environment built on the host
         self._tools: list[ToolSpec] = []
         self._state_key: str | None = None
+        self.agents: dict[str, str] = {}  # the remote environment's roles (known after reset)
+        self._agent = "agent"
         self._closed = False
         self.done = self.success = False
         self.task: Task | None = None
@@ -188,14 +190,14 @@ class RemoteEnvironment:
         recipe = None
         if self._built is None or (self._env_id is None and self._built != task.env):
             recipe = _Recipe(self._env_id or task.env, self._options)
-        observation, self._tools, self._state_key = await self._call("reset", recipe, task)
+        observation, self._tools, self._state_key, self.agents, self._agent = await self._call("reset", recipe, task)
         self._built = recipe.env_id if recipe is not None else self._built
         self.task, self.done, self.success = task, False, False
         return observation
 
     async def step(self, action: ToolCall | dict[str, Any] | str) -> StepResult:
         """One action on the host; see :meth:`Environment.step`."""
-        result, self.success = await self._call("step", action)
+        result, self.success, self._agent = await self._call("step", action)
         self.done = result.terminated
         self._state_key = result.state_key
         return result
@@ -223,6 +225,10 @@ class RemoteEnvironment:
     def state_key(self) -> str | None:
         """The state key the last ``reset`` or ``step`` reported."""
         return self._state_key
+
+    def current_agent(self) -> str:
+        """The role that acts next, as the last ``reset`` or ``step`` reported."""
+        return self._agent
 
     _current_state_key = state_key
 

@@ -10,6 +10,8 @@ For tests, examples and smoke runs of the trainer on CPU in seconds: nothing is 
   one correct action per door, so several steps; a wrong color wastes a turn. Reward 0.5 per door
   opened and 1.0 for the last one. The state key is (door index, color), so GiGPO anchors work.
   Suites ``train`` and ``test`` hold disjoint color sequences.
+- :class:`Relay` (``tiny-relay-v0``, :func:`register_relay`): two agents, a scout who sees a door's
+  color and an opener who only hears what the scout says; for multi-agent rollouts and per-agent credit.
 """
 
 from __future__ import annotations
@@ -128,3 +130,61 @@ def register_doors(doors: int = 2, max_turns: int = 4) -> None:
     register("tiny-doors-v0", Doors, description="Tiny multi-step test environment: say each door's color.",
              suites={"train": lambda: doors_tasks("train", doors=doors, max_turns=max_turns),
                      "test": lambda: doors_tasks("test", doors=doors, max_turns=max_turns)})
+
+
+class Relay(Environment):
+    """Two agents and one door: the scout sees its color and says a color, which is all the opener
+    hears; the opener then says a color, and the door opens when it is the door's. One turn each."""
+
+    agents = {"scout": "You see the door. Say its color to the opener.",
+              "opener": "Say the color you are told to open the door."}
+
+    async def reset(self, task: Task) -> str:
+        self.color, self.said = task.data["color"], ""
+        return f"the door is {self.color} ."
+
+    def current_agent(self) -> str:
+        return "opener" if self.turn >= 1 else "scout"
+
+    @tool
+    async def say(self, color: str) -> str:
+        """Say a color: the scout to the opener, the opener to the door.
+
+        Args:
+            color: a color word, such as red.
+        """
+        if self.turn == 1:  # the scout; the observation is what the opener hears
+            self.said = color if color in COLORS else ""
+            return f"{self.said} ." if self.said else "next ."
+        self.finish(reward=1.0 if color == self.color else 0.0)
+        return "the door is open ." if color == self.color else "wrong ."
+
+    def on_text(self, text: str) -> ToolCall | None:
+        """The first word of a plain answer, when it is a color, is the color said."""
+        words = text.split()
+        return ToolCall(name="say", arguments={"color": words[0]}) if words and words[0] in COLORS else None
+
+    def state_key(self) -> str:
+        return f"scout:{self.color}" if self.turn == 0 else f"opener:{self.said or '-'}"
+
+    def expert_action(self) -> str:
+        """The scout says the door's color; the opener repeats what it heard."""
+        return self.color if self.turn == 0 else (self.said or COLORS[0])
+
+    def random_action(self, rng: random.Random) -> str:
+        """A random color, whoever acts."""
+        return rng.choice(COLORS)
+
+
+def relay_tasks(split: str) -> list[Task]:
+    """One task per color and ``split`` (train and test alike: the game is the same, the seeds differ)."""
+    return [Task(id=f"relay-{split}-{c}", env="tiny-relay-v0", split="test" if split == "test" else "train",
+                 data={"color": c}, max_turns=2) for c in COLORS]
+
+
+def register_relay() -> None:
+    """Register ``tiny-relay-v0`` (two agents: scout and opener) with suites ``train`` and ``test`` (idempotent)."""
+    from agentgym.registry import register
+
+    register("tiny-relay-v0", Relay, description="Tiny two-agent test environment: a scout tells an opener a color.",
+             suites={"train": lambda: relay_tasks("train"), "test": lambda: relay_tasks("test")})

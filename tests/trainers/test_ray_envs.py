@@ -108,6 +108,19 @@ def test_remote_trajectories_equal_in_process_ones(pool, policy):
     assert [p["episodes"] for p in pool.placement()] == [0, 0]  # every environment was given back
 
 
+def test_multi_agent_environments_keep_their_roles_remotely(pool):
+    from agentgym.trainers.tiny import register_relay
+
+    register_relay()
+    tasks = ag.load_tasks("tiny-relay-v0", "train")
+    remote = RolloutRunner("random", env=pool.envs(), n=4).run_sync(tasks)
+    local = RolloutRunner("random", n=4).run_sync(tasks)
+    assert steps_of(remote) == steps_of(local)
+    assert [[(s.agent, s.messages) for s in t.steps] for t in remote.trajectories] == \
+        [[(s.agent, s.messages) for s in t.steps] for t in local.trajectories]
+    assert {s.agent for t in remote.trajectories for s in t.steps} == {"scout", "opener"}
+
+
 async def test_environments_live_in_the_host_processes_spread_over_hosts(pool):
     task = ag.load_tasks("household-v0", "test-unseen")[0]
     envs = [pool.make("household-v0") for _ in range(4)]
