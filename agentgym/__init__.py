@@ -12,7 +12,7 @@ from typing import Any
 from agentgym import _gym_hook
 from agentgym.env import Environment, tool
 from agentgym.registry import load_tasks, make, register
-from agentgym.types import Task, Trajectory
+from agentgym.types import Milestone, Step, StepResult, Task, ToolCall, ToolSpec, Trajectory
 
 __version__ = "0.1.0"
 
@@ -20,8 +20,13 @@ _gym_hook.install()
 
 __all__ = [
     "Environment",
+    "Milestone",
     "RolloutRunner",
+    "Step",
+    "StepResult",
     "Task",
+    "ToolCall",
+    "ToolSpec",
     "Trajectory",
     "load_tasks",
     "make",

@@ -3,7 +3,7 @@
 Ids are versioned (``household-v0``); entry points are classes or lazy ``"module:Class"`` strings,
 so registering costs nothing until ``make``. Third-party packages register through the
 ``agentgym.environments`` entry-point group: each entry point names a callable that calls
-:func:`register`; an uninstalled module does the same through :func:`load_plugin` (the
+:func:`register`, or an Environment class, registered under the entry point's name; an uninstalled module does the same through :func:`load_plugin` (the
 ``--plugin`` flag, ``env.plugins`` in training configs). Task suites are JSONL files, one
 :class:`~agentgym.types.Task` per line.
 """
@@ -128,7 +128,15 @@ def _ensure_loaded() -> None:
                 getattr(importlib.import_module(module), func)()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
-            ep.load()()
+            target = ep.load()
+            if isinstance(target, type):  # an Environment class, gym style: registered under the entry point's name
+                from agentgym.env import Environment
+
+                if not issubclass(target, Environment):
+                    raise TypeError(f"{target.__name__} is a class but not an agentgym.Environment")
+                register(ep.name, target)
+            else:
+                target()
         except Exception as exc:  # one broken third-party package must not take the others down
             _plugin_failures[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
             warnings.warn(f"agentgym: the environment plugin {ep.name!r} failed to load and is skipped "

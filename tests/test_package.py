@@ -20,7 +20,8 @@ def test_import_is_light():
 
 def test_public_surface():
     assert sorted(agentgym.__all__) == sorted(
-        ["Environment", "tool", "Task", "make", "register", "load_tasks", "Trajectory", "RolloutRunner"])
+        ["Environment", "tool", "Task", "make", "register", "load_tasks", "Trajectory", "RolloutRunner",
+         "ToolCall", "ToolSpec", "Milestone", "StepResult", "Step"])  # what environment authors return and read
 
 
 def test_every_source_package_is_listed_in_pyproject():

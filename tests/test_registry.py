@@ -74,13 +74,16 @@ def test_third_party_plugin_registers_through_entry_points(tmp_path):
     dist = tmp_path / "myplugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[agentgym.environments]\necho = myplugin:register\n")
+    # a function that registers, or the class itself under the entry point's name (gym style)
+    (dist / "entry_points.txt").write_text("[agentgym.environments]\necho = myplugin:register\n"
+                                           "echo-class-v0 = myplugin:Echo\n")
     code = "import agentgym as ag, json; print(json.dumps([type(ag.make('echo-v0')).__name__, " \
-           "[s.id for s in ag.registry.registered()]]))"
+           "type(ag.make('echo-class-v0')).__name__, [s.id for s in ag.registry.registered()]]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(tmp_path), "PATH": ""}, cwd=tmp_path)
-    name, ids = json.loads(out.stdout)
-    assert name == "Echo" and "echo-v0" in ids and "household-v0" in ids
+    name, by_class, ids = json.loads(out.stdout)
+    assert name == by_class == "Echo" and {"echo-v0", "echo-class-v0", "household-v0"} <= set(ids)
+    assert out.stderr == ""
 
 
 def test_a_broken_plugin_is_skipped_with_a_warning_and_named_when_its_environment_is_asked_for(tmp_path):

@@ -31,7 +31,7 @@ class EnvSection(_Section):
     id: str = Field("household-v0", description="Registry id of the environment.")
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword overrides passed to agentgym.make.")
     train_suite: str = Field("train", description="Task suite the trainer samples rollout tasks from.")
-    eval_suites: list[str] = Field(default_factory=lambda: ["test-unseen"], description="Held-out suites evaluated every eval.every steps.")
+    eval_suites: list[str] = Field(default_factory=lambda: ["test-unseen"], description="Held-out suites evaluated every eval.every steps (unset: test-unseen, or test where the environment has no test-unseen).")
     max_turns: int | None = Field(None, gt=0, description="Cap on agent turns per episode (None: the task's own max_turns).")
     plugins: list[str] = Field(default_factory=list, description="Modules ('pkg.mod') or callables ('pkg.mod:fn') loaded first; they register custom environments.")
 

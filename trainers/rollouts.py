@@ -37,7 +37,8 @@ def training_tasks(config: TrainConfig) -> list[Task]:
 def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> None:
     """Fail before a model loads or a run directory appears: the environment id, the suites the run
     reads (the training suite when ``train_suite``, the evaluation suites when it evaluates) and,
-    when ``sft_data``, the SFT data paths."""
+    when ``sft_data``, the SFT data paths. An ``env.eval_suites`` left unset becomes ``[test]`` for an
+    environment that has ``test`` and no ``test-unseen``."""
     from agentgym.env import Environment
     from agentgym.errors import ConfigError, UnknownSuiteError
     from agentgym.registry import spec
@@ -63,6 +64,8 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> No
 
         if not torch.cuda.is_available():
             raise ConfigError(f"policy.device: {device!r}, but this torch sees no CUDA device; use cpu or auto")
+    if "eval_suites" not in config.env.model_fields_set and "test-unseen" not in suites and "test" in suites:
+        config.env.eval_suites = ["test"]  # the default held-out suite, as `agentgym rollout` picks it
     needed = [config.env.train_suite] if train_suite else []
     needed += list(config.env.eval_suites) if config.eval.every else []
     missing = [name for name in needed if name not in suites]

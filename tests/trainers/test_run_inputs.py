@@ -90,6 +90,20 @@ def test_environment_options_are_checked_against_the_environment():
                                           "options": {"size": 3}}}), train_suite=True)
 
 
+def test_unset_eval_suites_fall_back_to_test_where_there_is_no_test_unseen():
+    from agentgym.errors import UnknownSuiteError
+    from agentgym.trainers.rollouts import check_inputs
+
+    config = load_config({"env": {"id": "sql-v0"}})  # suites train, test-seen, test
+    check_inputs(config, train_suite=True)
+    assert config.env.eval_suites == ["test"]
+    config = load_config({"env": {"id": "household-v0"}})
+    check_inputs(config, train_suite=True)
+    assert config.env.eval_suites == ["test-unseen"]
+    with pytest.raises(UnknownSuiteError, match="environment 'sql-v0' has no task suite 'test-unseen'"):
+        check_inputs(load_config({"env": {"id": "sql-v0", "eval_suites": ["test-unseen"]}}), train_suite=True)
+
+
 def test_sft_data_from_a_run_directory_leaves_out_its_held_out_evaluations(tmp_path):
     from agentgym.trainers.sft import load_trajectories
 
