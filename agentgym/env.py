@@ -178,9 +178,11 @@ class Environment:
     ``expert_action()`` and ``random_action(rng)`` (the scripted policies).
 
     Multi-agent environments declare their roles in ``agents`` (role id -> the instruction that
-    role's system message adds) and say who acts next with ``current_agent()``. Each role keeps a
-    conversation of its own: an observation goes to the role that acts next only, so roles can
-    hold private information. Steps record the role (``Step.agent``) for per-agent credit.
+    role's system message adds) and say who acts next with ``current_agent()`` (asked before each
+    turn). Each role keeps a conversation of its own: an observation, an invalid action's error
+    included, goes to the role that acts next only, so roles can hold private information (keep
+    the same role current after an invalid action to let it retry). The task's prompt goes with
+    the first observation only. Steps record the role (``Step.agent``) for per-agent credit.
 
     Environments own resources: use them as async context managers or call :meth:`aclose`.
     """

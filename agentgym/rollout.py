@@ -359,7 +359,7 @@ class RolloutRunner:
         summarizing = isinstance(self.context(), Summarize)
         for env_id in env_ids:
             env_spec = spec(env_id)  # an unknown id fails here, once
-            if summarizing and getattr(env_spec.load(), "agents", None):
+            if summarizing and len(getattr(env_spec.load(), "agents", ())) > 1:
                 raise ConfigError(f"{env_id} has several agents, each with a conversation of its own; summarization "
                                   "works on one conversation: use context full or window:K")
             if hook and not callable(getattr(env_spec.load(), hook, None)):
@@ -492,12 +492,13 @@ class RolloutRunner:
         keep_context = self.record_messages or not self.scripted  # a scripted policy reads no prompt
         counter = estimate_tokens if self.scripted else self._token_counter(tools)
         context = self.context()
-        roles = env.agents  # multi-agent: one conversation per role, in `contexts`
-        agent, contexts, last_said = "agent", {}, {}
+        # several agents: one conversation per role, in `contexts`; one declared role: only its name and instruction
+        roles = env.agents if len(env.agents) > 1 else None
+        agent, contexts, last_said = next(iter(env.agents), "agent"), {}, {}
         if roles and isinstance(context, Summarize):
             raise _EpisodeFailure("summarization works on one conversation; this environment has several agents")
         if keep_context and not roles:
-            context.reset(self._initial_messages(task, observation), counter)
+            context.reset(self._initial_messages(task, observation, env.agents.get(agent)), counter)
         rng = random.Random(seed) if self.scripted and getattr(self.policy, "uses_rng", True) else None
         remote = hasattr(env, "call_hook")  # in another process: a scripted hook and on_text take a round trip
         limit = task.max_turns if horizon is None else min(task.max_turns, horizon)
@@ -515,11 +516,13 @@ class RolloutRunner:
                 if keep_context:  # the latest observation goes to this role's conversation alone
                     seen = observation if result is None else result.observation
                     context = contexts.get(agent)
-                    if context is None:
+                    if context is None:  # the task's prompt goes with the first observation only
                         context = contexts[agent] = self.context()
-                        context.reset(self._initial_messages(task, seen, roles[agent]), counter)
-                    else:
-                        context.add_turn(last_said.pop(agent), _message("user", seen))
+                        context.reset(self._initial_messages(task if result is None else None, seen, roles[agent]),
+                                      counter)
+                    elif context.add_turn(last_said.pop(agent), _message("user", seen)) != "continue":
+                        traj.overlong = traj.truncated = True  # a custom context that cannot take more
+                        break
             prompt = context.messages() if keep_context else None
             completion = None
             if self.scripted:
@@ -646,9 +649,10 @@ class RolloutRunner:
             hit = self._tools_keys[ids] = (tools, json.dumps([t.to_openai() for t in tools], sort_keys=True))
         return hit[1]
 
-    def _initial_messages(self, task: Task, observation: str, role: str | None = None) -> list[Message]:
-        """The system prompt (with a multi-agent environment's ``role`` instruction) and the first observation."""
-        first = observation if not task.prompt or task.prompt in observation else f"{task.prompt}\n\n{observation}"
+    def _initial_messages(self, task: Task | None, observation: str, role: str | None = None) -> list[Message]:
+        """The system prompt (with a role's instruction) and the first observation (after ``task``'s prompt)."""
+        prompt = task.prompt if task is not None else ""
+        first = observation if not prompt or prompt in observation else f"{prompt}\n\n{observation}"
         messages = [_message("user", first)]
         system = "\n\n".join(part for part in (self.system_prompt, role) if part)
         if system:

@@ -59,6 +59,44 @@ def test_each_role_has_its_own_conversation_and_every_step_names_its_role():
         ("user", "for b: after a3 at turn 3")]
 
 
+def test_the_task_prompt_goes_with_the_first_observation_only():
+    (traj,) = RolloutRunner("expert", system_prompt=None).run_sync(
+        [ag.Task(id="t", env="turns-test-v0", prompt="Secret plan for a.")]).trajectories
+    assert conversation(traj.steps[0])[1] == ("user", "Secret plan for a.\n\nfor a: start")
+    assert conversation(traj.steps[1])[1] == ("user", "for b: after a1 at turn 1")
+    assert "Secret" not in str(traj.steps[3].messages)
+
+
+class Solo(Turns):
+    """One declared role: a single conversation under that role's name and instruction."""
+
+    agents = {"solver": "You solve it."}
+
+
+def test_one_declared_role_is_one_conversation_with_its_name_and_instruction():
+    ag.register("solo-test-v0", Solo)
+    (traj,) = RolloutRunner("expert", system_prompt="Play.").run_sync([ag.Task(id="t", env="solo-test-v0")]).trajectories
+    assert [s.agent for s in traj.steps] == ["solver"] * 4 and traj.success
+    assert conversation(traj.steps[1])[0] == ("system", "Play.\n\nYou solve it.")
+    assert [m.role for m in traj.steps[3].messages] == ["system", "user"] + ["assistant", "user"] * 3
+
+
+def test_training_sequences_continue_each_roles_own_conversation():
+    """Steps of roles that take turns merge per role (a prompt extends that role's last step), not never."""
+    from agentgym.trainers.batching import build_sequences
+    from agentgym.types import Step, Trajectory
+
+    def step(agent, prompt, response):
+        return Step(index=0, agent=agent, prompt_ids=prompt, response_ids=response, logprobs=[0.0] * len(response))
+
+    a1, b1 = step("a", [1, 2], [3]), step("b", [7, 8], [9])
+    a2, b2 = step("a", [1, 2, 3, 4], [5]), step("b", [7, 8, 9, 10], [11])
+    traj = Trajectory(id="x", group_id="g", task_id="t", env="turns-test-v0", steps=[a1, b1, a2, b2])
+    seqs = build_sequences([traj], {(0, t): 1.0 for t in range(4)})
+    assert [(s.input_ids, s.rows) for s in seqs] == [([1, 2, 3, 4, 5], [(0, 0), (0, 2)]),
+                                                     ([7, 8, 9, 10, 11], [(0, 1), (0, 3)])]
+
+
 def test_a_role_that_acts_twice_in_a_row_sees_each_observation_in_turn():
     (traj,) = RolloutRunner("expert", system_prompt=None).run_sync(
         [ag.Task(id="t", env="turns-test-v0", data={"next": "aa"})]).trajectories

@@ -76,15 +76,24 @@ def is_continuation(prev: Step, nxt: Step) -> bool:
 
 
 def _chains(steps: list[Step], merge: bool) -> list[list[int]]:
-    """Split step indices into runs whose contexts are append-only."""
+    """Split step indices into runs whose contexts are append-only: a step continues the latest run
+    (one shared conversation) or its own agent's latest run (roles with conversations of their own)."""
     chains: list[list[int]] = []
+    last: dict[str, list[int]] = {}
     for t, step in enumerate(steps):
         if step.prompt_ids is None or step.response_ids is None:
             continue
-        if merge and chains and is_continuation(steps[chains[-1][-1]], step):
-            chains[-1].append(t)
+        candidates = chains[-1:]
+        own = last.get(step.agent)
+        if own is not None and own is not chains[-1]:
+            candidates.append(own)
+        chain = next((c for c in candidates if merge and is_continuation(steps[c[-1]], step)), None)
+        if chain is None:
+            chain = [t]
+            chains.append(chain)
         else:
-            chains.append([t])
+            chain.append(t)
+        last[step.agent] = chain
     return chains
 
 

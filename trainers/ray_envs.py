@@ -90,12 +90,14 @@ class _EnvHost:
             self._envs[episode] = recipe.build()
         env = self._env(episode)
         observation = await env.reset(task)
-        return observation, env.tools, env._current_state_key(), dict(env.agents), env.current_agent()
+        return (observation, env.tools, env._current_state_key(), dict(env.agents),
+                env.current_agent() if env.agents else "agent")
 
     async def step(self, episode: int, action: ToolCall | dict[str, Any] | str) -> tuple[StepResult, bool, str]:
         env = self._env(episode)
         result = await env.step(action)
-        return result, bool(getattr(env, "success", False)), env.current_agent()
+        over = result.terminated or result.truncated or not env.agents  # asked only before a turn, as in-process
+        return result, bool(getattr(env, "success", False)), "agent" if over else env.current_agent()
 
     async def on_text(self, episode: int, text: str) -> ToolCall | None:
         return self._env(episode).on_text(text)

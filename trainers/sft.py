@@ -95,7 +95,10 @@ def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successfu
             continue
         if traj.env not in tools_of:
             tools_of[traj.env] = make(traj.env).tools if tool_schema else []
-        previous: Sequence | None = None
+        # a step continues the latest sequence (one shared conversation) or its own agent's latest
+        # (roles with conversations of their own)
+        latest: dict[str, Sequence | None] = {}
+        newest: Sequence | None = None
         for t, step in enumerate(traj.steps):
             if step.prompt_ids is not None and step.response_ids:
                 prompt, target = list(step.prompt_ids), list(step.response_ids)
@@ -105,24 +108,27 @@ def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successfu
             else:
                 continue
             fits = max_seq_len is None or len(prompt) + len(target) <= max_seq_len
-            if merge and previous is not None and fits and prompt[:len(previous)] == previous.input_ids:
+            previous = next((p for p in (newest, latest.get(step.agent))
+                             if p is not None and prompt[:len(p.input_ids)] == p.input_ids), None)
+            if merge and previous is not None and fits:
                 grown = prompt[len(previous):] + target
                 previous.input_ids += grown
                 previous.loss_mask += [0.0] * (len(grown) - len(target)) + [1.0] * len(target)
                 previous.advantages += [1.0] * len(grown)
                 previous.old_logprobs += [math.nan] * len(grown)
                 previous.rows.append((i, t))
+                latest[step.agent] = newest = previous
                 continue
             if max_seq_len is not None and len(prompt) + len(target) > max_seq_len:
                 keep = max_seq_len - len(target)
                 if keep <= 0:
-                    previous = None
+                    latest[step.agent] = newest = None
                     continue
                 prompt = prompt[-keep:]
             ids = prompt + target
             mask = [0.0] * len(prompt) + [1.0] * len(target)
-            previous = Sequence(ids, mask, [1.0] * len(ids), [math.nan] * len(ids), i, [(i, t)])
-            out.append(previous)
+            latest[step.agent] = newest = Sequence(ids, mask, [1.0] * len(ids), [math.nan] * len(ids), i, [(i, t)])
+            out.append(newest)
     return out
 
 

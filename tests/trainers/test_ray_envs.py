@@ -108,9 +108,35 @@ def test_remote_trajectories_equal_in_process_ones(pool, policy):
     assert [p["episodes"] for p in pool.placement()] == [0, 0]  # every environment was given back
 
 
+class Pair(ag.Environment):
+    """Roles a then b, one turn each; ``current_agent()`` has no answer once both have acted."""
+
+    agents = {"a": "You are A.", "b": "You are B."}
+
+    async def reset(self, task: ag.Task) -> str:
+        return "go"
+
+    def current_agent(self) -> str:
+        return ("a", "b")[self.turn]
+
+    @ag.tool
+    async def move(self) -> str:
+        """Move."""
+        if self.turn == 2:
+            self.finish(1.0)
+        return "moved"
+
+    def expert_action(self) -> ToolCall:
+        return ToolCall(name="move", arguments={})
+
+
 def test_multi_agent_environments_keep_their_roles_remotely(pool):
     from agentgym.trainers.tiny import register_relay
 
+    ag.register("pair-test-v0", Pair)
+    (pair,) = RolloutRunner("expert", env=pool.envs("pair-test-v0")).run_sync([ag.Task(id="p", env="pair-test-v0")]
+                                                                             ).trajectories
+    assert pair.success and pair.error is None and [s.agent for s in pair.steps] == ["a", "b"]
     register_relay()
     tasks = ag.load_tasks("tiny-relay-v0", "train")
     remote = RolloutRunner("random", env=pool.envs(), n=4).run_sync(tasks)

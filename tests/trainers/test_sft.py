@@ -64,6 +64,26 @@ def test_append_only_turns_merge_into_one_sequence_per_trajectory(doors, tmp_pat
     assert sum(s.num_loss_tokens for s in samples) == sum(s.num_loss_tokens for s in unmerged)
 
 
+def test_roles_taking_turns_merge_into_one_sequence_each(tmp_path, tiny_policy):
+    import agentgym as ag
+    from agentgym.rollout import RolloutRunner
+    from agentgym.trainers.sft import build_samples
+    from agentgym.trainers.tiny import Doors
+
+    class TakingTurns(Doors):  # the doors, opened by two roles in turn, each with its own conversation
+        agents = {"left": "", "right": ""}
+
+        def current_agent(self) -> str:
+            return ("left", "right")[self.turn % 2]
+
+    ag.register("turns-doors-v0", TakingTurns)
+    task = ag.Task(id="t", env="turns-doors-v0", data={"colors": ["red", "blue", "green", "red"]}, max_turns=8)
+    (traj,) = RolloutRunner("expert", system_prompt=None).run_sync([task]).trajectories
+    assert traj.success and [s.agent for s in traj.steps] == ["left", "right"] * 2
+    samples = build_samples([traj], tiny_policy)
+    assert sorted(s.rows for s in samples) == [[(0, 0), (0, 2)], [(0, 1), (0, 3)]]
+
+
 def test_a_merged_sequence_never_passes_max_seq_len(doors, tmp_path, tiny_policy):
     from agentgym.trainers.sft import build_samples
 
