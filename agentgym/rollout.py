@@ -22,6 +22,11 @@ Limits: an episode stops at ``min(task.max_turns, H)`` agent turns, where ``H`` 
 or ``max_turns(step)`` when it is a schedule over training steps (:func:`horizon_schedule`,
 ScalingInter-RL, docs/ALGORITHMS.md §6). A summarizing context (:class:`agentgym.context.Summarize`)
 adds summary steps and may end an episode as ``overlong``.
+
+Multi-agent environments (``Environment.agents``): each role has a context of its own, the
+observation after a step goes to the role ``current_agent()`` names next, and ``Step.agent`` records
+who acted. The environment may live in another process (``agentgym.trainers.ray_envs``): its
+``on_text`` and scripted hooks are then awaited under the step limit.
 """
 
 from __future__ import annotations
@@ -493,12 +498,13 @@ class RolloutRunner:
         counter = estimate_tokens if self.scripted else self._token_counter(tools)
         context = self.context()
         # several agents: one conversation per role, in `contexts`; one declared role: only its name and instruction
-        roles = env.agents if len(env.agents) > 1 else None
-        agent, contexts, last_said = next(iter(env.agents), "agent"), {}, {}
+        declared = getattr(env, "agents", None) or {}  # duck-typed environments may not have it
+        roles = declared if len(declared) > 1 else None
+        agent, contexts, last_said = next(iter(declared), "agent"), {}, {}
         if roles and isinstance(context, Summarize):
             raise _EpisodeFailure("summarization works on one conversation; this environment has several agents")
         if keep_context and not roles:
-            context.reset(self._initial_messages(task, observation, env.agents.get(agent)), counter)
+            context.reset(self._initial_messages(task, observation, declared.get(agent)), counter)
         rng = random.Random(seed) if self.scripted and getattr(self.policy, "uses_rng", True) else None
         remote = hasattr(env, "call_hook")  # in another process: a scripted hook and on_text take a round trip
         limit = task.max_turns if horizon is None else min(task.max_turns, horizon)
