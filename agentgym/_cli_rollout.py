@@ -137,9 +137,9 @@ def register(app: typer.Typer) -> None:
 
                 base, adapters = model_source(policy.removeprefix("hf:"))
                 config["model"] = [str(p) for p in (base, *adapters)]
-            runner = RolloutRunner(loaded, pool.envs(env) if pool else env, n=n, concurrency=concurrency, max_turns=max_turns,
-                                   step_timeout=step_timeout, episode_timeout=episode_timeout, context=context,
-                                   sampling=sampling, seed=seed, tool_schema=tool_schema)
+            runner = RolloutRunner(loaded, pool.envs(env) if pool else env, n=n, concurrency=concurrency,
+                                   max_turns=max_turns, step_timeout=step_timeout, episode_timeout=episode_timeout,
+                                   context=context, sampling=sampling, seed=seed, tool_schema=tool_schema)
             runner.check(tasks)  # e.g. the expert policy on an environment without expert_action()
         except BaseException as exc:
             if loaded is not None:

@@ -146,8 +146,9 @@ class RemoteEnvironment:
     """An environment living in a Ray actor, driven from here with the :class:`Environment` calls the
     rollout engine makes (``reset``, ``step``, ``on_text``, ``aclose``, the scripted hooks).
 
-    What the engine reads between calls (``tools``, ``done``, ``success``, the state key) comes back
-    with ``reset`` and ``step``, so each turn is one round trip (two with a scripted policy).
+    What the engine reads between calls (``tools``, ``done``, ``success``, the state key, the role
+    that acts next) comes back with ``reset`` and ``step``, so a turn is one round trip, plus one for
+    a scripted policy's hook or a plain-text answer's ``on_text``.
     """
 
     def __init__(self, pool: "RayEnvPool", host: _Host, episode: int, env_id: str | None,
@@ -266,8 +267,8 @@ class RemoteEnvironment:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
                 raise cause from None  # the environment's own error, as an in-process call raises it
-            lines = [line for line in str(exc).splitlines() if line.strip()]  # e.g. an exception Ray could not pickle
-            raise RemoteHostError(f"environment host {self._host.index}: {lines[-1].strip() if lines else exc!r}") from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]  # e.g. one Ray cannot pickle
+            raise RemoteHostError(f"environment host {self._host.index}: {lines[-1] if lines else repr(exc)}") from None
         except ray.exceptions.RayActorError as exc:
             died = isinstance(exc, ray.exceptions.ActorDiedError)
             if died:
