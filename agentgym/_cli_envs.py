@@ -33,7 +33,10 @@ def register(app: typer.Typer) -> None:
         table.add_column("task suites")
         for spec in registry.registered():
             try:
-                tools = ", ".join(spec.load()._tools)
+                env_class = spec.load()
+                tools = ", ".join(env_class._tools)
+                if len(env_class.agents) > 1:
+                    tools += f" (agents: {', '.join(env_class.agents)})"
             except Exception as exc:  # a broken plug-in should not hide the others
                 tools = f"[red]cannot load: {exc}[/red]"
             suites = ", ".join(f"{name} ({registry.count_tasks(spec.id, name)})" for name in sorted(spec.suites))

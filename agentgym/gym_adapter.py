@@ -87,13 +87,18 @@ class AgentGymEnv(gym.Env):
         index = int(index)  # a numpy integer too
         task = self.tasks[index]
         self._last = _to_charset(self._running().run(self._env.reset(task)))
-        return self._last, {"task_id": task.id, "task_index": index, "state_key": self._state_key()}
+        info = {"task_id": task.id, "task_index": index, "state_key": self._state_key()}
+        if self._env.agents:  # a multi-agent environment: who acts next
+            info["agent"] = self._env.current_agent()
+        return self._last, info
 
     def step(self, action: str | ToolCall) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Act; returns (observation, reward, terminated, truncated, info)."""
         result = self._running().run(self._env.step(action))
         self._last = _to_charset(result.observation)
         info = {"valid": result.valid, "milestones": result.milestones, "state_key": result.state_key, **result.info}
+        if self._env.agents and not (result.terminated or result.truncated):
+            info["agent"] = self._env.current_agent()  # who acts next
         return self._last, float(result.reward), result.terminated, result.truncated, info
 
     @property

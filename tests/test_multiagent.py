@@ -139,3 +139,23 @@ def test_summarization_is_refused_for_several_conversations():
 
     with pytest.raises(ConfigError, match="turns-test-v0 has several agents, each with a conversation of its own"):
         RolloutRunner(Talker(), context="summary:200").run_sync([ag.Task(id="t", env="turns-test-v0")])
+
+
+def test_the_gymnasium_adapter_and_the_envs_command_name_the_agents():
+    import subprocess
+    import sys
+
+    import gymnasium
+
+    env = gymnasium.make("agentgym/tiny-relay-v0")
+    obs, info = env.reset(seed=0, options={"task_index": 1})
+    assert obs == "the door is green ." and info["agent"] == "scout"
+    obs, _, terminated, _, info = env.step("green")
+    assert obs == "green ." and not terminated and info["agent"] == "opener"
+    obs, reward, terminated, _, info = env.step("green")
+    assert (obs, reward, terminated) == ("the door is open .", 1.0, True) and "agent" not in info
+    env.close()
+    listed = subprocess.run([sys.executable, "-m", "agentgym", "envs", "--plugin", "agentgym.trainers.tiny:register_relay"],
+                            capture_output=True, text=True, timeout=120, env={"COLUMNS": "200", "PATH": ""})
+    line = next(x for x in listed.stdout.splitlines() if "tiny-relay-v0" in x)
+    assert "say (agents: scout, opener)" in line
