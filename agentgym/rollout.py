@@ -291,6 +291,7 @@ class RolloutRunner:
         self._tools_keys: dict[tuple[int, ...], tuple[list[ToolSpec], str]] = {}
         self._timeout_reasons = {what: f"environment {what} timed out after {step_timeout:g} s" if step_timeout else ""
                                  for what in ("reset", "step")}
+        self._timeout_reasons["on_text"] = self._timeout_reasons["step"]  # a remote on_text is part of its step
 
     # ----- public API ----------------------------------------------------------------------------
     async def run(self, tasks: Sequence[Task], *, step: int | None = None,
@@ -619,14 +620,7 @@ class RolloutRunner:
     async def _await_call(self, pending: Awaitable[ToolCall | None],
                           deadline: _Deadline) -> tuple[ToolCall | None, str | None]:
         """An ``on_text`` in another process, under the step limit."""
-        deadline.begin(self._timeout_reasons["step"])
-        try:
-            call = await pending
-        except Exception as exc:
-            raise _EpisodeFailure(f"environment on_text raised {type(exc).__name__}: {exc}") from exc
-        finally:
-            deadline.finish()
-        deadline.check()
+        call = await self._env_call(pending, "on_text", deadline)
         return (call, None) if call is not None else (None, _NO_CALL)
 
     async def _summarize(self, context: ContextManager, traj: Trajectory, tools: list[ToolSpec],
