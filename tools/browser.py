@@ -135,6 +135,7 @@ class _BrowserThread:
                 self.idle = []
                 ready = threading.Event()
                 loop = asyncio.new_event_loop()
+                loop.set_exception_handler(_quiet_dead_driver)
 
                 def main() -> None:
                     asyncio.set_event_loop(loop)
@@ -369,6 +370,14 @@ class BrowserPage:
             await close()
         else:
             await asyncio.shield(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(close(), loop)))
+
+
+def _quiet_dead_driver(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The browser loop's exception handler: Playwright keeps a dead driver's error in a future only its
+    start awaits, and asyncio reports it as never retrieved when it is collected. The death is handled
+    (a new driver starts), so that report is noise; everything else goes to asyncio's default handler."""
+    if str(context.get("exception")) != "Connection closed while reading from the driver":
+        loop.default_exception_handler(context)
 
 
 async def _close_quietly(context: Any) -> None:
