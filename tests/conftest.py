@@ -21,3 +21,21 @@ def smollm2():
     from agentgym.policies.hf import TransformersPolicy, smollm2_path
 
     return TransformersPolicy(smollm2_path(), name="smollm2")
+
+
+@pytest.fixture(scope="session")
+def bwrap():
+    """Skips the test, saying why, where the process sandbox (bubblewrap) cannot run."""
+    import asyncio
+
+    from agentgym.errors import SandboxError
+    from agentgym.sandboxes import ProcessSandbox
+
+    async def probe() -> None:
+        async with ProcessSandbox():
+            pass
+
+    try:
+        asyncio.run(probe())
+    except SandboxError as exc:
+        pytest.skip(f"process sandbox unavailable: {exc}")

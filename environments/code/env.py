@@ -9,7 +9,8 @@ from typing import Any
 
 from agentgym.env import Environment, tool
 from agentgym.errors import InvalidActionError
-from agentgym.sandboxes import ExecResult, Sandbox, make as make_sandbox
+from agentgym.sandboxes import ExecResult, Sandbox
+from agentgym.tools.execution import Execution, clip
 from agentgym.types import Task, ToolCall
 
 from . import harness
@@ -17,12 +18,6 @@ from . import harness
 _TOOLS_HELP = ("Tools: run_python(code) runs code in a sandbox and shows its output; run_tests(code) runs your "
                "solution against the public example tests; submit(code) submits your final solution (the "
                "episode ends, hidden tests decide the reward).")
-_MAX_SHOWN = 4000
-
-
-def _clip(text: str, limit: int = _MAX_SHOWN) -> str:
-    return text if len(text) <= limit else text[:limit] + f"\n... [{len(text) - limit} more characters]"
-
 
 class CodeEnv(Environment):
     """Write code from a specification; reward = fraction of hidden tests passed.
@@ -46,11 +41,8 @@ class CodeEnv(Environment):
         super().__init__()
         if timeout <= 0 or test_timeout <= 0:
             raise ValueError(f"timeout and test_timeout must be positive, got {timeout} and {test_timeout}")
-        self._owns_sandbox = isinstance(sandbox, str)
-        self._sandbox: Any = make_sandbox(sandbox, **(sandbox_options or {})) if isinstance(sandbox, str) else sandbox
-        self._session: Any = None
+        self.execution = Execution(sandbox, timeout=timeout, sandbox_options=sandbox_options)
         self.timeout, self.test_timeout = timeout, test_timeout
-        self._ran: tuple | None = None
         self._public: tuple | None = None
         self._hidden: tuple | None = None
 
@@ -58,10 +50,8 @@ class CodeEnv(Environment):
         for key in ("hidden_tests", "entry_point", "solution"):
             if key not in task.data:
                 raise ValueError(f"task {task.id} is not a code-v0 task: its data has no {key!r}")
-        if self._session is not None:
-            await self._session.aclose()
-        self._session = self._sandbox.session()
-        self._ran = self._public = self._hidden = None
+        await self.execution.restart()
+        self._public = self._hidden = None
         return f"{task.prompt}\n\n{_TOOLS_HELP}"
 
     # ----- tools ----------------------------------------------------------------------------------
@@ -74,20 +64,10 @@ class CodeEnv(Environment):
         """
         if not code.strip():
             raise InvalidActionError("run_python needs some code to run")
-        result: ExecResult = await self._session.run_python(code, timeout=self.timeout)
-        self._ran = (result.exit_code, result.limit, _digest(result.stdout + "\0" + result.stderr))
+        result = await self.execution.python(code)
         if result.ok:
             self.reach("runs")
-        parts = [f"exit code {result.exit_code}"]
-        if result.stdout:
-            parts.append("stdout:\n" + _clip(result.stdout))
-        if result.stderr:
-            parts.append("stderr:\n" + _clip(result.stderr))
-        if not result.stdout and not result.stderr:
-            parts.append("(no output)")
-        if result.describe():
-            parts.append(result.describe())
-        return "\n".join(parts)
+        return self.execution.show(result)
 
     @tool
     async def run_tests(self, code: str) -> str:
@@ -151,18 +131,18 @@ class CodeEnv(Environment):
                                              per_test=self.test_timeout)
         budget = min(self.timeout + self.test_timeout * (len(tests) + 1), 120.0)
         # a one-shot run: a fresh work directory, not the session's (whose files could shadow modules)
-        result: ExecResult = await self._sandbox.run_python(source, stdin=private, timeout=budget,
-                                                            cpu_seconds=budget, max_output_bytes=1 << 20)
+        result: ExecResult = await self.execution.sandbox.run_python(source, stdin=private, timeout=budget,
+                                                                     cpu_seconds=budget, max_output_bytes=1 << 20)
         report = harness.parse_report(result.stdout, nonce, len(tests))
         if report is None:
             return None, (result.describe() or f"the test run ended with exit code {result.exit_code}: "
-                          f"{_clip(result.stderr, 500)}")
+                          f"{clip(result.stderr, 500)}")
         return report, ""
 
     # ----- state and scripted policies ------------------------------------------------------------
     def state_key(self) -> str:
         """Hash of what the agent's code did: last run's output, public and hidden test outcomes."""
-        return _digest(json.dumps([self._ran, self._public, self._hidden], default=str))
+        return _digest(json.dumps([self.execution.state(), self._public, self._hidden], default=str))
 
     def expert_action(self) -> ToolCall:
         """Run the reference solution's public tests, then submit it."""
@@ -190,12 +170,10 @@ class CodeEnv(Environment):
     # ----- lifecycle ------------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Close the episode's sandbox session and, if this environment made it, the sandbox."""
-        if self._session is not None:
-            await self._session.aclose()
-            self._session = None
-        if self._owns_sandbox and self._sandbox is not None:
-            await self._sandbox.aclose()
-        await super().aclose()
+        try:
+            await self.execution.aclose()
+        finally:
+            await super().aclose()
 
 
 def _digest(text: str) -> str:

@@ -15,27 +15,13 @@ import pytest
 
 import agentgym as ag
 import agentgym.environments.code  # noqa: F401 - registers the humaneval suite
-from agentgym.errors import SandboxError
 from agentgym.sandboxes import ProcessSandbox
 from agentgym.environments.code import harness
 from agentgym.tasks.code import generate
 from agentgym.types import Task, ToolCall
 
 
-def _bwrap_problem() -> str | None:
-    async def probe() -> None:
-        async with ProcessSandbox():
-            pass
-
-    try:
-        asyncio.run(probe())
-    except SandboxError as exc:
-        return str(exc)
-    return None
-
-
-_PROBLEM = _bwrap_problem()
-needs_sandbox = pytest.mark.skipif(_PROBLEM is not None, reason=f"process sandbox unavailable: {_PROBLEM}")
+needs_sandbox = pytest.mark.usefixtures("bwrap")  # skips, saying why, where bubblewrap cannot run
 SUITES = ["train", "test-seen", "test-unseen", "humaneval"]
 
 
@@ -84,9 +70,7 @@ def test_humaneval_is_read_from_the_package_not_the_repo():
 
 
 @pytest.fixture
-async def sandbox():
-    if _PROBLEM is not None:
-        pytest.skip(f"process sandbox unavailable: {_PROBLEM}")
+async def sandbox(bwrap):
     async with ProcessSandbox(warm=2) as sb:
         yield sb
 
@@ -245,7 +229,7 @@ async def test_env_owns_and_closes_its_sandbox():
     await env.reset(_task())
     r = await env.step(env.expert_action())
     assert r.valid
-    sb = env._sandbox
+    sb = env.execution.sandbox
     await env.aclose()
     assert sb.closed and env.closed
 

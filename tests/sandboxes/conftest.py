@@ -20,31 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from agentgym.errors import SandboxError
 from agentgym.sandboxes import ProcessSandbox
 
 CACHE = Path(os.environ.get("AGENTGYM_TEST_CACHE", "/var/tmp/agentgym-test-cache"))
 IMAGE = "localhost/agentgym-python:bookworm"
 MIRROR = os.environ.get("AGENTGYM_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-
-
-def process_sandbox_problem() -> str | None:
-    """Why the process sandbox cannot run here, or None."""
-    import asyncio
-
-    async def probe() -> None:
-        async with ProcessSandbox():
-            pass
-
-    try:
-        asyncio.run(probe())
-    except SandboxError as exc:
-        return str(exc)
-    return None
-
-
-_PROBLEM = process_sandbox_problem()
-needs_bwrap = pytest.mark.skipif(_PROBLEM is not None, reason=f"process sandbox unavailable: {_PROBLEM}")
 
 
 @contextmanager
@@ -163,8 +143,8 @@ def limits():
 @pytest.fixture(params=["process", "docker"])
 def kind(request):
     """Each back end in turn; skipped with the reason where it cannot run."""
-    if request.param == "process" and _PROBLEM is not None:
-        pytest.skip(f"process sandbox unavailable: {_PROBLEM}")
+    if request.param == "process":
+        request.getfixturevalue("bwrap")
     return request.param
 
 
