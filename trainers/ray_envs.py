@@ -29,6 +29,7 @@ import importlib
 import itertools
 import math
 import os
+import pickle
 import random
 import socket
 from typing import Any
@@ -43,6 +44,27 @@ _START_TIMEOUT = 120.0  # seconds for a host actor to start (a cluster may have 
 
 class RemoteHostError(AgentGymError, RuntimeError):
     """The Ray actor holding an environment died or cannot be reached."""
+
+
+class _Raised:
+    """What an environment's ``current_agent()`` raised on the host, kept for the driver to raise."""
+
+    def __init__(self, error: BaseException) -> None:
+        try:
+            pickle.dumps(error)
+        except Exception:  # noqa: BLE001 - whatever cannot travel travels as its text
+            error = RemoteHostError(f"{type(error).__name__}: {error}")
+        self.error = error
+
+
+def _next_agent(env: Environment, over: bool) -> "str | _Raised":
+    """The role that acts next, or what asking raised; ``"agent"`` after the last turn or without roles."""
+    if over or not env.agents:
+        return "agent"
+    try:
+        return env.current_agent()
+    except Exception as exc:  # noqa: BLE001 - the runner reports it when it asks
+        return _Raised(exc)
 
 
 def _ray() -> Any:
@@ -90,14 +112,13 @@ class _EnvHost:
             self._envs[episode] = recipe.build()
         env = self._env(episode)
         observation = await env.reset(task)
-        return (observation, env.tools, env._current_state_key(), dict(env.agents),
-                env.current_agent() if env.agents else "agent")
+        return observation, env.tools, env._current_state_key(), dict(env.agents), _next_agent(env, over=False)
 
     async def step(self, episode: int, action: ToolCall | dict[str, Any] | str) -> tuple[StepResult, bool, str]:
         env = self._env(episode)
         result = await env.step(action)
-        over = result.terminated or result.truncated or not env.agents  # asked only before a turn, as in-process
-        return result, bool(getattr(env, "success", False)), "agent" if over else env.current_agent()
+        over = result.terminated or result.truncated  # asked only before a turn, as in-process
+        return result, bool(getattr(env, "success", False)), _next_agent(env, over)
 
     async def on_text(self, episode: int, text: str) -> ToolCall | None:
         return self._env(episode).on_text(text)
@@ -230,7 +251,10 @@ class RemoteEnvironment:
         return self._state_key
 
     def current_agent(self) -> str:
-        """The role that acts next, as the last ``reset`` or ``step`` reported."""
+        """The role that acts next, as the last ``reset`` or ``step`` reported (what the host's
+        ``current_agent()`` raised, raised here: the runner asks before the turn, as in-process)."""
+        if isinstance(self._agent, _Raised):
+            raise self._agent.error
         return self._agent
 
     _current_state_key = state_key

@@ -130,6 +130,15 @@ class Pair(ag.Environment):
         return ToolCall(name="move", arguments={})
 
 
+class Undecided(Pair):
+    """``current_agent()`` raises before the second turn."""
+
+    def current_agent(self) -> str:
+        if self.turn == 1:
+            raise ValueError("nobody's turn")
+        return "a"
+
+
 def test_multi_agent_environments_keep_their_roles_remotely(pool):
     from agentgym.trainers.tiny import register_relay
 
@@ -137,6 +146,12 @@ def test_multi_agent_environments_keep_their_roles_remotely(pool):
     (pair,) = RolloutRunner("expert", env=pool.envs("pair-test-v0")).run_sync([ag.Task(id="p", env="pair-test-v0")]
                                                                              ).trajectories
     assert pair.success and pair.error is None and [s.agent for s in pair.steps] == ["a", "b"]
+    ag.register("undecided-test-v0", Undecided)
+    task = ag.Task(id="u", env="undecided-test-v0")
+    (remote,) = RolloutRunner("expert", env=pool.envs()).run_sync([task]).trajectories
+    (local,) = RolloutRunner("expert").run_sync([task]).trajectories
+    assert remote.error == local.error == "environment current_agent raised ValueError: nobody's turn"
+    assert len(remote.steps) == len(local.steps) == 1
     register_relay()
     tasks = ag.load_tasks("tiny-relay-v0", "train")
     remote = RolloutRunner("random", env=pool.envs(), n=4).run_sync(tasks)
