@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
         policy: str = typer.Option("smollm2", help="expert, random, smollm2, hf:/path, openai:URL#model or vllm:/path."),
         n: int = typer.Option(1, min=1, help="Samples per task (one group)."),
         limit: Optional[int] = typer.Option(None, min=1, help="Play only the first N tasks of the suite."),
-        out: Optional[str] = typer.Option(None, help="Run directory (default: runs/rollout-<env>-<policy>-<time>)."),
+        out: Optional[str] = typer.Option(None, help="Run directory (default: "
+                                                     "runs/rollout-<env>-<suite>-<policy>-<time>)."),
         max_turns: Optional[int] = typer.Option(None, min=1, help="Agent-turn limit (the task's own limit applies too)."),
         step_timeout: float = typer.Option(60.0, callback=_positive, help="Seconds for one environment call."),
         episode_timeout: Optional[float] = typer.Option(None, callback=_positive, help="Seconds for a whole episode."),
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
         from agentgym.policies.hf import hf_progress
         from agentgym.registry import load_plugins, load_tasks, suites
         from agentgym.rollout import RolloutRunner
-        from agentgym.store import RunStore
+        from agentgym.store import RunStore, claim_run_dir
 
         console = Console()
         hf_progress(progress)
@@ -101,8 +102,8 @@ def register(app: typer.Typer) -> None:
         except AgentGymError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--context'") from None
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy).strip("-")[:40]
-        root = Path(out or f"runs/rollout-{env}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        root = Path(out or f"runs/rollout-{env}-{suite}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if out is not None and root.exists() and (not root.is_dir() or any(root.iterdir())):
             what = "is not a directory" if not root.is_dir() else "already holds files (another run's?)"
             raise typer.BadParameter(f"{root} {what}; choose a new --out or remove it", param_hint="'--out'")
         config = {"command": "rollout", "env": env, "suite": suite, "policy": policy, "n": n, "limit": limit,
@@ -159,7 +160,9 @@ def register(app: typer.Typer) -> None:
                 if check is not None:
                     with _status(console, f"checking {policy}", progress):
                         await check()
-                store = RunStore(root)  # only now: a rejected command leaves no run directory behind
+                # only now: a rejected command leaves no run directory behind; a default name taken by a run
+                # started in the same second gets a suffix
+                store = RunStore(root if out is not None else claim_run_dir(root))
                 store.write_config(config)
                 stores.append(store)
                 runner.store = store

@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
         policy: str = typer.Option("smollm2", help="smollm2 or hf:/path/to/model (a base model or a trained checkpoint)."),
         host: str = typer.Option("127.0.0.1", help="Address to listen on."),
         port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0 picks a free one)."),
-        served_name: Optional[str] = typer.Option(None, help="Model name clients ask for (default: the policy name)."),
+        served_name: Optional[str] = typer.Option(
+            None, help="Model name clients ask for (default: smollm2, or for hf:PATH the last part of PATH; the "
+                       "first line printed says it)."),
         max_batch_size: int = typer.Option(8, min=1, help="Most requests generated together in one batch."),
         max_wait: float = typer.Option(0.01, callback=_seconds, help="Seconds to wait for a batch to fill."),
     ) -> None:

@@ -22,9 +22,7 @@ def _keys_table(kind: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{kind.__name__} keys")
-    for col in ("key", "default", "help"):
-        table.add_column(col)
+    rows: list[tuple[str, str, str]] = []
 
     def walk(model: type[BaseModel], prefix: str, defaults: Any = None) -> None:
         # defaults: the section's default instance, whose values may differ from its class's (credit: gigpo)
@@ -35,9 +33,16 @@ def _keys_table(kind: Any) -> None:
             if nested is not None:
                 walk(nested, f"{prefix}{name}.", default)
             else:
-                table.add_row(f"{prefix}{name}", repr(default), _with_choices(field.description or "", ann))
+                rows.append((f"{prefix}{name}", repr(default), _with_choices(field.description or "", ann)))
 
     walk(kind, "")
+    table = Table(title=f"{kind.__name__} keys")
+    # keys are never cut (in a pipe or a narrow terminal too, where rich would shorten them with "…")
+    table.add_column("key", no_wrap=True, min_width=max(len(key) for key, _, _ in rows))
+    table.add_column("default", overflow="fold")
+    table.add_column("help", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 

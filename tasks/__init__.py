@@ -29,6 +29,8 @@ def write_generated(files: dict[str, str], folder: Path, *, check: bool, command
     if stale:
         print(f"out of date: {', '.join(stale)}; run {command}", file=sys.stderr)
         return 1
+    if check:
+        print(f"up to date: {len(files)} files in {folder}")
     return 0
 
 

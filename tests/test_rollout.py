@@ -531,6 +531,23 @@ def test_rollout_without_suite_takes_the_environments_held_out_suite(tmp_path):
     assert RunStore(out).read_config()["suite"] == "test"
 
 
+def test_rollouts_started_in_the_same_second_get_a_default_directory_each(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda fmt, *args: "20261205-120000")  # the same second, for sure
+    for _ in range(2):
+        res = CliRunner().invoke(app, ["rollout", "--env", "household-v0", "--suite", "test-seen", "--policy", "expert",
+                                       "--limit", "1"])
+        assert res.exit_code == 0, res.output
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["rollout-household-v0-test-seen-expert-20261205-120000",
+                    "rollout-household-v0-test-seen-expert-20261205-120000-2"]
+    assert [len(RunStore(tmp_path / "runs" / r).load_trajectories()) for r in runs] == [1, 1]
+
+
 PLUGIN = '''
 import agentgym as ag
 

@@ -11,7 +11,7 @@ from agentgym.tasks.sql.databases import READ_ONLY_ROLE, load_postgres
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m agentgym.tasks.sql", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="regenerate the JSONL suites in agentgym/tasks/sql/")
+    sub.add_parser("build", help="regenerate the JSONL suites beside this module (tasks/sql/ in a checkout)")
     pg = sub.add_parser("load-postgres", help="load every suite database into a PostgreSQL server")
     pg.add_argument("--dsn", required=True, help="connection string of a superuser")
     pg.add_argument("--role", default=READ_ONLY_ROLE, help="name of the read-only role to create")

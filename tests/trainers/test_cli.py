@@ -37,6 +37,11 @@ def test_keys_lists_every_key_with_help():
     flat = " ".join(result.output.replace("│", " ").split())
     assert "One of: 'full', 'window', 'summary'." in flat  # context.type
     assert "credit.estimator 'gigpo'" in flat  # the trainer's default, not CreditConfig's own 'grpo'
+    narrow = CliRunner().invoke(app, ["train", "--keys"], env={"COLUMNS": "80"})  # a pipe's width
+    for key in ("policy.gradient_checkpointing", "credit.summarization.overlong_mask",
+                "credit.summarization.overlong_in_stats"):
+        assert f"│ {key} " in narrow.output  # whole, not cut with "…"
+    assert "…" not in narrow.output
 
 
 def test_sft_keys_needs_no_config_and_sft_without_one_is_a_usage_error():
