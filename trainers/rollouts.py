@@ -201,8 +201,11 @@ def context_spec(context: Any) -> str:
 
 @contextlib.contextmanager
 def progress_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A transient rich progress bar; yields a function that advances it by one."""
-    if not enabled:
+    """A transient rich progress bar; yields a function that advances it by one. None where the output is
+    not a terminal: a finished transient bar leaves an empty line in a log file."""
+    from rich.console import Console
+
+    if not enabled or not Console().is_terminal:
         yield lambda: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
