@@ -37,7 +37,7 @@ def _keys_table(kind: Any) -> None:
 
     walk(kind, "")
     table = Table(title=f"{kind.__name__} keys")
-    # keys are never cut (in a pipe or a narrow terminal too, where rich would shorten them with "…")
+    # keys are never cut with "…" (in a pipe's 80 columns too); the help column wraps instead
     table.add_column("key", no_wrap=True, min_width=max(len(key) for key, _, _ in rows))
     table.add_column("default", overflow="fold")
     table.add_column("help", overflow="fold")

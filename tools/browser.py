@@ -376,7 +376,9 @@ def _quiet_dead_driver(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
     """The browser loop's exception handler: Playwright keeps a dead driver's error in a future only its
     start awaits, and asyncio reports it as never retrieved when it is collected. The death is handled
     (a new driver starts), so that report is noise; everything else goes to asyncio's default handler."""
-    if str(context.get("exception")) != "Connection closed while reading from the driver":
+    error = context.get("exception")
+    if not ("future" in context and type(error) is Exception
+            and str(error) == "Connection closed while reading from the driver"):
         loop.default_exception_handler(context)
 
 

@@ -14,7 +14,15 @@ Environments compose it in two ways:
               await self.execution.restart(files={"sales.csv": task.data["csv"]})  # a fresh work directory
               return "How many rows does sales.csv have? Answer with answer(n)."
 
-  The mixin's ``aclose`` closes the execution (and the sandbox, when the execution made it).
+          @ag.tool
+          async def answer(self, n: int) -> str:
+              '''Give the number of rows.'''
+              self.finish(reward=float(n == len(self.task.data["csv"].splitlines())))
+              return "done"
+
+  Each episode gets a new work directory: the mixin restarts the execution when an episode begins
+  (``restart`` in ``reset`` is needed only to put files there). Its ``aclose`` closes the execution
+  (and the sandbox, when the execution made it).
 - :class:`Execution` alone, under the environment's own tool names (``code-v0``'s ``run_python``).
 
 Calls of one episode share a work directory (files persist between them); :meth:`Execution.restart`
@@ -29,7 +37,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from agentgym.env import tool
+from agentgym.env import Environment, tool
 from agentgym.errors import InvalidActionError
 from agentgym.sandboxes import ExecResult, make
 
@@ -67,6 +75,7 @@ class Execution:
         self._files: dict[str, str | bytes] = {}  # written with the episode's first call
         self.timeout, self.max_shown = timeout, max_shown
         self.last: ExecResult | None = None  # the latest call's
+        self._stale = False  # the session is an earlier episode's: the next call starts a new one
 
     async def restart(self, files: dict[str, str | bytes] | None = None) -> None:
         """Start a new episode: a new session and work directory, with ``files`` (relative path -> content)
@@ -74,7 +83,12 @@ class Execution:
         if self._session is not None:
             session, self._session = self._session, None
             await session.aclose()
-        self._files, self.last = dict(files or {}), None
+        self._files, self.last, self._stale = dict(files or {}), None, False
+
+    def expire(self) -> None:
+        """A new episode began: its first call starts a new session unless :meth:`restart` comes first.
+        (:class:`ExecutionTools` calls it, so an environment that never restarts still gets one per episode.)"""
+        self._stale, self.last = True, None
 
     async def python(self, code: str, **limits: Any) -> ExecResult:
         """Run Python source in the session; ``limits`` override the sandbox's per call (``memory_mb``, ...)."""
@@ -85,6 +99,8 @@ class Execution:
         return await self._run("run", ["bash", "-c", command], limits)
 
     async def _run(self, method: str, payload: Any, limits: dict[str, Any]) -> ExecResult:
+        if self._stale:
+            await self.restart()
         if self._session is None:
             self._session = self.sandbox.session()
         limits.setdefault("timeout", self.timeout)
@@ -124,11 +140,25 @@ class Execution:
 class ExecutionTools:
     """Mixin for an :class:`~agentgym.Environment`: the tools ``python(code)`` and ``bash(command)``.
 
-    The environment sets ``self.execution`` (an :class:`Execution`) and calls its ``restart()`` in
-    ``reset``; list the mixin before ``Environment`` in the bases so its ``aclose`` runs.
+    The environment sets ``self.execution`` (an :class:`Execution`) in ``__init__`` and lists the mixin
+    before ``Environment`` in its bases (so the mixin's ``aclose`` and episode start run). Each episode
+    starts in a new work directory; ``self.execution.restart(files=...)`` in ``reset`` puts files there.
     """
 
     execution: Execution
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        if Environment in mro and mro.index(Environment) < mro.index(ExecutionTools):
+            raise TypeError(f"{cls.__name__}: list ExecutionTools before Environment in the bases "
+                            f"(class {cls.__name__}(ExecutionTools, ag.Environment)), or its aclose never runs")
+
+    def _begin_episode(self, task: Any) -> None:
+        super()._begin_episode(task)  # type: ignore[misc]
+        execution = getattr(self, "execution", None)
+        if isinstance(execution, Execution):
+            execution.expire()
 
     @tool
     async def python(self, code: str) -> str:

@@ -51,7 +51,7 @@ class _Raised:
 
     def __init__(self, error: BaseException) -> None:
         try:
-            pickle.dumps(error)
+            pickle.loads(pickle.dumps(error))  # both ways: an error with its own __init__ may not rebuild
         except Exception:  # noqa: BLE001 - whatever cannot travel travels as its text
             error = RemoteHostError(f"{type(error).__name__}: {error}")
         self.error = error

@@ -205,7 +205,8 @@ def progress_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[],
     not a terminal: a finished transient bar leaves an empty line in a log file."""
     from rich.console import Console
 
-    if not enabled or not Console().is_terminal:
+    console = Console()
+    if not enabled or not (console.is_terminal or console.is_jupyter):
         yield lambda: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

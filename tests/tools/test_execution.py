@@ -92,12 +92,45 @@ async def test_closing_closes_the_sandbox_it_built_and_not_a_shared_one():
         await env.reset(_task(1))
         await env.step(ToolCall(name="bash", arguments={"command": "true"}))
         await env.aclose()
-        assert env.closed and not shared.closed
+        assert env.closed and not shared.closed and not shared._sessions  # its session on the shared one closed
     own = Analyst()
     await own.reset(_task(1))
     await own.step(ToolCall(name="bash", arguments={"command": "true"}))
     await own.aclose()
     assert own.execution.sandbox.closed and own.closed
+
+
+class Plain(ExecutionTools, ag.Environment):
+    """Never calls restart(): each episode gets a new work directory all the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.execution = Execution(timeout=3)
+
+    async def reset(self, task: ag.Task) -> str:
+        return "go"
+
+    def state_key(self) -> str:
+        return str(self.execution.state())
+
+
+@pytest.mark.usefixtures("bwrap")
+async def test_an_episode_starts_in_a_new_work_directory_without_restart():
+    async with Plain() as env:
+        await env.reset(_task(1))
+        left = await env.step(ToolCall(name="bash", arguments={"command": "echo x > left-over; ls"}))
+        assert left.observation == "exit code 0\nstdout:\nleft-over\n"
+        await env.reset(_task(1))
+        assert env.state_key() == "None"  # not the last episode's run
+        fresh = await env.step(ToolCall(name="bash", arguments={"command": "ls"}))
+        assert fresh.observation == "exit code 0\n(no output)"
+
+
+def test_the_mixin_must_come_before_environment():
+    with pytest.raises(TypeError, match=r"list ExecutionTools before Environment"):
+        class Backwards(ag.Environment, ExecutionTools):
+            async def reset(self, task: ag.Task) -> str:
+                return "go"
 
 
 async def test_an_environment_without_an_execution_says_what_is_missing():

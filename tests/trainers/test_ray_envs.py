@@ -139,6 +139,19 @@ class Undecided(Pair):
         return "a"
 
 
+class TwoPart(Exception):
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+def test_a_current_agent_error_that_cannot_be_rebuilt_travels_as_its_text():
+    from agentgym.trainers.ray_envs import RemoteHostError, _Raised
+
+    assert type(_Raised(ValueError("x")).error) is ValueError
+    error = _Raised(TwoPart("turn", "unknown")).error  # pickles, but cannot be unpickled: __init__ takes two
+    assert type(error) is RemoteHostError and str(error) == "TwoPart: turn: unknown"
+
+
 def test_multi_agent_environments_keep_their_roles_remotely(pool):
     from agentgym.trainers.tiny import register_relay
 
