@@ -163,7 +163,10 @@ def register(app: typer.Typer) -> None:
                 # only now: a rejected command leaves no run directory behind; a default name taken by a run
                 # started in the same second gets a suffix
                 store = RunStore(root if out is not None else claim_run_dir(root))
-                store.write_config(config)
+                try:
+                    store.write_config(config, exclusive=True)
+                except FileExistsError:  # another run took --out while the policy loaded
+                    raise ConfigError(f"{root} already holds another run's files; choose a new --out") from None
                 stores.append(store)
                 runner.store = store
                 columns = [TextColumn("[bold]rollout"), BarColumn(), MofNCompleteColumn(),

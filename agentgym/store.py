@@ -159,14 +159,22 @@ class RunStore:
         self.config_changes_path = self.root / CONFIG_CHANGES
         self.trajectory_dir.mkdir(parents=True, exist_ok=True)  # checkpoints/ appears with the first one
 
-    def write_config(self, config: Any) -> None:
-        """Write ``config`` (a pydantic model or a dict) as YAML, atomically."""
+    def write_config(self, config: Any, *, exclusive: bool = False) -> None:
+        """Write ``config`` (a pydantic model or a dict) as YAML, atomically. With ``exclusive``, only where
+        no config is yet (``FileExistsError`` otherwise): two runs started in one directory at once get
+        one config each, never a shared directory."""
         import yaml
 
         data = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
-        tmp = self.config_path.with_suffix(".yaml.tmp")
+        tmp = self.config_path.with_suffix(f".yaml.{os.getpid()}.tmp")
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        os.replace(tmp, self.config_path)
+        if not exclusive:
+            os.replace(tmp, self.config_path)
+            return
+        try:
+            os.link(tmp, self.config_path)  # fails when the file exists, unlike a rename
+        finally:
+            tmp.unlink()
 
     def read_config(self) -> dict[str, Any]:
         """The run's config as a dict (empty when none was written)."""

@@ -7,6 +7,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from agentgym.errors import ConfigError
 from agentgym.store import RunStore
 from agentgym.types import Message, Step, StepResult, ToolCall, Trajectory
@@ -34,6 +36,17 @@ def test_trajectories_metrics_and_config_round_trip(tmp_path):
     assert again.load_metrics() == [{"step": 1, "success": 0.5}]
     assert again.read_config() == {"env": "counter-v0", "n": 4}
     assert not (tmp_path / "run" / "checkpoints").exists()  # a rollout directory holds none
+
+
+def test_an_exclusive_config_claims_the_directory_once(tmp_path):
+    first, second = RunStore(tmp_path / "run"), RunStore(tmp_path / "run")  # two runs, one --out
+    first.write_config({"run": 1}, exclusive=True)
+    with pytest.raises(FileExistsError):
+        second.write_config({"run": 2}, exclusive=True)
+    assert first.read_config() == {"run": 1}
+    assert not list((tmp_path / "run").glob("*.tmp"))  # no temporary file left
+    second.write_config({"run": 3})  # not exclusive: replaces (a resumed run)
+    assert first.read_config() == {"run": 3}
 
 
 def test_torn_last_line_is_skipped_and_sealed(tmp_path):
