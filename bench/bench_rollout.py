@@ -11,7 +11,8 @@ Figures:
   and of that loop plus the records the runner keeps (each step's ``Step`` and the conversation,
   built as cheaply as the runner builds them), which separates the cost of keeping token-exact
   records from the cost of the runner's machinery (policy call, context, time limits, episode
-  bookkeeping); best of several interleaved passes, by wall clock and by this process's CPU time
+  bookkeeping), and of the loop that keeps the ``Step`` records alone (what ``record_messages=False``
+  keeps); best of several interleaved passes, by wall clock and by this process's CPU time
   (on a shared machine the CPU figure does not count other processes' turns), with the time the
   garbage collector spent (the records the runner keeps alive give it more to scan);
 - memory: peak resident memory of one process holding 1,000 household episodes alive at once
@@ -60,9 +61,10 @@ async def bare_loop(tasks: list[ag.Task]) -> int:
     return steps
 
 
-async def recording_loop(tasks: list[ag.Task]) -> list[list[Step]]:
+async def recording_loop(tasks: list[ag.Task], messages_too: bool = True) -> list[list[Step]]:
     """The bare loop plus the records the runner keeps: each step's Step (prompt messages, action,
-    result, state key, timings) and the growing conversation. No deadlines, policy or context."""
+    result, state key, timings) and the growing conversation (``messages_too``; without it, as the
+    runner with ``record_messages=False``). No deadlines, policy or context."""
     episodes = []
     for task in tasks:
         env = ag.make("household-v0")
@@ -78,13 +80,15 @@ async def recording_loop(tasks: list[ag.Task]) -> list[list[Step]]:
             t1 = time.perf_counter()
             result = await env.step(call)
             steps.append(unchecked(Step, {
-                "index": len(steps), "state_key": state_key, "messages": messages, "response": command,
-                "action": call, "result": result, "timings": {"policy_s": t1 - t0, "env_s": time.perf_counter() - t1}}))
+                "index": len(steps), "state_key": state_key, "messages": messages if messages_too else None,
+                "response": command, "action": call, "result": result,
+                "timings": {"policy_s": t1 - t0, "env_s": time.perf_counter() - t1}}))
             if result.truncated:
                 break
             state_key = result.state_key
-            messages = [*messages, unchecked(Message, {"role": "assistant", "content": command}),
-                        unchecked(Message, {"role": "user", "content": result.observation})]
+            if messages_too:
+                messages = [*messages, unchecked(Message, {"role": "assistant", "content": command}),
+                            unchecked(Message, {"role": "user", "content": result.observation})]
         await env.aclose()
         episodes.append(steps)
     return episodes
@@ -121,6 +125,7 @@ def bench_runner(n_tasks: int, repeats: int) -> None:
                "runner, no messages": RolloutRunner("expert", record_messages=False)}
     asyncio.run(bare_loop(tasks))  # warm the world cache for all
     times: dict[str, list[tuple[float, float, float]]] = {"bare loop": [], "bare loop + records": [],
+                                                          "bare loop + Steps only": [],
                                                           **{name: [] for name in runners}}
     steps = 0
     for _ in range(repeats):  # interleaved, so a busy spell on a shared machine hits all alike
@@ -129,6 +134,9 @@ def bench_runner(n_tasks: int, repeats: int) -> None:
         wall, cpu, in_gc, kept = timed(lambda: asyncio.run(recording_loop(tasks)))
         times["bare loop + records"].append((wall, cpu, in_gc))
         assert sum(map(len, kept)) == steps
+        del kept
+        wall, cpu, in_gc, kept = timed(lambda: asyncio.run(recording_loop(tasks, messages_too=False)))
+        times["bare loop + Steps only"].append((wall, cpu, in_gc))
         del kept
         for name, runner in runners.items():
             wall, cpu, in_gc, result = timed(lambda: runner.run_sync(tasks))
@@ -139,15 +147,19 @@ def bench_runner(n_tasks: int, repeats: int) -> None:
     best = {name: (min(r[0] for r in runs), min(r[1] for r in runs), min(runs)[2]) for name, runs in times.items()}
     bw, bc, _ = best["bare loop"]
     rw, rc, _ = best["bare loop + records"]
+    sw, sc, _ = best["bare loop + Steps only"]
     print(f"runner throughput (expert, household-v0, {n_tasks} episodes, {steps} steps, best of {repeats}):")
     for name, (w, c, g) in best.items():
         ratio = "" if name == "bare loop" else f"  ratio {bw / w:.2f} wall, {bc / c:.2f} cpu"
-        if name in runners:
+        if name == "runner":
             ratio += f" (target >= 0.8); of the recording loop {rw / w:.2f} wall, {rc / c:.2f} cpu"
-        print(f"  {name:20s} {steps / w:7.0f} steps/s wall {steps / c:7.0f} cpu ({w / steps * 1e6:4.0f} us/step, "
+        elif name in runners:  # the same records as the Steps-only loop
+            ratio += f" (target >= 0.8); of the Steps-only loop {sw / w:.2f} wall, {sc / c:.2f} cpu"
+        print(f"  {name:22s} {steps / w:7.0f} steps/s wall {steps / c:7.0f} cpu ({w / steps * 1e6:4.0f} us/step, "
               f"{g / steps * 1e6:4.1f} in the garbage collector){ratio}")
     print(f"  runner overhead: {(best['runner'][1] - bc) / steps * 1e6:.0f} us/step of CPU over the bare loop, "
-          f"{(best['runner'][1] - rc) / steps * 1e6:.0f} over the recording loop")
+          f"{(best['runner'][1] - rc) / steps * 1e6:.0f} over the recording loop; without messages "
+          f"{(best['runner, no messages'][1] - sc) / steps * 1e6:.0f} over the Steps-only loop")
 
 
 def bench_what_if(n_tasks: int, repeats: int) -> None:
