@@ -97,6 +97,9 @@ def register(app: typer.Typer) -> None:
             _keys_table(TrainConfig)
             return
         hf_progress(progress)
+        if config is None and resume is None:
+            raise typer.BadParameter("give a CONFIG file (see examples/household_quickstart.yaml) or --resume RUN_DIR",
+                                     param_hint="'CONFIG'")
         cfg, claimed = None, None
         try:
             if resume is not None:
@@ -114,8 +117,6 @@ def register(app: typer.Typer) -> None:
                         raise AgentGymError(f"--resume {resume}: that is a run directory of `agentgym "
                                             f"{saved['command']}`, not of a training run")
                     cfg = load_config(saved, list(set_ or []))
-            elif config is None:
-                raise AgentGymError("give a CONFIG file (see examples/household_quickstart.yaml) or --resume RUN_DIR")
             else:
                 cfg = _load(TrainConfig, config, set_, {"run_dir": str(run_dir) if run_dir else None})
             from agentgym.trainers.rl import new_run_dir, train as run_training
