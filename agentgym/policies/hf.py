@@ -470,9 +470,10 @@ def _adapter_base(adapter: Path) -> Path:
 
 
 def hf_progress(show: bool) -> None:
-    """Unless ``show``, turn off Hugging Face's own progress bars (weight loading, shard writing):
-    ``--no-progress`` means none. Process-wide, so for command lines."""
-    if show:
+    """Unless ``show`` and standard error is a terminal, turn off Hugging Face's own progress bars (weight
+    loading, shard writing): ``--no-progress`` means none, and a log file gets no bar characters.
+    Process-wide, so for command lines."""
+    if show and sys.stderr.isatty():
         return
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub, then transformers, import
     if "huggingface_hub" in sys.modules:
