@@ -7,7 +7,11 @@ Each command group lives in its own module with a ``register(app)`` function, li
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
+import os
+import warnings
 
 import typer
 
@@ -45,4 +49,27 @@ for _module in _COMMAND_MODULES:
 
 def main() -> None:
     """Entry point of the ``agentgym`` script."""
+    warnings.formatwarning = _format_warning
     app()
+
+
+_DEFAULT_FORMAT = warnings.formatwarning
+_OWN_PACKAGES = ("agentgym", "agentgym.environments", "agentgym.tools", "agentgym.sandboxes", "agentgym.trainers",
+                 "agentgym.tasks")  # folders of their own in a checkout (setuptools package-dir)
+
+
+@functools.lru_cache(maxsize=1)
+def _own_folders() -> tuple[str, ...]:
+    folders = []
+    for name in _OWN_PACKAGES:
+        spec = importlib.util.find_spec(name)  # imports agentgym only, not the subpackage
+        folders += [os.path.abspath(f) + os.sep for f in (spec.submodule_search_locations or [])] if spec else []
+    return tuple(folders)
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """Our own warnings as one line, ``warning: ...`` (they say what to do); others as Python shows them."""
+    if os.path.abspath(filename).startswith(_own_folders()):
+        return f"warning: {message}\n"
+    return _DEFAULT_FORMAT(message, category, filename, lineno, line)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from agentgym.cli import app
@@ -188,3 +189,14 @@ def test_no_progress_hides_hugging_faces_bars_too(tmp_path, tiny_model_dir):
     from agentgym.store import RunStore
 
     assert RunStore(tmp_path / "run0").read_config()["model"] == [str(tiny_model_dir.resolve())]  # what hf: named
+
+
+def test_our_warnings_print_as_one_line_and_others_as_python_shows_them():
+    import agentgym.registry
+    import agentgym.trainers.rl
+    from agentgym.cli import _format_warning
+
+    for module in (agentgym.registry, agentgym.trainers.rl):  # the core, and a package folder of its own
+        assert _format_warning(RuntimeWarning("do this"), RuntimeWarning, module.__file__, 3) == "warning: do this\n"
+    other = _format_warning(UserWarning("theirs"), UserWarning, typer.__file__, 7, "x = 1")
+    assert other.startswith(f"{typer.__file__}:7: UserWarning: theirs")
