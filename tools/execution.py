@@ -58,9 +58,9 @@ class Execution:
     :class:`~agentgym.sandboxes.Sandbox` to share (not closed here); ``sandbox_options`` go to
     :func:`agentgym.sandboxes.make`. ``timeout`` bounds each call's wall-clock seconds;
     ``max_shown`` caps the characters of stdout and of stderr that :meth:`show` returns.
-    A sandbox is built at once (it starts no process before its first run); the session starts with the
-    first call.
-    ``sandbox`` is public for one-shot runs apart from the session's files (``code-v0``'s judge).
+    The sandbox is built at once (it starts no process before its first run) and is public as
+    ``sandbox`` for one-shot runs apart from the session's files (``code-v0``'s judge); the session
+    starts with the first call.
     """
 
     def __init__(self, sandbox: Any = "process", *, timeout: float = 20.0, max_shown: int = MAX_SHOWN,
