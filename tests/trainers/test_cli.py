@@ -1,6 +1,7 @@
 """`agentgym train` / `agentgym sft` on the command line, and the examples/train_tiny.py smoke run."""
 
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -181,11 +182,23 @@ def test_no_progress_hides_hugging_faces_bars_too(tmp_path, tiny_model_dir):
                                "--limit", "1", "--max-turns", "1", "--max-new-tokens", "2", "--out", str(out), *flags],
                               capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
 
-    shown, hidden = rollout(), rollout("--no-progress")
-    assert shown.returncode == 0 and hidden.returncode == 0, shown.stderr[-2000:] + hidden.stderr[-2000:]
-    assert "Loading weights" in shown.stderr and "━━━ 1/1" in shown.stdout  # transformers' bar, then ours
+    logged, hidden = rollout(), rollout("--no-progress")  # stdout and stderr are pipes, as into a log file
+    assert logged.returncode == 0 and hidden.returncode == 0, logged.stderr[-2000:] + hidden.stderr[-2000:]
+    assert "Loading weights" not in logged.stderr and "━━━ 1/1" in logged.stdout  # ours prints its end once
     assert "Loading weights" not in hidden.stderr + hidden.stdout and "━" not in hidden.stdout
     assert hidden.stdout.startswith("1 episodes of household-v0/test-unseen")
+    # where standard error is a terminal, Hugging Face's bars stay on (unless --no-progress)
+    probe = ("import os, sys; from agentgym.policies.hf import hf_progress; hf_progress(sys.argv[1] == 'on'); "
+             "print(os.environ.get('HF_HUB_DISABLE_PROGRESS_BARS'))")
+    for show, terminal, disabled in (("on", True, "None"), ("off", True, "1"), ("on", False, "1")):
+        master, slave = pty.openpty()
+        try:
+            done = subprocess.run([sys.executable, "-c", probe, show], stdout=subprocess.PIPE, text=True, env=env,
+                                  stderr=slave if terminal else subprocess.PIPE, timeout=120)
+        finally:
+            os.close(slave)
+            os.close(master)
+        assert done.stdout.strip() == disabled, (show, terminal, done.stdout)
     from agentgym.store import RunStore
 
     assert RunStore(tmp_path / "run0").read_config()["model"] == [str(tiny_model_dir.resolve())]  # what hf: named
