@@ -3,6 +3,7 @@
     python bench/bench_rollout.py                  # all three (about a minute on an idle 2-core machine)
     python bench/bench_rollout.py --skip-model     # without the transformers generation figure
     python bench/bench_rollout.py --what-if        # the runner with records as slotted dataclasses
+    python bench/bench_rollout.py --env sql-v0 --suite test --tasks 100 --skip-model   # another environment
 
 Figures:
 - runner throughput: ``RolloutRunner`` with the expert policy on household-v0 (full records:
@@ -43,14 +44,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import agentgym as ag  # noqa: E402
 from agentgym.parsing import parse_action  # noqa: E402
-from agentgym.rollout import DEFAULT_SYSTEM_PROMPT, RolloutRunner  # noqa: E402
-from agentgym.types import Message, Step, unchecked  # noqa: E402
+from agentgym.rollout import DEFAULT_SYSTEM_PROMPT, RolloutRunner, format_tool_call  # noqa: E402
+from agentgym.types import Message, Step, ToolCall, unchecked  # noqa: E402
 
 
 async def bare_loop(tasks: list[ag.Task]) -> int:
     steps = 0
     for task in tasks:
-        env = ag.make("household-v0")
+        env = ag.make(task.env)
         await env.reset(task)
         while not env.done:
             result = await env.step(env.expert_action())
@@ -67,7 +68,7 @@ async def recording_loop(tasks: list[ag.Task], messages_too: bool = True) -> lis
     runner with ``record_messages=False``). No deadlines, policy or context."""
     episodes = []
     for task in tasks:
-        env = ag.make("household-v0")
+        env = ag.make(task.env)
         observation = await env.reset(task)
         steps: list[Step] = []
         state_key, names = env.state_key(), [t.name for t in env.tools]
@@ -76,7 +77,10 @@ async def recording_loop(tasks: list[ag.Task], messages_too: bool = True) -> lis
         while not env.done:
             t0 = time.perf_counter()
             command = env.expert_action()
-            call = env.on_text(parse_action(command, names).text)  # what env.step(command) would parse
+            if isinstance(command, ToolCall):  # as the runner records a scripted tool call
+                call, command = command, format_tool_call(command)
+            else:
+                call = env.on_text(parse_action(command, names).text)  # what env.step(command) would parse
             t1 = time.perf_counter()
             result = await env.step(call)
             steps.append(unchecked(Step, {
@@ -119,8 +123,8 @@ def timed(fn) -> tuple[float, float, float, object]:
     return time.perf_counter() - w0, time.process_time() - c0, GC_CLOCK.total - g0, out
 
 
-def bench_runner(n_tasks: int, repeats: int) -> None:
-    tasks = ag.load_tasks("household-v0", "train")[:n_tasks]
+def bench_runner(n_tasks: int, repeats: int, env_id: str = "household-v0", suite: str = "train") -> None:
+    tasks = ag.load_tasks(env_id, suite)[:n_tasks]
     runners = {"runner": RolloutRunner("expert"),
                "runner, no messages": RolloutRunner("expert", record_messages=False)}
     asyncio.run(bare_loop(tasks))  # warm the world cache for all
@@ -148,7 +152,7 @@ def bench_runner(n_tasks: int, repeats: int) -> None:
     bw, bc, _ = best["bare loop"]
     rw, rc, _ = best["bare loop + records"]
     sw, sc, _ = best["bare loop + Steps only"]
-    print(f"runner throughput (expert, household-v0, {n_tasks} episodes, {steps} steps, best of {repeats}):")
+    print(f"runner throughput (expert, {env_id} {suite}, {len(tasks)} episodes, {steps} steps, best of {repeats}):")
     for name, (w, c, g) in best.items():
         ratio = "" if name == "bare loop" else f"  ratio {bw / w:.2f} wall, {bc / c:.2f} cpu"
         if name == "runner":
@@ -295,6 +299,8 @@ def bench_generation(new_tokens: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=300, help="episodes in the throughput comparison")
+    parser.add_argument("--env", default="household-v0", help="environment of the throughput comparison")
+    parser.add_argument("--suite", default="train", help="its task suite")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--episodes", type=int, default=1000, help="concurrent episodes in the memory figure")
     parser.add_argument("--new-tokens", type=int, default=32)
@@ -313,7 +319,7 @@ def main() -> None:
         return
     if args.no_gc:
         gc.disable()  # timed() still collects between passes
-    bench_runner(args.tasks, args.repeats)
+    bench_runner(args.tasks, args.repeats, args.env, args.suite)
     subprocess.run([sys.executable, __file__, "--memory-child", "--episodes", str(args.episodes)], check=True)
     if not args.skip_model:
         bench_generation(args.new_tokens)
