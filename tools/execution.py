@@ -169,7 +169,8 @@ class ExecutionTools:
         """
         if not code.strip():
             raise InvalidActionError("python needs some code to run")
-        return self._execution().show(await self._execution().python(code))
+        execution = self._execution()
+        return execution.show(await execution.python(code))
 
     @tool
     async def bash(self, command: str) -> str:
@@ -180,7 +181,8 @@ class ExecutionTools:
         """
         if not command.strip():
             raise InvalidActionError("bash needs a command to run")
-        return self._execution().show(await self._execution().bash(command))
+        execution = self._execution()
+        return execution.show(await execution.bash(command))
 
     def _execution(self) -> Execution:
         execution = getattr(self, "execution", None)
