@@ -158,8 +158,11 @@ def horizon_schedule(rounds: Sequence[int] | int, steps_per_stage: int) -> Calla
 
 
 def format_tool_call(call: ToolCall) -> str:
-    """Render a tool call as model text in the Hermes format the parser reads first."""
-    return f"<tool_call>{json.dumps({'name': call.name, 'arguments': call.arguments})}</tool_call>"
+    """Render a tool call as model text in the Hermes format the parser reads first.
+
+    Text stays as written, not ``\\uXXXX``-escaped: over search-v0's expert actions, SmolLM2 needs up
+    to 55 tokens for an escaped call and 37 for the same call written plainly."""
+    return f"<tool_call>{json.dumps({'name': call.name, 'arguments': call.arguments}, ensure_ascii=False)}</tool_call>"
 
 
 @dataclass

@@ -4,7 +4,7 @@ Everything is built locally in a temporary directory (no downloads): a word-leve
 2-layer Llama model (``agentgym.trainers.tiny.make_tiny_model``) and the ``tiny-doors-v0``
 environment (say the color of each door to open it; two doors per task). The real trainer loop,
 the real ``TransformersPolicy`` (loaded as ``hf:/path``) and the real rollout engine run; held-out
-success (greedy, unseen color sequences) climbs from 0 to 100% within 40-70 steps (seeds 0-3),
+success (greedy, unseen color sequences) climbs from 0 to 100% within 30-70 steps (seeds 0-3),
 1-3 minutes.
 
     python examples/train_tiny.py                 # GiGPO

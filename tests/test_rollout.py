@@ -14,6 +14,7 @@ import pytest
 
 import agentgym as ag
 from agentgym.errors import ConfigError
+from agentgym.parsing import parse_action
 from agentgym.policies import Completion, SamplingParams
 from agentgym.rollout import RolloutRunner, format_tool_call, horizon_schedule, summarize
 from agentgym.store import RunStore
@@ -112,6 +113,13 @@ async def test_steps_record_state_messages_action_and_result():
     assert first.result.observation == "The value is 1." and first.result.state_key == "1"
     assert set(first.timings) == {"policy_s", "env_s"}
     assert first.response_ids is None and first.logprobs is None  # a scripted policy has no tokens
+
+
+def test_tool_calls_render_text_as_written_and_parse_back():
+    call = ToolCall(name="open", arguments={"title": "Fīrozābād"})
+    text = format_tool_call(call)
+    assert "Fīrozābād" in text and "\\u" not in text
+    assert parse_action(text, ["open"]).call == call
 
 
 async def test_random_policy_is_reproducible_per_seed():
