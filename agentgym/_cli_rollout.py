@@ -93,6 +93,8 @@ def register(app: typer.Typer) -> None:
                         f"environment {env!r} has no task suites: give it some where it is registered, "
                         "e.g. ag.register(id, MyEnv, suites={'test': 'tasks.jsonl'}), or a function returning Tasks")
             tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
+            if not tasks:
+                raise ConfigError(f"task suite {suite!r} of {env} holds no tasks")
             sampling = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         except (AgentGymError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from None

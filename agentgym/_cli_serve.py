@@ -49,12 +49,12 @@ def register(app: typer.Typer) -> None:
             console.print(Text.assemble(("error: ", "red"), message))  # plain text: no markup in paths
             return typer.Exit(1)
 
-        if port:  # a busy port is reported now, not after the model has loaded
-            try:
-                family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # IPv4 or IPv6
-                socket.create_server((host, port), family=family).close()
-            except OSError as exc:
-                raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        # a busy port or an unknown host is reported now, not after the model has loaded (port 0: any free one)
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # IPv4 or IPv6
+            socket.create_server((host, port), family=family).close()
+        except OSError as exc:
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         try:
             with console.status(f"loading {policy}"):
                 loaded = load_policy(policy, max_batch_size=max_batch_size)

@@ -103,19 +103,20 @@ def register(app: typer.Typer) -> None:
         cfg, claimed = None, None
         try:
             if resume is not None:
-                if not resume.is_dir():
-                    raise AgentGymError(f"--resume {resume}: no such run directory")
+                from agentgym.store import read_run_config
+                from agentgym.trainers.rl import check_resumable
+
+                if run_dir is not None:
+                    raise typer.BadParameter("a resumed run stays in its directory; leave --run-dir out",
+                                             param_hint="'--run-dir'")
+                check_resumable(resume)
                 cfg = _load(TrainConfig, config, set_, {}) if config is not None else None
                 if cfg is None:
-                    from agentgym.store import RunStore
                     from agentgym.trainers.config import load_config
 
-                    saved = RunStore(resume).read_config()
+                    saved = read_run_config(resume)
                     if not saved:
                         raise AgentGymError(f"--resume {resume}: the run has no config.yaml; pass the CONFIG too")
-                    if saved.get("command") in ("rollout", "eval"):
-                        raise AgentGymError(f"--resume {resume}: that is a run directory of `agentgym "
-                                            f"{saved['command']}`, not of a training run")
                     cfg = load_config(saved, list(set_ or []))
             else:
                 cfg = _load(TrainConfig, config, set_, {"run_dir": str(run_dir) if run_dir else None})

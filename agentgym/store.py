@@ -15,6 +15,7 @@ loading skips, so at most the record being written is lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,6 +26,14 @@ from pydantic import ValidationError
 
 from agentgym.errors import ConfigError
 from agentgym.types import Trajectory
+
+
+def validation_summary(exc: ValidationError, most: int = 3) -> str:
+    """A pydantic error in one line: each bad field with pydantic's message, the first ``most`` of them."""
+    errors = exc.errors(include_url=False)
+    parts = [f"'{'.'.join(map(str, e['loc'])) or 'the record'}': {e['msg']}" for e in errors[:most]]
+    more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
+    return "; ".join(parts) + more
 
 
 def _append_line(path: Path, line: str) -> None:
@@ -67,7 +76,8 @@ def read_trajectories(path: Path) -> list[Trajectory]:
         except ValidationError as exc:
             if all(e["type"] == "json_invalid" for e in exc.errors()):
                 continue  # a torn line, sealed by the next append
-            raise ConfigError(f"{path}, line {number}: not a trajectory (fix or delete that line): {exc}") from None
+            raise ConfigError(f"{path}, line {number}: not a trajectory (fix or delete that line): "
+                              f"{validation_summary(exc)}") from None
     return out
 
 
@@ -136,15 +146,61 @@ def claim_run_dir(base: str | Path) -> Path:
     """Create and return ``base``, or ``base-2``, ``base-3``, ... when taken: two runs started in the same
     second get one directory each (mkdir is atomic)."""
     base = Path(base)
-    base.parent.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
-    while True:
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run directory {path}: {exc.strerror or exc}") from None
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """RUN_DIR/config.yaml as a dict (empty when there is none), creating nothing.
+
+    Raises :class:`ConfigError` naming the file when it is not a YAML mapping.
+    """
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is damaged ({type(exc).__name__}); it is not a YAML mapping") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is damaged: it holds a {type(data).__name__}, not a mapping of sections")
+    return data
+
+
+@contextlib.contextmanager
+def writing(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir`` for one writing process: a second trainer of the same run fails at once.
+
+    An advisory lock on the directory itself (``flock``), released when the block ends or the
+    process dies, so a killed run never leaves a stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not on Linux or macOS: no lock
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
         try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another process is writing the run in {run_dir}; wait for it to end or stop it "
+                              "first") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class RunStore:
@@ -157,7 +213,10 @@ class RunStore:
         self.metrics_path = self.root / "metrics.jsonl"
         self.config_path = self.root / "config.yaml"
         self.config_changes_path = self.root / CONFIG_CHANGES
-        self.trajectory_dir.mkdir(parents=True, exist_ok=True)  # checkpoints/ appears with the first one
+        try:
+            self.trajectory_dir.mkdir(parents=True, exist_ok=True)  # checkpoints/ appears with the first one
+        except OSError as exc:
+            raise ConfigError(f"cannot use {self.root} as a run directory: {exc.strerror or exc}") from None
 
     def write_config(self, config: Any, *, exclusive: bool = False) -> None:
         """Write ``config`` (a pydantic model or a dict) as YAML, atomically. With ``exclusive``, only where
@@ -178,11 +237,7 @@ class RunStore:
 
     def read_config(self) -> dict[str, Any]:
         """The run's config as a dict (empty when none was written)."""
-        import yaml
-
-        if not self.config_path.exists():
-            return {}
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        return read_run_config(self.root)
 
     def append_config_change(self, record: dict[str, Any]) -> None:
         """Append one record of changed settings to ``config-changes.jsonl`` (config.yaml holds the latest)."""

@@ -601,6 +601,13 @@ def test_rollout_loads_an_uninstalled_plugin_from_the_current_directory(tmp_path
                           capture_output=True, text=True)
     assert bare.returncode == 2 and "environment 'bare-v0' has no task suites: give it some where it is registered" \
         in flat(bare.stderr), bare.stderr
+    (tmp_path / "none.jsonl").write_text("")
+    (tmp_path / "empty_envs.py").write_text("import agentgym as ag\nfrom my_envs import Steps\n"
+                                            "ag.register('empty-v0', Steps, suites={'test': 'none.jsonl'})\n")
+    empty = subprocess.run([*command[:-3], "--out", "empty", "--plugin", "empty_envs", "--env", "empty-v0"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert empty.returncode == 2 and "task suite 'test' of empty-v0 holds no tasks" in flat(empty.stderr), empty.stderr
+    assert not (tmp_path / "empty").exists()
     for plugin, message in [
         ("my_envz", "--plugin: no module 'my_envz' here or installed"),
         ("my_envs:setup", "--plugin: 'my_envs' has no function 'setup'"),

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from agentgym.errors import ConfigError
-from agentgym.store import RunStore
+from agentgym.store import RunStore, writing
 from agentgym.types import Message, Step, StepResult, ToolCall, Trajectory
 
 
@@ -49,6 +49,18 @@ def test_an_exclusive_config_claims_the_directory_once(tmp_path):
     assert first.read_config() == {"run": 3}
 
 
+def test_one_process_at_a_time_writes_a_run_and_a_failed_mkdir_says_why(tmp_path):
+    with writing(tmp_path):
+        with pytest.raises(ConfigError, match="another process is writing the run"):
+            with writing(tmp_path):
+                pass
+    with writing(tmp_path):  # released when the first block ended
+        pass
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="cannot use .*afile/sub as a run directory: Not a directory"):
+        RunStore(tmp_path / "afile" / "sub")
+
+
 def test_torn_last_line_is_skipped_and_sealed(tmp_path):
     store = RunStore(tmp_path)
     store.append_trajectory(_trajectory(0))
@@ -75,7 +87,8 @@ def test_non_finite_floats_round_trip_and_a_line_that_is_no_trajectory_is_report
     path = store.trajectory_dir / "rollout.jsonl"
     with open(path, "a") as fh:
         fh.write('{"id": "x", "group_id": "g"}\n')  # whole JSON, but not a trajectory: not silently dropped
-    with pytest.raises(ConfigError, match=r"rollout.jsonl, line 2: not a trajectory \(fix or delete that line\)"):
+    with pytest.raises(ConfigError, match=r"rollout.jsonl, line 2: not a trajectory \(fix or delete that line\): "
+                       r"'task_id': Field required; 'env': Field required$"):  # one line, no pydantic links
         store.load_trajectories()
 
 

@@ -186,8 +186,13 @@ class SFTSection(_Section):
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer updates (null: run all epochs).")
 
 
+# a run name becomes a directory name under runs/: no separators, no leading dot or dash
+RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 class _RunConfig(_Section):
-    name: str = Field("run", description="Run name, used for the default run directory runs/<name>.")
+    name: str = Field("run", pattern=RUN_NAME, description=(
+        "Run name (letters, digits, '.', '_', '-'), used for the default run directory runs/<name>-<time>."))
     run_dir: str | None = Field(None, description="Run directory (default: runs/<name>-<timestamp>).")
     seed: int = Field(0, description="Seed for task sampling, rollout sampling and initialization.")
     policy: PolicySection = Field(default_factory=PolicySection, description="Model, device, dtype and LoRA.")
@@ -196,7 +201,8 @@ class _RunConfig(_Section):
 class SFTConfig(_RunConfig):
     """Config of ``agentgym sft``: supervised training on expert trajectories."""
 
-    name: str = Field("sft", description="Run name, used for the default run directory runs/<name>.")
+    name: str = Field("sft", pattern=RUN_NAME, description=(
+        "Run name (letters, digits, '.', '_', '-'), used for the default run directory runs/<name>-<time>."))
     sft: SFTSection = Field(default_factory=SFTSection, description="SFT data and schedule.")
     env: EnvSection = Field(default_factory=EnvSection, description="Environment (only for the optional evaluation).")
     sampling: SamplingSection = Field(default_factory=SamplingSection, description="Sampling for the optional evaluation.")
@@ -371,9 +377,14 @@ def load_config(source: str | Path | dict[str, Any] | None = None, overrides: li
         if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+        if data is None:  # not a run on every default: an empty file is a mistake
+            raise ConfigError(f"config file {str(path)!r} is empty; start from one in examples/ "
+                              "(--keys lists every key)")
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)

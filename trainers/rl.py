@@ -28,7 +28,7 @@ import numpy as np
 
 from agentgym._heap import trim_heap
 from agentgym.errors import ConfigError
-from agentgym.store import RunStore, claim_run_dir
+from agentgym.store import RunStore, claim_run_dir, read_run_config, writing
 from agentgym.trainers import checkpoint as ckpt
 from agentgym.trainers.batching import BatchStats, Sequence, build_sequences, split
 from agentgym.trainers.config import TrainConfig, as_config
@@ -46,12 +46,9 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
     come from its newest checkpoint, and trajectories and metrics written after that checkpoint
     are discarded, so the resumed run ends with the same steps and no duplicated records.
     ``policy`` is an already loaded TransformersPolicy (tests); otherwise ``config.policy.model``
-    is loaded.
+    is loaded. Another process training the same run directory makes this fail at once.
     """
-    import torch
-
     from agentgym.trainers import model as M
-    from agentgym.trainers.loss import aggregate, clipped_surrogate, kl_penalty
 
     # ---- setup --------------------------------------------------------------------------------
     config = as_config(config, TrainConfig)
@@ -66,11 +63,28 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
         check_samples(sft_data, config.sft.only_successful)
     if policy is None:
         M.check_trainable(config.policy.model)
-    run_dir = Path(resume) if resume is not None else new_run_dir(config)
-    if resume is None:
-        refuse_used_run_dir(run_dir)
+    if resume is not None:
+        check_resumable(Path(resume))
+        run_dir = Path(resume)
+    else:
+        run_dir = new_run_dir(config)
+        RunStore(run_dir)  # creates it, or says why it cannot
+    with writing(run_dir):
+        if resume is None:
+            refuse_used_run_dir(run_dir)
+        return _train(config, run_dir, run_dir if resume is not None else None, sft_data, policy,
+                      say=log or _console_logger(), progress=progress)
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: Path | None, sft_data: Any, policy: Any, *, say: Logger,
+           progress: bool) -> Path:
+    """:func:`train` once its inputs are checked and it holds the run directory."""
+    import torch
+
+    from agentgym.trainers import model as M
+    from agentgym.trainers.loss import aggregate, clipped_surrogate, kl_penalty
+
     store = RunStore(run_dir)
-    say = log or _console_logger()
     start_step, state = 0, {}
     latest = ckpt.latest_checkpoint(store.checkpoint_dir) if resume is not None else None
     changes: dict[str, tuple[Any, Any]] = {}
@@ -447,6 +461,16 @@ def new_run_dir(config: TrainConfig) -> Path:
     if config.run_dir:
         return Path(config.run_dir)
     return claim_run_dir(Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def check_resumable(run_dir: Path) -> None:
+    """Refuse to resume what is not a training run: a missing directory, or another command's run."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run directory")
+    saved = read_run_config(run_dir)
+    if saved.get("command") in ("rollout", "eval"):
+        raise ConfigError(f"--resume {run_dir}: that is a run directory of `agentgym {saved['command']}`, "
+                          "not of a training run")
 
 
 def refuse_used_run_dir(run_dir: Path) -> None:

@@ -340,6 +340,8 @@ def test_serve_reports_a_busy_port_before_loading_the_model_and_a_bad_policy_as_
         # the policy path does not exist: reaching it would be a different error
         busy = CliRunner().invoke(app, ["serve", "--policy", "hf:/nowhere", "--port", str(port)])
     assert busy.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.output, busy.output
+    unknown = CliRunner().invoke(app, ["serve", "--policy", "hf:/nowhere", "--host", "999.1.1.1", "--port", "0"])
+    assert unknown.exit_code == 1 and "cannot listen on 999.1.1.1:0" in unknown.output, unknown.output
     bad = CliRunner().invoke(app, ["serve", "--policy", "expert", "--port", "0"])
     assert bad.exit_code == 2 and "needs a local model policy" in bad.output, bad.output
     for flags, message in ((["--port", "99999"], "Invalid value for '--port'"),

@@ -54,12 +54,56 @@ def test_sft_keys_needs_no_config_and_sft_without_one_is_a_usage_error():
     assert bare.exit_code == 2 and "give an SFT config" in bare.output
 
 
-def test_resuming_a_rollout_directory_says_what_it_is(tmp_path):
+@pytest.mark.parametrize("with_config", [False, True])
+def test_resuming_a_rollout_directory_says_what_it_is_and_changes_nothing(tmp_path, with_config):
     from agentgym.store import RunStore
 
-    RunStore(tmp_path / "r").write_config({"command": "rollout", "env": "household-v0", "n": 2})
-    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "r")])
-    assert result.exit_code != 0 and "a run directory of `agentgym rollout`" in " ".join(result.output.split())
+    run = tmp_path / "r"
+    RunStore(run).write_config({"command": "rollout", "env": "household-v0", "n": 2})
+    (run / "metrics.jsonl").write_text('{"success_rate": 1.0}\n')
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    config = [str(REPO / "examples" / "household_quickstart.yaml")] if with_config else []
+    result = CliRunner().invoke(app, ["train", *config, "--resume", str(run)])
+    assert result.exit_code == 2 and "a run directory of `agentgym rollout`" in " ".join(result.output.split())
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_without_a_config_creates_nothing_and_refuses_a_run_dir_beside_it(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "has no config.yaml" in " ".join(result.output.split())
+    assert not list((tmp_path / "empty").iterdir())
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--run-dir" in result.output and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("name: ../../escape\n", "String should match pattern"),
+    ("name: a/b\n", "String should match pattern"),
+    (b"name: \xff\xfe\n", "cannot read config file"),
+    (None, "cannot read config file"),  # a directory
+])
+def test_unusable_configs_and_run_names_are_refused_before_anything_runs(tmp_path, monkeypatch, content, message):
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    if content is None:
+        cfg.mkdir()
+    elif isinstance(content, bytes):
+        cfg.write_bytes(content)
+    else:
+        cfg.write_text(content)
+    result = CliRunner().invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "escape").exists()
+
+
+def test_a_run_directory_that_cannot_be_made_is_a_one_line_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = CliRunner().invoke(app, ["train", str(REPO / "examples" / "household_quickstart.yaml"),
+                                      "--run-dir", str(tmp_path / "afile" / "sub")])
+    assert result.exit_code == 2 and "cannot use" in result.output and "Not a directory" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 @pytest.mark.parametrize("command, message", [

@@ -75,7 +75,16 @@ def test_sigkill_and_resume(tmp_path, tiny_model_dir, tiny_config):
     proc = _start(["--resume", str(run_dir)], repo)
     _kill_when(proc, lambda: any(p.name.startswith(".tmp-step_00000005") for p in ckpts.iterdir())
                or (ckpts / "step_00000005").exists())
-    # 4. resume to the end
+    # 4. while another process trains the run, a second trainer of it stops at once and changes nothing
+    from agentgym.store import writing
+
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    with writing(run_dir):
+        proc = _start(["--resume", str(run_dir)], repo)
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "another process is writing the run" in " ".join(out.split()), out[-3000:]
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+    # 5. resume to the end
     proc = _start(["--resume", str(run_dir)], repo)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
