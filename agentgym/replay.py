@@ -31,10 +31,9 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from agentgym.errors import ConfigError
-from agentgym.store import CONFIG_CHANGES, read_records, read_trajectories, run_kind
+from agentgym.store import CONFIG_CHANGES, read_records, read_run_config, read_trajectories, run_kind
 from agentgym.types import Trajectory
 
 PAGE = Path(__file__).with_name("replay.html")
@@ -71,11 +70,7 @@ class RunView:
     # ----- reading -------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """``config.yaml`` as written (empty when there is none)."""
-        path = self.root / "config.yaml"
-        if not path.is_file():
-            return {}
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
+        return read_run_config(self.root)
 
     def files(self) -> dict[str, Path]:
         """The trajectory files by name (without ``.jsonl``): training steps in order, then the rest."""

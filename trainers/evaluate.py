@@ -24,11 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from agentgym.errors import ConfigError
 from agentgym.store import (CONFIG_CHANGES, RunStore, checkpoint_name, claim_run_dir, list_checkpoints, read_records,
-                            run_kind, trained_model)
+                            read_run_config, run_kind, trained_model)
 from agentgym.trainers.config import SFTConfig, TrainConfig, load_config
 
 
@@ -43,7 +41,7 @@ def run_config(run_dir: Path, step: int | None = None) -> TrainConfig | SFTConfi
                               f"{run_dir.name} (the run's config says how to play)")
         what = "does not exist" if not run_dir.exists() else "has no config.yaml: it is not a run directory"
         raise ConfigError(f"{run_dir} {what}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_run_config(run_dir)
     kind = run_kind(data)
     if kind in ("rollout", "eval"):
         raise ConfigError(f"{run_dir} is a run directory of `agentgym {kind}`, not of a training run; "

@@ -53,6 +53,8 @@ def test_eval_command_prints_a_table_and_refuses_what_it_cannot_evaluate(trained
                                    str(tmp_path / "expert"), "--no-progress"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert res.output.split("\n")[-4].split() == ["test", "3", "100.0%", "1.500", "2.00", "0.0%", "0", "0"]
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "config.yaml").write_text("a: [\n")
     for args, message in [
         ([str(trained), "--checkpoint", "7"], "has no checkpoint 'step_00000007'; it has: step_00000001, step_00000002"),
         ([str(trained), "--suite", "nope"], "has no task suite 'nope'"),
@@ -63,6 +65,8 @@ def test_eval_command_prints_a_table_and_refuses_what_it_cannot_evaluate(trained
         ([str(trained), "--out", str(trained / "config.yaml")], "config.yaml is not a directory"),
         ([str(trained / "checkpoints" / "step_00000001")], "is a checkpoint: give its run directory, and --checkpoint"),
         ([str(trained), "--checkpoint", "latest"], "--checkpoint 'latest': give a step number such as 8"),
+        ([str(tmp_path / "damaged")], "damaged/config.yaml is damaged (ParserError); it is not a YAML mapping"),
+        ([str(trained), "--out", str(trained / "config.yaml" / "sub")], "Not a directory"),
     ]:
         res = CliRunner().invoke(app, ["eval", *args], env={"COLUMNS": "300"})
         assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
