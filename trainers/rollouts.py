@@ -14,7 +14,6 @@ import importlib.util
 import inspect
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -73,10 +72,11 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> No
         raise UnknownSuiteError(f"environment {config.env.id!r} has no task suite {missing[0]!r}; "
                                 f"its suites: {', '.join(sorted(suites)) or '(none)'}")
     sft = getattr(config, "sft", None) if sft_data else None
-    for source in (sft.data if sft is not None else []):
-        path = Path(source).expanduser()
-        if not (path.is_dir() or path.is_file()):
-            raise ConfigError(f"sft.data: {str(path)!r} is neither a run directory nor a .jsonl file")
+    if sft is not None and sft.data:
+        from agentgym.trainers.sft import data_files
+
+        for source in sft.data:
+            data_files(source)
 
 
 def _cap(task: Task, horizon: int | None) -> Task:

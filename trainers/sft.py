@@ -28,22 +28,23 @@ from agentgym.trainers.config import SFTConfig, SFTSection, as_config
 from agentgym.types import Trajectory
 
 
+def data_files(source: str | Path) -> list[Path]:
+    """The trajectory files of one ``sft.data`` entry: a .jsonl file, or a run directory's
+    ``trajectories/*.jsonl`` except its held-out evaluations (``eval-*``: no test data in training)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return [path]
+    if (path / "trajectories").is_dir():
+        return [f for f in sorted((path / "trajectories").glob("*.jsonl")) if not f.name.startswith("eval-")]
+    from agentgym.errors import ConfigError
+
+    what = "a directory without trajectories/" if path.is_dir() else "neither a run directory nor a .jsonl file"
+    raise ConfigError(f"sft.data: {str(path)!r} is {what}")
+
+
 def load_trajectories(sources: list[str]) -> list[Trajectory]:
     """Trajectories from run directories (every ``trajectories/*.jsonl``) or single .jsonl files."""
-    out: list[Trajectory] = []
-    for src in sources:
-        path = Path(src).expanduser()
-        if path.is_dir():  # every file but the held-out evaluations (eval-*): no test data in training
-            for file in RunStore(path).trajectory_files():
-                if not file.name.startswith("eval-"):
-                    out.extend(read_trajectories(file))
-        elif path.is_file():
-            out.extend(read_trajectories(path))
-        else:
-            from agentgym.errors import ConfigError
-
-            raise ConfigError(f"sft.data: {str(path)!r} is neither a run directory nor a .jsonl file")
-    return out
+    return [traj for source in sources for file in data_files(source) for traj in read_trajectories(file)]
 
 
 def _kept(traj: Trajectory, only_successful: bool) -> bool:

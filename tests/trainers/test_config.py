@@ -139,6 +139,20 @@ def test_sft_data_paths_are_checked_except_when_a_run_resumes():
     check_inputs(cfg, train_suite=True, sft_data=False)  # a resumed run may be past its SFT stage
 
 
+
+def test_sft_data_reads_run_directories_without_writing_into_them(tmp_path):
+    from agentgym.trainers.rollouts import check_inputs
+    from agentgym.trainers.sft import load_trajectories
+
+    (tmp_path / "notes").mkdir()
+    cfg = load_config({"sft": {"data": [str(tmp_path / "notes")]}})
+    with pytest.raises(ConfigError, match="notes' is a directory without trajectories/"):
+        check_inputs(cfg, train_suite=True)
+    with pytest.raises(ConfigError, match="notes' is a directory without trajectories/"):
+        load_trajectories([str(tmp_path / "notes")])
+    assert not list((tmp_path / "notes").iterdir())
+
+
 def test_train_and_sft_take_a_config_a_dict_or_a_yaml_path(tmp_path):
     from agentgym.trainers.config import as_config
 
