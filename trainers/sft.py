@@ -55,8 +55,9 @@ def _trainable_step(step: Any) -> bool:
     return bool(step.prompt_ids is not None and step.response_ids) or step.messages is not None
 
 
-def check_samples(trajectories: list[Trajectory], only_successful: bool) -> None:
-    """Refuse SFT data without a single trainable turn, before any model loads; the error says why."""
+def check_samples(trajectories: list[Trajectory], only_successful: bool, source: str = "sft.data") -> None:
+    """Refuse SFT data without a single trainable turn, before any model loads; the error says why
+    (``source`` names where the data came from)."""
     kept = [t for t in trajectories if _kept(t, only_successful)]
     if any(_trainable_step(s) for t in kept for s in t.steps):
         return
@@ -74,7 +75,7 @@ def check_samples(trajectories: list[Trajectory], only_successful: bool) -> None
     else:
         why = (f"its {len(kept)} usable trajectories recorded neither token ids nor prompt messages "
                "(roll them out with messages recorded, record_messages=True)")
-    raise ConfigError(f"sft.data gives no training samples: {why}")
+    raise ConfigError(f"{source} gives no training samples: {why}")
 
 
 def build_samples(trajectories: list[Trajectory], policy: Any, *, only_successful: bool = True,
@@ -188,7 +189,9 @@ def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_
     if not samples:
         from agentgym.errors import ConfigError
 
-        raise ConfigError(f"sft.data gave no training samples ({len(trajectories)} trajectories; "
+        source = "sft.data" if section.data else "the expert rollout"
+        check_samples(trajectories, section.only_successful, source)  # names why: errors, unsolved, no records
+        raise ConfigError(f"{source} gave no training samples ({len(trajectories)} trajectories; "
                           "only_successful keeps successful ones only)")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=section.lr, weight_decay=0.0)

@@ -33,6 +33,22 @@ def test_a_step_whose_episodes_all_fail_stops_the_run(tmp_path, tiny_model_dir, 
     assert not [m for m in RunStore(tmp_path / "run").load_metrics() if "loss" in m]  # no step was trained
 
 
+def test_an_expert_warm_start_whose_episodes_all_fail_says_so(tmp_path, tiny_model_dir, tiny_config):
+    from agentgym.trainers.rl import train
+
+    class BrokenExpert(Broken):
+        def expert_action(self) -> str:
+            return "look"
+
+    ag.register("broken-expert-v0", BrokenExpert,
+                suites={"train": lambda: [ag.Task(id=f"b{i}", env="broken-expert-v0") for i in range(4)]})
+    cfg = tiny_config(tiny_model_dir, tmp_path / "run", eval={"every": 0}, sft={"expert_tasks": 3},
+                      env={"id": "broken-expert-v0", "train_suite": "train", "eval_suites": []})
+    with pytest.raises(ConfigError, match="the expert rollout gives no training samples: none of its 3 "
+                                          "trajectories is usable: 3 ended with an error"):
+        train(cfg, progress=False, log=lambda _l: None)
+
+
 def test_a_new_run_refuses_another_runs_directory_and_default_names_never_collide(tmp_path, monkeypatch,
                                                                                  tiny_model_dir, tiny_config):
     from agentgym.trainers.rl import new_run_dir, train
