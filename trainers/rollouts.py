@@ -99,16 +99,34 @@ class Collector:
     def __init__(self, config: Any, policy: Any, store: RunStore, *, progress: bool = True) -> None:
         self.config, self.policy, self.store, self.progress = config, policy, store, progress
         self._pool = ray_pool(config)
-        self._loop = asyncio.new_event_loop()
+        # one event loop for every rollout; asyncio.Runner (3.11+) turns Ctrl-C into a cancelled rollout, which
+        # closes its episodes, wherever the signal lands, and its close() waits for the generation thread
+        self._runner = asyncio.Runner() if hasattr(asyncio, "Runner") else None
+        self._loop = self._runner.get_loop() if self._runner is not None else asyncio.new_event_loop()
 
     def close(self, *, policy: bool = False) -> None:
         """Close the event loop (and the environment hosts), and first the policy when ``policy``
         (one loaded for this collector)."""
         if policy:
-            self._loop.run_until_complete(self.policy.aclose())
-        self._loop.close()
+            self._complete(self.policy.aclose())
+        if self._runner is not None:
+            self._runner.close()
+        else:
+            self._loop.close()
         if self._pool is not None:
             self._pool.close()
+
+    def _complete(self, work: Any) -> Any:
+        """Run the coroutine ``work`` on the collector's loop; on Ctrl-C it is cancelled and awaited first."""
+        if self._runner is not None:
+            return self._runner.run(work)
+        main = self._loop.create_task(work)
+        try:
+            return self._loop.run_until_complete(main)
+        except BaseException:  # Ctrl-C: let the episodes close their environments, not be destroyed pending
+            main.cancel()
+            self._loop.run_until_complete(asyncio.gather(main, return_exceptions=True))
+            raise
 
     def env_factory(self) -> Any:
         """The runner's environment factory: the Ray hosts' (``rollout.ray_hosts``), or None for in-process."""
@@ -160,13 +178,7 @@ class Collector:
                                seed=seed, env_options=dict(cfg.env.options), tool_schema=cfg.rollout.tool_schema,
                                **_system_prompt(cfg))
         with progress_bar(label, len(tasks) * n, self.progress) as advance:
-            main = self._loop.create_task(runner.run(tasks, step=step, on_trajectory=lambda _t: advance()))
-            try:
-                result = self._loop.run_until_complete(main)
-            except BaseException:  # Ctrl-C: let the episodes close their environments, not be destroyed pending
-                main.cancel()
-                self._loop.run_until_complete(asyncio.gather(main, return_exceptions=True))
-                raise
+            result = self._complete(runner.run(tasks, step=step, on_trajectory=lambda _t: advance()))
         failed = [t.error for t in result.trajectories if t.error]
         if result.trajectories and len(failed) == len(result.trajectories):  # nothing to learn from or measure
             reason, count = Counter(failed).most_common(1)[0]
