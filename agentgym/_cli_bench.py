@@ -34,8 +34,12 @@ def register(app: typer.Typer) -> None:
         failed = []
         for name in chosen:
             typer.secho(f"== {name} ({available[name].relative_to(folder.parent)})", bold=True)
-            if subprocess.run([sys.executable, str(available[name])]).returncode != 0:
-                failed.append(name)
+            try:
+                if subprocess.run([sys.executable, str(available[name])]).returncode != 0:
+                    failed.append(name)
+            except KeyboardInterrupt:  # the benchmark got the signal too and has stopped
+                typer.echo(f"interrupted during {name}", err=True)
+                raise typer.Exit(130) from None
         if failed:
             typer.secho(f"failed: {', '.join(failed)}", fg="red")
             raise typer.Exit(1)

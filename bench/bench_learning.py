@@ -55,17 +55,18 @@ def tiny() -> None:
     spec = importlib.util.spec_from_file_location("train_tiny", ROOT / "examples" / "train_tiny.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    work = Path(tempfile.mkdtemp(prefix="bench-learning-"))
-    model = make_tiny_model(work / "model")
-    print(f"tiny-doors-v0, tiny Llama ({work / 'model'}), 150 steps, held-out 'test' success (greedy)")
-    for label, kw in (("gigpo", {}), ("grpo", {"estimator": "grpo"}), ("gigpo, wrong sign", {"sign": -1})):
-        t0 = time.perf_counter()
-        cfg = load_config(example.tiny_config(model, work / label.replace(", ", "-").replace(" ", "-"), **kw))
-        run = train(cfg, progress=False, log=lambda _line: None)
-        curve = [(s, e["test/success"]) for s, e in held_out(run)]
-        first90 = next((s for s, v in curve if v >= 0.9), None)
-        print(f"{label:>18}: " + " ".join(f"{v:.2f}" for _, v in curve)
-              + f" | first >= 0.9 at step {first90} | {time.perf_counter() - t0:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:  # removed on Ctrl-C too
+        work = Path(tmp)
+        model = make_tiny_model(work / "model")
+        print("tiny-doors-v0, tiny Llama, 150 steps, held-out 'test' success (greedy)")
+        for label, kw in (("gigpo", {}), ("grpo", {"estimator": "grpo"}), ("gigpo, wrong sign", {"sign": -1})):
+            t0 = time.perf_counter()
+            cfg = load_config(example.tiny_config(model, work / label.replace(", ", "-").replace(" ", "-"), **kw))
+            run = train(cfg, progress=False, log=lambda _line: None)
+            curve = [(s, e["test/success"]) for s, e in held_out(run)]
+            first90 = next((s for s, v in curve if v >= 0.9), None)
+            print(f"{label:>18}: " + " ".join(f"{v:.2f}" for _, v in curve)
+                  + f" | first >= 0.9 at step {first90} | {time.perf_counter() - t0:.0f} s")
 
 
 def household(out: Path, sets: list[str], parallel: bool) -> None:

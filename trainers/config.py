@@ -379,7 +379,10 @@ def load_config(source: str | Path | dict[str, Any] | None = None, overrides: li
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)  # one line: the problem and where, without the parser's excerpt
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: "
+                              f"{getattr(exc, 'problem', None) or exc}{where}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
         if data is None:  # not a run on every default: an empty file is a mistake

@@ -83,6 +83,7 @@ def test_resume_without_a_config_creates_nothing_and_refuses_a_run_dir_beside_it
     ("name: a/b\n", "String should match pattern"),
     (b"name: \xff\xfe\n", "cannot read config file"),
     (None, "cannot read config file"),  # a directory
+    ("loss:\n  clip_high: [0.3\n", "is not valid YAML: expected ',' or ']', but got '<stream end>' at line 3, column 1"),
 ])
 def test_unusable_configs_and_run_names_are_refused_before_anything_runs(tmp_path, monkeypatch, content, message):
     monkeypatch.chdir(tmp_path)
