@@ -34,12 +34,19 @@ def register(app: typer.Typer) -> None:
         failed = []
         for name in chosen:
             typer.secho(f"== {name} ({available[name].relative_to(folder.parent)})", bold=True)
+            child = subprocess.Popen([sys.executable, str(available[name])])
             try:
-                if subprocess.run([sys.executable, str(available[name])]).returncode != 0:
-                    failed.append(name)
-            except KeyboardInterrupt:  # the benchmark got the signal too and has stopped
-                typer.echo(f"interrupted during {name}", err=True)
+                code = child.wait()
+            except KeyboardInterrupt:  # the benchmark got the signal too: let it clean up (a second one kills it)
+                try:
+                    child.wait()
+                except KeyboardInterrupt:
+                    child.kill()
+                done = f"; failed before it: {', '.join(failed)}" if failed else ""
+                typer.echo(f"interrupted during {name}{done}", err=True)
                 raise typer.Exit(130) from None
+            if code != 0:
+                failed.append(name)
         if failed:
             typer.secho(f"failed: {', '.join(failed)}", fg="red")
             raise typer.Exit(1)

@@ -17,6 +17,21 @@
 from __future__ import annotations
 
 
+def validation_summary(exc: Exception, most: int = 3) -> str:
+    """A pydantic ``ValidationError`` in one line: each bad field with pydantic's message, the first ``most``."""
+    errors = exc.errors(include_url=False)  # type: ignore[attr-defined]
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'record'!r}: {e['msg']}" for e in errors[:most]]
+    more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
+    return "; ".join(parts) + more
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parse error in one line: the problem and where, without the parser's excerpt."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
+
+
 class AgentGymError(Exception):
     """Root of every error agentgym raises on purpose."""
 

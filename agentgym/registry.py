@@ -197,7 +197,7 @@ def load_tasks(env_id: str, suite: str = "train") -> list[Task]:
                 try:
                     tasks.append(Task.model_validate_json(line))
                 except ValidationError as exc:
-                    from agentgym.store import validation_summary
+                    from agentgym.errors import validation_summary
 
                     raise ConfigError(f"{source}, line {number}: not a task: {validation_summary(exc)}") from None
     return tasks

@@ -31,7 +31,6 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
-
 from agentgym.errors import ConfigError
 from agentgym.store import CONFIG_CHANGES, read_records, read_run_config, read_trajectories, run_kind
 from agentgym.types import Trajectory
@@ -69,8 +68,11 @@ class RunView:
 
     # ----- reading -------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        """``config.yaml`` as written (empty when there is none)."""
-        return read_run_config(self.root)
+        """``config.yaml`` as written (empty when there is none or it is damaged: the episodes still show)."""
+        try:
+            return read_run_config(self.root)
+        except ConfigError:
+            return {}
 
     def files(self) -> dict[str, Path]:
         """The trajectory files by name (without ``.jsonl``): training steps in order, then the rest."""

@@ -24,16 +24,8 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from agentgym.errors import ConfigError
+from agentgym.errors import ConfigError, validation_summary, yaml_problem
 from agentgym.types import Trajectory
-
-
-def validation_summary(exc: ValidationError, most: int = 3) -> str:
-    """A pydantic error in one line: each bad field with pydantic's message, the first ``most`` of them."""
-    errors = exc.errors(include_url=False)
-    parts = [f"'{'.'.join(map(str, e['loc'])) or 'the record'}': {e['msg']}" for e in errors[:most]]
-    more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
-    return "; ".join(parts) + more
 
 
 def _append_line(path: Path, line: str) -> None:
@@ -171,9 +163,13 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is damaged ({type(exc).__name__}); it is not a YAML mapping") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is damaged: {yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{path} is empty")
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is damaged: it holds a {type(data).__name__}, not a mapping of sections")
     return data
@@ -184,7 +180,8 @@ def writing(run_dir: str | Path) -> Iterator[None]:
     """Hold ``run_dir`` for one writing process: a second trainer of the same run fails at once.
 
     An advisory lock on the directory itself (``flock``), released when the block ends or the
-    process dies, so a killed run never leaves a stale lock behind.
+    process dies, so a killed run never leaves a stale lock behind. Where the file system takes
+    no lock (NFS, some FUSE mounts), it warns and goes on.
     """
     try:
         import fcntl
@@ -198,6 +195,11 @@ def writing(run_dir: str | Path) -> Iterator[None]:
         except BlockingIOError:
             raise ConfigError(f"another process is writing the run in {run_dir}; wait for it to end or stop it "
                               "first") from None
+        except OSError as exc:  # NFS (an exclusive lock needs a file open for writing), Lustre, some FUSE mounts
+            import warnings
+
+            warnings.warn(f"cannot lock the run directory {run_dir} ({exc.strerror or exc}): a second trainer of "
+                          "this run would not be stopped", RuntimeWarning, stacklevel=3)
         yield
     finally:
         os.close(fd)  # releases the lock

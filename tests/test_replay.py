@@ -201,6 +201,8 @@ def test_a_path_that_is_not_a_run_directory_is_refused_and_left_alone(tmp_path):
     (tmp_path / "starting" / "config.yaml").write_text("command: rollout\n")
     assert RunView(tmp_path / "starting").run()["files"] == [] and RunView(tmp_path / "starting").run()["kind"] == "rollout"
     assert sorted(p.name for p in (tmp_path / "starting").iterdir()) == ["config.yaml"]
+    (tmp_path / "starting" / "config.yaml").write_text("command: [rollout\n")  # damaged by hand
+    assert RunView(tmp_path / "starting").run()["files"] == []  # the page still shows the episodes
 
 
 def _agentgym(*args: str) -> subprocess.Popen:

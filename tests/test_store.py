@@ -49,6 +49,7 @@ def test_an_exclusive_config_claims_the_directory_once(tmp_path):
     assert first.read_config() == {"run": 3}
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows: runs are not locked there")
 def test_one_process_at_a_time_writes_a_run_and_a_failed_mkdir_says_why(tmp_path):
     with writing(tmp_path):
         with pytest.raises(ConfigError, match="another process is writing the run"):
@@ -59,6 +60,23 @@ def test_one_process_at_a_time_writes_a_run_and_a_failed_mkdir_says_why(tmp_path
     (tmp_path / "afile").write_text("")
     with pytest.raises(ConfigError, match="cannot use .*afile/sub as a run directory: Not a directory"):
         RunStore(tmp_path / "afile" / "sub")
+
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_file_system_that_takes_no_lock_warns_and_the_run_goes_on(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:  # what NFS answers for a directory opened read-only
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ran = False
+    with pytest.warns(RuntimeWarning, match="cannot lock the run directory .*: a second trainer of this run would not"):
+        with writing(tmp_path):
+            ran = True
+    assert ran
 
 
 def test_torn_last_line_is_skipped_and_sealed(tmp_path):

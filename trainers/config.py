@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentgym.credit import CreditConfig, horizon
-from agentgym.errors import ConfigError
+from agentgym.errors import ConfigError, yaml_problem
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -186,13 +186,9 @@ class SFTSection(_Section):
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer updates (null: run all epochs).")
 
 
-# a run name becomes a directory name under runs/: no separators, no leading dot or dash
-RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-
-
 class _RunConfig(_Section):
-    name: str = Field("run", pattern=RUN_NAME, description=(
-        "Run name (letters, digits, '.', '_', '-'), used for the default run directory runs/<name>-<time>."))
+    name: str = Field("run", description="Run name (letters, digits, '.', '_', '-'): the default run directory "
+                      "is runs/<name>-<time>.")
     run_dir: str | None = Field(None, description="Run directory (default: runs/<name>-<timestamp>).")
     seed: int = Field(0, description="Seed for task sampling, rollout sampling and initialization.")
     policy: PolicySection = Field(default_factory=PolicySection, description="Model, device, dtype and LoRA.")
@@ -201,8 +197,8 @@ class _RunConfig(_Section):
 class SFTConfig(_RunConfig):
     """Config of ``agentgym sft``: supervised training on expert trajectories."""
 
-    name: str = Field("sft", pattern=RUN_NAME, description=(
-        "Run name (letters, digits, '.', '_', '-'), used for the default run directory runs/<name>-<time>."))
+    name: str = Field("sft", description="Run name (letters, digits, '.', '_', '-'): the default run directory "
+                      "is runs/<name>-<time>.")
     sft: SFTSection = Field(default_factory=SFTSection, description="SFT data and schedule.")
     env: EnvSection = Field(default_factory=EnvSection, description="Environment (only for the optional evaluation).")
     sampling: SamplingSection = Field(default_factory=SamplingSection, description="Sampling for the optional evaluation.")
@@ -379,10 +375,7 @@ def load_config(source: str | Path | dict[str, Any] | None = None, overrides: li
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)  # one line: the problem and where, without the parser's excerpt
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: "
-                              f"{getattr(exc, 'problem', None) or exc}{where}") from None
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
         if data is None:  # not a run on every default: an empty file is a mistake

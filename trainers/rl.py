@@ -20,6 +20,7 @@ Read :func:`train` top to bottom; it is the algorithm. One training step k:
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -68,6 +69,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
         run_dir = Path(resume)
     else:
         run_dir = new_run_dir(config)
+        refuse_used_run_dir(run_dir)  # before anything is created in someone else's directory
         RunStore(run_dir)  # creates it, or says why it cannot
     with writing(run_dir):
         if resume is None:
@@ -460,6 +462,9 @@ def new_run_dir(config: TrainConfig) -> Path:
     created here so that two runs started in the same second get one each (the second gets a ``-2``)."""
     if config.run_dir:
         return Path(config.run_dir)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):  # it becomes one folder under runs/
+        raise ConfigError(f"name {config.name!r} cannot name a run directory: use letters, digits, '.', '_' and '-' "
+                          "(or set run_dir)")
     return claim_run_dir(Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 

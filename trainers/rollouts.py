@@ -99,22 +99,25 @@ class Collector:
     def __init__(self, config: Any, policy: Any, store: RunStore, *, progress: bool = True) -> None:
         self.config, self.policy, self.store, self.progress = config, policy, store, progress
         self._pool = ray_pool(config)
-        # one event loop for every rollout; asyncio.Runner (3.11+) turns Ctrl-C into a cancelled rollout, which
-        # closes its episodes, wherever the signal lands, and its close() waits for the generation thread
-        self._runner = asyncio.Runner() if hasattr(asyncio, "Runner") else None
+        # one event loop for every rollout (not made the thread's current loop). On the main thread,
+        # asyncio.Runner (3.11+) turns Ctrl-C into a cancelled rollout, which closes its episodes, and its
+        # close() waits for the generation thread
+        self._runner = asyncio.Runner(loop_factory=asyncio.new_event_loop) if hasattr(asyncio, "Runner") else None
         self._loop = self._runner.get_loop() if self._runner is not None else asyncio.new_event_loop()
 
     def close(self, *, policy: bool = False) -> None:
         """Close the event loop (and the environment hosts), and first the policy when ``policy``
         (one loaded for this collector)."""
-        if policy:
-            self._complete(self.policy.aclose())
-        if self._runner is not None:
-            self._runner.close()
-        else:
-            self._loop.close()
-        if self._pool is not None:
-            self._pool.close()
+        try:
+            if policy:
+                self._complete(self.policy.aclose())
+            if self._runner is not None:
+                self._runner.close()
+            else:
+                self._loop.close()
+        finally:  # a second Ctrl-C while the loop closes must not leave the environment hosts running
+            if self._pool is not None:
+                self._pool.close()
 
     def _complete(self, work: Any) -> Any:
         """Run the coroutine ``work`` on the collector's loop; on Ctrl-C it is cancelled and awaited first."""

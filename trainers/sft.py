@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from agentgym.store import RunStore, read_trajectories
+from agentgym.store import RunStore, read_trajectories, writing
 from agentgym.trainers.batching import Sequence
 from agentgym.trainers.config import SFTConfig, SFTSection, as_config
 from agentgym.types import Trajectory
@@ -245,7 +245,7 @@ def run_sft(config: SFTConfig | dict[str, Any] | str | Path, *, policy: Any = No
     LoRA the adapters are merged first). Returns the run directory.
     """
     from agentgym.trainers import model as M
-    from agentgym.trainers.rl import _console_logger, _seed_everything, new_run_dir, refuse_used_run_dir
+    from agentgym.trainers.rl import _console_logger, new_run_dir, refuse_used_run_dir
     from agentgym.trainers.rollouts import check_inputs
 
     config = as_config(config, SFTConfig)
@@ -260,7 +260,18 @@ def run_sft(config: SFTConfig | dict[str, Any] | str | Path, *, policy: Any = No
     run_dir = new_run_dir(config)  # type: ignore[arg-type]
     refuse_used_run_dir(run_dir)
     store = RunStore(run_dir)
-    store.write_config(config)
+    with writing(run_dir):
+        refuse_used_run_dir(run_dir)  # again: another sft may have taken it since
+        store.write_config(config)
+        return _run_sft(config, run_dir, store, data, policy, say=say, progress=progress)
+
+
+def _run_sft(config: SFTConfig, run_dir: Path, store: RunStore, data: list[Trajectory] | None, policy: Any, *,
+             say: Callable[[str], None], progress: bool) -> Path:
+    """:func:`run_sft` once its inputs are checked and it holds the run directory."""
+    from agentgym.trainers import model as M
+    from agentgym.trainers.rl import _seed_everything
+
     _seed_everything(config.seed)
     policy, model, device, pad_id = M.prepare_trainable(config.policy, policy)
     if data is None:

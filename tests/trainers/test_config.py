@@ -139,7 +139,6 @@ def test_sft_data_paths_are_checked_except_when_a_run_resumes():
     check_inputs(cfg, train_suite=True, sft_data=False)  # a resumed run may be past its SFT stage
 
 
-
 def test_sft_data_reads_run_directories_without_writing_into_them(tmp_path):
     from agentgym.trainers.rollouts import check_inputs
     from agentgym.trainers.sft import load_trajectories

@@ -65,7 +65,8 @@ def test_eval_command_prints_a_table_and_refuses_what_it_cannot_evaluate(trained
         ([str(trained), "--out", str(trained / "config.yaml")], "config.yaml is not a directory"),
         ([str(trained / "checkpoints" / "step_00000001")], "is a checkpoint: give its run directory, and --checkpoint"),
         ([str(trained), "--checkpoint", "latest"], "--checkpoint 'latest': give a step number such as 8"),
-        ([str(tmp_path / "damaged")], "damaged/config.yaml is damaged (ParserError); it is not a YAML mapping"),
+        ([str(tmp_path / "damaged")],
+         "damaged/config.yaml is damaged: expected the node content, but found '<stream end>' at line 2, column 1"),
         ([str(trained), "--out", str(trained / "config.yaml" / "sub")], "Not a directory"),
     ]:
         res = CliRunner().invoke(app, ["eval", *args], env={"COLUMNS": "300"})
