@@ -1,6 +1,7 @@
 """The RL trainer: collect groups, assign credit, build token batches, update, evaluate, checkpoint.
 
-Read :func:`train` top to bottom; it is the algorithm. One training step k:
+Read :func:`_train` (what :func:`train` runs once its inputs are checked) top to bottom; it is the
+algorithm. One training step k:
 
 1. **Rollout.** Sample ``tasks_per_step`` training tasks (seeded by ``(seed, k)``, so a resumed
    run sees the same tasks) and run ``group_size`` episodes of each with the current policy,
