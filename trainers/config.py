@@ -358,6 +358,20 @@ def _explain(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
     return "bad config: " + "; ".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(source: str | Path | dict[str, Any] | None = None, overrides: list[str] | dict[str, Any] | None = None,
                 kind: type[BaseModel] = TrainConfig) -> Any:
     """Load a config from a YAML path or a dict, apply ``--set`` overrides, validate.
@@ -373,7 +387,7 @@ def load_config(source: str | Path | dict[str, Any] | None = None, overrides: li
         if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
         except (OSError, UnicodeDecodeError) as exc:

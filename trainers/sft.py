@@ -44,7 +44,8 @@ def data_files(source: str | Path) -> list[Path]:
 
 def load_trajectories(sources: list[str]) -> list[Trajectory]:
     """Trajectories from run directories (every ``trajectories/*.jsonl``) or single .jsonl files."""
-    return [traj for source in sources for file in data_files(source) for traj in read_trajectories(file)]
+    files = dict.fromkeys(f.resolve() for source in sources for f in data_files(source))  # a file named twice: once
+    return [traj for file in files for traj in read_trajectories(file)]
 
 
 def _kept(traj: Trajectory, only_successful: bool) -> bool:
@@ -200,7 +201,7 @@ def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_
     if section.max_steps is not None:
         total = min(total, section.max_steps)
     turns = sum(len(s.rows) for s in samples)
-    log(f"SFT: {turns} turns in {len(samples)} sequences from {len(trajectories)} trajectories, {total} updates")
+    log(f"SFT: {turns} turns in {len(samples)} sequences from {len(trajectories)} trajectories, {total} update{'s' if total != 1 else ''}")
     rng = np.random.default_rng(seed)
     losses: list[float] = []
     tokens = 0

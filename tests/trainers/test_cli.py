@@ -84,6 +84,7 @@ def test_resume_without_a_config_creates_nothing_and_refuses_a_run_dir_beside_it
     (b"name: \xff\xfe\n", "cannot read config file"),
     (None, "cannot read config file"),  # a directory
     ("loss:\n  clip_high: [0.3\n", "is not valid YAML: expected ',' or ']', but got '<stream end>' at line 3, column 1"),
+    ("name: a\nloss:\n  clip_high: 0.3\nname: b\n", "is not valid YAML: the key 'name' is given twice at line 4, column 1"),
 ])
 def test_unusable_configs_and_run_names_are_refused_before_anything_runs(tmp_path, monkeypatch, content, message):
     monkeypatch.chdir(tmp_path)

@@ -150,6 +150,13 @@ def test_sft_data_reads_run_directories_without_writing_into_them(tmp_path):
     with pytest.raises(ConfigError, match="notes' is a directory without trajectories/"):
         load_trajectories([str(tmp_path / "notes")])
     assert not list((tmp_path / "notes").iterdir())
+    from agentgym.store import RunStore
+    from agentgym.types import Trajectory
+
+    store = RunStore(tmp_path / "expert")
+    store.append_trajectory(Trajectory(id="t", group_id="g", task_id="x", env="household-v0"), name="expert")
+    same = [str(tmp_path / "expert"), str(tmp_path / "expert" / "trajectories" / "expert.jsonl")]
+    assert [t.id for t in load_trajectories(same)] == ["t"]  # one file named twice is read once
 
 
 def test_train_and_sft_take_a_config_a_dict_or_a_yaml_path(tmp_path):
