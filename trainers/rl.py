@@ -75,11 +75,11 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
     with writing(run_dir):
         if resume is None:
             refuse_used_run_dir(run_dir)
-        return _train(config, run_dir, run_dir if resume is not None else None, sft_data, policy,
+        return _train(config, run_dir, resume is not None, sft_data, policy,
                       say=log or _console_logger(), progress=progress)
 
 
-def _train(config: TrainConfig, run_dir: Path, resume: Path | None, sft_data: Any, policy: Any, *, say: Logger,
+def _train(config: TrainConfig, run_dir: Path, resuming: bool, sft_data: Any, policy: Any, *, say: Logger,
            progress: bool) -> Path:
     """:func:`train` once its inputs are checked and it holds the run directory."""
     import torch
@@ -89,9 +89,9 @@ def _train(config: TrainConfig, run_dir: Path, resume: Path | None, sft_data: An
 
     store = RunStore(run_dir)
     start_step, state = 0, {}
-    latest = ckpt.latest_checkpoint(store.checkpoint_dir) if resume is not None else None
+    latest = ckpt.latest_checkpoint(store.checkpoint_dir) if resuming else None
     changes: dict[str, tuple[Any, Any]] = {}
-    if resume is None:
+    if not resuming:
         store.write_config(config_record(config))
     else:  # config.yaml is rewritten only once the checkpoint has loaded: a failed resume changes nothing
         config = config.model_copy(update={"run_dir": str(run_dir)})  # a CONFIG file given with --resume names none
@@ -120,10 +120,10 @@ def _train(config: TrainConfig, run_dir: Path, resume: Path | None, sft_data: An
         if start_step == config.update.total_steps:
             say(f"the run has finished its {start_step} steps; to train on, raise update.total_steps "
                 f"(--set update.total_steps={start_step + 10})")
-    elif resume is not None:
+    elif resuming:
         _discard_after(store, -1)
         say(f"no checkpoint in {run_dir}: starting it again from step 0")
-    if resume is not None:
+    if resuming:
         store.write_config(config_record(config))
     if changes:  # config.yaml holds the new settings; the steps before ran with the old ones
         store.append_config_change({"step": start_step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes})

@@ -201,7 +201,8 @@ def sft_train(policy: Any, model: Any, section: SFTSection, *, device: Any, pad_
     if section.max_steps is not None:
         total = min(total, section.max_steps)
     turns = sum(len(s.rows) for s in samples)
-    log(f"SFT: {turns} turns in {len(samples)} sequences from {len(trajectories)} trajectories, {total} update{'s' if total != 1 else ''}")
+    log(f"SFT: {turns} turns in {len(samples)} sequences from {len(trajectories)} trajectories, "
+        f"{total} update{'s' if total != 1 else ''}")
     rng = np.random.default_rng(seed)
     losses: list[float] = []
     tokens = 0
