@@ -42,17 +42,19 @@ def register(app: typer.Typer) -> None:
 
         console = Console(highlight=False)
         hf_progress(progress)
+        output: list[Path] = []  # where the episodes go, once it exists
         try:
             root, summaries = evaluate_run(run_dir, policy=policy, checkpoint=checkpoint, suites=suite, limit=limit,
                                            samples=samples, device=device, out=out, progress=progress,
-                                           ray_hosts=ray_hosts,
+                                           ray_hosts=ray_hosts, on_output=output.append,
                                            log=lambda line: console.print(line, markup=False, soft_wrap=True))
         except AgentGymError as exc:  # what the command was given exits 2; a run that failed, 1
             Console(stderr=True).print(f"error: {exc}", markup=False, style="red", soft_wrap=True)
             usage = (ConfigError, PolicyError, UnknownEnvironmentError, UnknownSuiteError)
             raise typer.Exit(2 if isinstance(exc, usage) else 1) from None
         except KeyboardInterrupt:
-            console.print("interrupted")
+            kept = f"; the episodes that finished are in {output[0]}" if output else ""
+            console.print(f"interrupted{kept}", markup=False, soft_wrap=True)
             raise typer.Exit(130) from None
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # fits 80 columns
         for column in ("suite", "n", "success", "reward", "turns", "invalid", "overlong", "failed"):

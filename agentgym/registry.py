@@ -62,6 +62,7 @@ class EnvSpec:
 _registry: dict[str, EnvSpec] = {}
 _plugins_loaded = False
 _plugin_failures: dict[str, str] = {}  # entry-point name -> why it failed to load
+_registrations = 0  # register() calls so far: whether a plugin's function registered anything
 
 
 def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str | Path | None = None,
@@ -89,6 +90,8 @@ def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str |
         if missing:
             raise ConfigError(f"register({id!r}): no such suite file: {', '.join(missing)}")
     _registry[id] = spec
+    global _registrations
+    _registrations += 1
     from agentgym import _gym_hook
 
     _gym_hook.register_one(id)
@@ -245,10 +248,13 @@ def load_plugin(plugin: str, setting: str = "plugin") -> None:
     if fn:
         if not callable(getattr(mod, fn, None)):
             raise ConfigError(f"{setting}: {module!r} has no function {fn!r}")
+        calls = _registrations
         try:
             getattr(mod, fn)()
         except Exception as exc:
             raise ConfigError(f"{setting}: {module}:{fn}() failed: {type(exc).__name__}: {exc}") from exc
+        if _registrations == calls:  # e.g. os:getcwd: not a registering function
+            warnings.warn(f"{setting}: {module}:{fn}() registered no environment", RuntimeWarning, stacklevel=2)
     if first_import and not fn and _registry == before:
         hooks = [name for name in ("register", "register_envs") if callable(getattr(mod, name, None))]
         hint = f"; does it register them in a function? then name it: {module}:{hooks[0]}" if hooks else ""

@@ -57,16 +57,17 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
 def read_trajectories(path: Path) -> list[Trajectory]:
     """The trajectories of one JSONL file.
 
-    A torn line (cut JSON, left by a killed writer) is skipped. A line that is whole JSON but not
-    a trajectory raises :class:`~agentgym.errors.ConfigError` naming the file and line: skipping it
-    would lose the record without a word.
+    A torn line (JSON cut short, as a killed writer leaves it) is skipped. Any other line that is not
+    a trajectory (damaged JSON, or whole JSON of something else) raises
+    :class:`~agentgym.errors.ConfigError` naming the file and line: skipping it would lose the record
+    without a word.
     """
     out = []
     for number, line in _read_lines(path):
         try:
-            out.append(Trajectory.model_validate_json(line))
+            out.append(Trajectory.model_validate_json(line.rstrip("\r\n")))  # a cut string ends at the cut
         except ValidationError as exc:
-            if all(e["type"] == "json_invalid" for e in exc.errors()):
+            if all(e["type"] == "json_invalid" and "EOF while parsing" in e["msg"] for e in exc.errors()):
                 continue  # a torn line, sealed by the next append
             raise ConfigError(f"{path}, line {number}: not a trajectory (fix or delete that line): "
                               f"{validation_summary(exc)}") from None

@@ -634,6 +634,9 @@ def test_a_plugin_that_registers_nothing_when_imported_says_which_function_to_na
         warnings.simplefilter("error")
         load_plugin("loud_envs", "--plugin")
         load_plugin("quiet_envs:register", "--plugin")
+        load_plugin("quiet_envs:register", "--plugin")  # again (a second run in one process): registers again
+    with pytest.warns(RuntimeWarning, match=r"--plugin: os:getcwd\(\) registered no environment"):
+        load_plugin("os:getcwd", "--plugin")
 
 
 def test_a_plugin_directory_never_hides_an_installed_package(tmp_path):

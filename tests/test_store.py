@@ -88,6 +88,13 @@ def test_torn_last_line_is_skipped_and_sealed(tmp_path):
     assert [t.id for t in store.load_trajectories()] == ["traj-0"]
     store.append_trajectory(_trajectory(2))
     assert [t.id for t in store.load_trajectories()] == ["traj-0", "traj-2"]
+    # a line damaged in the middle (an edit gone wrong) is no torn write: it is reported, not dropped
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace('","', '" "', 1)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"rollout.jsonl, line 3: not a trajectory \(fix or delete that line\): "
+                       r"'record': Invalid JSON: expected `,` or `}` at line 1 column \d+$"):
+        store.load_trajectories()
 
 
 def test_non_finite_floats_round_trip_and_a_line_that_is_no_trajectory_is_reported(tmp_path):

@@ -94,11 +94,12 @@ def model_of(run_dir: Path, checkpoint: str | None) -> tuple[Path, int]:
 def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: str | None = None,
                  suites: list[str] | None = None, limit: int | None = None, samples: int | None = None,
                  device: str = "auto", out: str | Path | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None,
-                 ray_hosts: int | None = None) -> tuple[Path, dict[str, dict[str, Any]]]:
+                 log: Callable[[str], None] | None = None, ray_hosts: int | None = None,
+                 on_output: Callable[[Path], None] | None = None) -> tuple[Path, dict[str, dict[str, Any]]]:
     """Evaluate the model of the run in ``run_dir`` (or ``policy`` under its settings) on ``device``.
 
     ``ray_hosts`` replaces the run's ``rollout.ray_hosts`` (0: environments in this process).
+    ``on_output`` is called with the output directory once it exists, before any episode runs.
 
     Returns the output directory and, per suite, :func:`agentgym.rollout.summarize` of its episodes.
     """
@@ -141,6 +142,9 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     if out is None:
         root = claim_run_dir(Path("runs") / f"eval-{run_dir.resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
     store = RunStore(root)
+    say(f"evaluating {policy} ({what}) into {root}")
+    if on_output is not None:
+        on_output(root)
     try:
         collector = Collector(config, loaded, store, progress=progress)
     except BaseException:  # the environment hosts did not start: the loaded model's threads go too
@@ -154,7 +158,6 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     finally:
         collector.close(policy=True)
     store.append_metrics({"event": "eval", "step": step, **{f"eval/{k}": v for k, v in metrics.items()}})  # as a run logs it
-    say(f"evaluated {policy} ({what}) -> {root}")
     return root, {suite: summarize(store.load_trajectories(f"eval-{suite}-{step:06d}"))
                   for suite in config.env.eval_suites}
 

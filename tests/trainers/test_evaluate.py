@@ -40,10 +40,14 @@ def test_eval_repeats_the_runs_own_evaluation_of_that_checkpoint(trained, tmp_pa
     # an earlier checkpoint, more tasks: the run's records are only read
     before = sorted(p.name for p in (trained / "trajectories").iterdir())
     said: list[str] = []
+    announced = []  # the output directory, and the episodes in it then: none yet (an interrupt keeps what follows)
     out1, summaries1 = evaluate_run(trained, checkpoint="step_1", limit=3, samples=2, out=tmp_path / "eval1",
-                                    progress=False, log=said.append)
+                                    progress=False, log=said.append,
+                                    on_output=lambda root: announced.append((root, RunStore(root).load_trajectories())))
     assert summaries1["test"]["episodes"] == 6 and RunStore(out1).read_config()["step"] == 1
     assert said[0].startswith("note: the run evaluates greedily (sampling.eval_temperature 0), so the 2 samples")
+    assert said[1].startswith("evaluating hf:") and said[1].endswith(f"(step 1 of {trained}) into {out1}")
+    assert announced == [(out1, [])]
     assert sorted(p.name for p in (trained / "trajectories").iterdir()) == before
 
 
