@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    if args.rows < 80_000:
+        parser.error(f"--rows must be at least 80000 (a row for each of the 80,000 trajectories), got {args.rows}")
 
     b = make_batch(args.rows, groups=10_000, per_group=8, states=50)
     n = len(b["reward"])

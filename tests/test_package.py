@@ -1,5 +1,6 @@
 """Packaging: a light import, the curated public surface, the namespace mapping and the wheel."""
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -52,6 +53,22 @@ def test_cli_version_and_envs():
     envs = subprocess.run([sys.executable, "-m", "agentgym", "envs"], capture_output=True, text=True, check=True,
                           env={"COLUMNS": "200", "PATH": ""})
     assert "household-v0" in envs.stdout and "test-unseen" in envs.stdout
+
+
+def test_bench_passes_options_to_the_one_benchmark_named(tmp_path):
+    def bench(*args):
+        return subprocess.run([sys.executable, "-m", "agentgym", "bench", *args], capture_output=True, text=True,
+                              cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+
+    ran = bench("credit", "--rows", "80000", "--repeat", "1")
+    assert ran.returncode == 0, ran.stderr
+    assert "80,000 rows" in ran.stdout and "best of 1 runs" in ran.stdout
+    helped = bench("credit", "--", "--help")
+    assert helped.returncode == 0 and "usage: bench_credit.py" in helped.stdout
+    for args, message in [(("credit", "household", "--rows", "5"), "options (--rows 5) go to one benchmark"),
+                          (("nope",), "unknown benchmark(s) ['nope']; available: credit,")]:
+        refused = bench(*args)
+        assert refused.returncode == 2 and message in " ".join(refused.stderr.split()), refused.stderr
 
 
 def test_counter_example_runs():
