@@ -67,4 +67,6 @@ def register(app: typer.Typer) -> None:
         for name, s in summaries.items():
             for reason, count in list(s["failures"].items())[:5]:
                 console.print(f"  {name}: {count} x {reason}", markup=False)
+                if reason in s["failed_at"]:
+                    console.print(f"      at {s['failed_at'][reason]}", markup=False)
         console.print(f"trajectories and metrics: {root}", markup=False, soft_wrap=True)

@@ -213,6 +213,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"failures            {summary['failed']}")
         for reason, count in list(summary["failures"].items())[:5]:
             console.print(Text(f"  {count} x {reason}"))
+            if reason in summary["failed_at"]:  # the traceback is in the trajectory's metadata
+                console.print(Text(f"      at {summary['failed_at'][reason]}"))
         for reason, count in summary["store_errors"].items():
             console.print(Text(f"not stored: {count} x {reason}", style="red"))
         if summary["episodes"] and summary["failed"] == summary["episodes"]:

@@ -158,6 +158,14 @@ def _format_validation_error(tool_name: str, exc: ValidationError) -> str:
 _EPISODE_ATTRIBUTES = {"task", "turn", "done", "success", "episode_reward", "reached"}  # set per episode
 
 
+def _read_only(name: str, instead: str) -> Callable[[Any, Any], None]:
+    """The setter of a base-class episode attribute: refuses, saying what to do instead."""
+    def refuse(self: Any, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__}.{name} is the base class's episode state and cannot be set "
+                             f"({instead}); name an attribute of your own otherwise")
+    return refuse
+
+
 class Environment:
     """Base class of every agentgym environment.
 
@@ -231,15 +239,29 @@ class Environment:
         if self._closed:
             raise EnvironmentClosedError(f"{type(self).__name__} is closed; create a new one with agentgym.make")
         self.task = task
-        self.turn = 0
-        self.done = False
-        self.success = False
-        self.episode_reward = 0.0
-        self.reached: list[str] = []
+        self._turn = 0
+        self._done = False
+        self._success = False
+        self._episode_reward = 0.0
+        self._reached: list[str] = []
         self._step_reward = 0.0
         self._step_milestones: list[str] = []
         self._step_info: dict[str, Any] = {}
         self._episode_started = True
+
+    # the base class keeps these; a subclass attribute of the same name would corrupt them silently
+    turn = property(lambda self: self._turn, _read_only("turn", "the number of steps taken"),
+                    doc="Steps taken in this episode.")
+    done = property(lambda self: self._done, _read_only("done", "call self.finish(reward) to end the episode"),
+                    doc="Whether the episode has ended (:meth:`finish`).")
+    success = property(lambda self: self._success,
+                       _read_only("success", "pass it to self.finish(reward, success=...)"),
+                       doc="Whether the episode ended in success.")
+    episode_reward = property(lambda self: self._episode_reward,
+                              _read_only("episode_reward", "add with self.add_reward() or self.finish(reward)"),
+                              doc="The reward paid so far in this episode.")
+    reached = property(lambda self: self._reached, _read_only("reached", "report one with self.reach(milestone)"),
+                       doc="The milestones reached so far, in order.")
 
     async def reset(self, task: Task) -> str:
         """Start an episode for ``task`` and return the first observation."""
@@ -256,11 +278,11 @@ class Environment:
 
     def finish(self, reward: float = 1.0, success: bool | None = None) -> None:
         """End the episode (``terminated``) with ``reward``; success defaults to ``reward > 0``."""
-        if self.done:
+        if self._done:
             raise RuntimeError("finish() was called again after the episode ended; it pays once")
         self._step_reward += _finite(reward)
-        self.done = True
-        self.success = reward > 0 if success is None else success
+        self._done = True
+        self._success = reward > 0 if success is None else success
 
     def add_reward(self, reward: float) -> None:
         """Add an intermediate reward to the current step without ending the episode."""
@@ -275,8 +297,8 @@ class Environment:
         declared = {m.id for m in self.task.milestones}
         if declared and milestone not in declared:
             raise ValueError(f"milestone '{milestone}' is not declared by task {self.task.id}: {sorted(declared)}")
-        if milestone not in self.reached:
-            self.reached.append(milestone)
+        if milestone not in self._reached:
+            self._reached.append(milestone)
             self._step_milestones.append(milestone)
 
     def current_agent(self) -> str:
@@ -306,8 +328,8 @@ class Environment:
                 "episode_reward": self.episode_reward, "reached": list(self.reached)}
 
     def _base_restore(self, state: dict[str, Any]) -> None:
-        self.turn, self.done, self.success = state["turn"], state["done"], state["success"]
-        self.episode_reward, self.reached = state["episode_reward"], list(state["reached"])
+        self._turn, self._done, self._success = state["turn"], state["done"], state["success"]
+        self._episode_reward, self._reached = state["episode_reward"], list(state["reached"])
         self._step_reward, self._step_milestones, self._step_info = 0.0, [], {}
 
     # ----- acting ----------------------------------------------------------------------------
@@ -325,9 +347,9 @@ class Environment:
         if not self._episode_started:
             raise RuntimeError("call reset(task) before step()")
         self._step_reward, self._step_milestones, self._step_info = 0.0, [], {}
-        if self.done:  # pays nothing: the final step's reward and milestones were paid once
+        if self._done:  # pays nothing: the final step's reward and milestones were paid once
             return self._result("The episode is over.", valid=False)
-        self.turn += 1
+        self._turn += 1
         observation, valid, error = await self._execute(action)
         return self._result(observation, valid=valid, error=error)
 
@@ -368,14 +390,14 @@ class Environment:
         return f"Error: {problem}. Valid tools: {names}.", False, problem
 
     def _result(self, observation: str, *, valid: bool, error: str | None = None) -> StepResult:
-        self.episode_reward += self._step_reward
-        truncated = not self.done and self.turn >= self.task.max_turns
+        self._episode_reward += self._step_reward
+        truncated = not self._done and self._turn >= self.task.max_turns
         key = self._current_state_key()
-        info: dict[str, Any] = {"success": self.success, **self._step_info}
+        info: dict[str, Any] = {"success": self._success, **self._step_info}
         if error is not None:
             info["error"] = error
         return StepResult(observation=observation, reward=self._step_reward, milestones=list(self._step_milestones),
-                          terminated=self.done, truncated=truncated, valid=valid, state_key=key, info=info)
+                          terminated=self._done, truncated=truncated, valid=valid, state_key=key, info=info)
 
     def _current_state_key(self) -> str | None:
         """``state_key()``, checked; None for environments that define none."""

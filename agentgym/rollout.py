@@ -35,8 +35,11 @@ import asyncio
 import inspect
 import json
 import math
+import os
 import random
+import sys
 import time
+import traceback
 import uuid
 import zlib
 from collections import Counter
@@ -65,6 +68,28 @@ DEFAULT_SYSTEM_PROMPT = (
 
 class _EpisodeFailure(Exception):
     """Ends one episode with ``Trajectory.error`` set to the message."""
+
+
+def _raised(what: str, exc: BaseException) -> _EpisodeFailure:
+    """The failure of an episode whose environment ``what`` raised ``exc``."""
+    return _EpisodeFailure(f"environment {what} raised {type(exc).__name__}: {exc}")
+
+
+# the engine's own frames, between the caller and an environment's code: never the place a bug is
+_MACHINERY = {os.path.join(os.path.dirname(os.path.abspath(__file__)), name) for name in ("rollout.py", "env.py")}
+_MACHINERY.add(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "trainers", "ray_envs.py"))
+
+
+def _where(exc: BaseException) -> str | None:
+    """``file.py, line N, in fn``: the innermost frame of ``exc`` in the environment's own code (outside the
+    engine, and outside the standard library and installed packages when it has a frame of its own), or None."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename) not in _MACHINERY]
+    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    own = [f for f in frames if not os.path.abspath(f.filename).startswith(prefixes)] or frames
+    if not own:
+        return None
+    frame = own[-1]
+    return f"{os.path.basename(frame.filename)}, line {frame.lineno}, in {frame.name}"
 
 
 class _ContextFull(Exception):
@@ -188,7 +213,8 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
     """Aggregate figures of a set of trajectories.
 
     ``failures`` counts episodes that ended with a system error, by error message; failed episodes
-    still count in the other figures (as unsuccessful). ``store_errors`` counts the trajectories the run
+    still count in the other figures (as unsuccessful). ``failed_at`` gives, for each message, where the
+    first such episode's error was raised (``metadata["error_at"]``), where that is known. ``store_errors`` counts the trajectories the run
     store could not write, by error (each has ``metadata["store_error"]``; it is still returned).
     """
     n = len(trajectories)
@@ -203,6 +229,8 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
         "overlong": sum(t.overlong for t in trajectories),
         "failed": sum(failures.values()),
         "failures": dict(failures.most_common()),
+        "failed_at": {t.error: where for t in reversed(trajectories)  # reversed: the first one's stays
+                      if t.error and (where := t.metadata.get("error_at"))},
         "store_errors": dict(Counter(t.metadata["store_error"] for t in trajectories if "store_error" in t.metadata)),
     }
 
@@ -432,11 +460,14 @@ class RolloutRunner:
             traj.error, traj.truncated = deadline.reason, True
         except _EpisodeFailure as exc:
             traj.error, traj.truncated = str(exc), True
+            if exc.__cause__ is not None:  # where, and the whole story, for the author of the environment
+                _record_traceback(traj, exc.__cause__)
         except _ContextFull as exc:  # not a system failure: the episode ran out of context, like SUPO's overlong
             traj.overlong = traj.truncated = True
             traj.metadata["context_full"] = str(exc)
         except Exception as exc:  # a bug outside the environment: isolate it all the same
             traj.error, traj.truncated = f"{type(exc).__name__}: {exc}", True
+            _record_traceback(traj, exc)
         finally:
             if env is not None:
                 await self._close_env(env, traj, deadline)
@@ -480,7 +511,7 @@ class RolloutRunner:
         try:
             value = await awaitable
         except Exception as exc:
-            raise _EpisodeFailure(f"environment {what} raised {type(exc).__name__}: {exc}") from exc
+            raise _raised(what, exc) from exc
         finally:
             deadline.finish()
         deadline.check()
@@ -490,7 +521,7 @@ class RolloutRunner:
         try:
             return fn(*args)
         except Exception as exc:
-            raise _EpisodeFailure(f"environment {what} raised {type(exc).__name__}: {exc}") from exc
+            raise _raised(what, exc) from exc
 
     async def _play(self, env: Environment, task: Task, traj: Trajectory, seed: int, horizon: int | None,
                     deadline: _Deadline) -> None:
@@ -564,7 +595,7 @@ class RolloutRunner:
                 result = await env.step(call or response)
             except Exception as exc:
                 traj.metadata["failed_response"] = response  # the action the episode died on, for debugging
-                raise _EpisodeFailure(f"environment step raised {type(exc).__name__}: {exc}") from exc
+                raise _raised("step", exc) from exc
             except asyncio.CancelledError:
                 if deadline.expired:  # our time limit, not a cancelled run
                     traj.metadata["failed_response"] = response
@@ -588,6 +619,10 @@ class RolloutRunner:
                 traj.steps.append(unchecked(Step, record))  # scripted: every value is already typed
             else:
                 traj.steps.append(Step(**record))
+            if self.step_timeout is not None and t2 - t1 > self.step_timeout:  # kept, but the limit passed
+                raise _EpisodeFailure(f"environment step took {t2 - t1:.1f} s, over the {self.step_timeout:g} s step "
+                                      "limit, without awaiting (a blocking call in a tool?), so the limit could not "
+                                      "stop it; await blocking work with asyncio.to_thread")
             if result.terminated or result.truncated:
                 traj.terminated, traj.truncated = result.terminated, result.truncated
                 break
@@ -696,6 +731,17 @@ class RolloutRunner:
         if self._seeded:
             return await self.policy.generate(prompts, tools, params, seeds=[s for _, s in items])  # type: ignore[call-arg, union-attr]
         return await self.policy.generate(prompts, tools, params)  # type: ignore[union-attr]
+
+
+def _record_traceback(traj: Trajectory, exc: BaseException, limit: int = 8000) -> None:
+    """Keep where ``exc`` was raised (``metadata["error_at"]``) and its traceback as Python prints it
+    (``metadata["traceback"]``, its last ``limit`` characters); ``Trajectory.error`` stays the same
+    wherever the environment ran, so failures group by it."""
+    where = _where(exc)
+    if where is not None:
+        traj.metadata["error_at"] = where
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    traj.metadata["traceback"] = text if len(text) <= limit else "...\n" + text[-limit:]
 
 
 def _takes_seeds(policy: Any) -> bool:

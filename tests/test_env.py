@@ -214,6 +214,37 @@ def test_tool_definitions_that_would_misbehave_are_refused_at_class_definition(b
         exec(f"class Bad(ag.Environment):\n    {body}\n", {"ag": ag})
 
 
+async def test_the_base_classes_episode_state_cannot_be_overwritten_by_a_subclass():
+    class Game(ag.Environment):
+        async def reset(self, task: ag.Task) -> str:
+            return "Your move."
+
+        @ag.tool
+        async def move(self, to: str) -> str:
+            """Move.
+
+            Args:
+                to: where.
+            """
+            if to == "end":
+                self.done = True  # instead of finish(): would end the episode unpaid and unsuccessful
+            else:
+                self.turn = to  # a game's own "whose turn": would break the step counter
+            return "Moved."
+
+        def state_key(self) -> str:
+            return ""
+
+    env = Game()
+    await env.reset(_task())
+    with pytest.raises(AttributeError, match=r"Game.done is the base class's episode state and cannot be set "
+                                             r"\(call self.finish\(reward\) to end the episode\)"):
+        await env.step(ToolCall(name="move", arguments={"to": "end"}))
+    with pytest.raises(AttributeError, match=r"Game.turn is the base class's episode state"):
+        await env.step(ToolCall(name="move", arguments={"to": "red"}))
+    assert (env.turn, env.done, env.success, env.episode_reward, env.reached) == (2, False, False, 0.0, [])
+
+
 async def test_a_subclass_may_override_a_tool():
     class Loud(Counter):
         @ag.tool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
@@ -180,6 +181,35 @@ async def test_crashing_and_hanging_environments_fail_alone():
     summary = result.summary()
     assert summary["failed"] == 3 and summary["episodes"] == 5
     assert summary["failures"]["environment step raised RuntimeError: boom"] == 1
+    # where the environment's code raised, and how it got there, for its author
+    line = inspect.getsourcelines(Counter.add)[1] + 4  # `raise RuntimeError("boom")`
+    assert summary["failed_at"] == {"environment step raised RuntimeError: boom": f"test_rollout.py, line {line}, in add",
+                                    "environment reset raised OSError: reset exploded":
+                                        f"test_rollout.py, line {inspect.getsourcelines(Counter.reset)[1] + 2}, in reset"}
+    assert crashed.metadata["traceback"].startswith("Traceback (most recent call last):")
+    assert crashed.metadata["traceback"].endswith('raise RuntimeError("boom")\nRuntimeError: boom\n')
+    assert "traceback" not in hung.metadata and "error_at" not in ok.metadata  # a time limit raised nothing there
+
+
+class Sleepy(Counter):
+    """A Counter whose tool blocks the event loop (``time.sleep``) for ``data["block"]`` seconds."""
+
+    @ag.tool(name="add")
+    def add_slowly(self, n: int) -> str:
+        """Add n to the value, slowly."""
+        time.sleep(self.task.data["block"])
+        self.value += n
+        if self.value == self.target:
+            self.finish(reward=1.0)
+        return f"The value is {self.value}."
+
+
+async def test_a_step_that_blocks_past_the_step_limit_ends_its_episode_when_it_returns():
+    result = await RolloutRunner("expert", Sleepy, step_timeout=0.2).run(tasks(1, block=0.4) + tasks(1, block=0.0))
+    blocked, quick = result.trajectories
+    assert blocked.error.startswith("environment step took 0.4 s, over the 0.2 s step limit, without awaiting")
+    assert blocked.num_turns == 1 and blocked.steps[0].result.observation == "The value is 1."  # the step is kept
+    assert quick.error is None and quick.num_turns == 3
 
 
 async def test_episode_time_limit_keeps_collected_steps():

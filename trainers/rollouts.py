@@ -185,7 +185,10 @@ class Collector:
         failed = [t.error for t in result.trajectories if t.error]
         if result.trajectories and len(failed) == len(result.trajectories):  # nothing to learn from or measure
             reason, count = Counter(failed).most_common(1)[0]
-            raise AgentGymError(f"every episode of {label} failed ({count} of them: {reason})")
+            where = next((t.metadata["error_at"] for t in result.trajectories
+                          if t.error == reason and "error_at" in t.metadata), None)
+            raise AgentGymError(f"every episode of {label} failed ({count} of them: {reason}"
+                                f"{f', at {where}' if where else ''})")
         return result.trajectories
 
 

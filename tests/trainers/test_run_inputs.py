@@ -28,7 +28,8 @@ def test_a_step_whose_episodes_all_fail_stops_the_run(tmp_path, tiny_model_dir, 
     from agentgym.trainers.rl import train
 
     with pytest.raises(AgentGymError, match=r"every episode of rollout 1 failed \(4 of them: environment reset "
-                                            r"raised OSError: no database\)"):
+                                            r"raised OSError: no database, at test_run_inputs.py, line \d+, "
+                                            r"in reset\)"):
         train(_broken_config(tiny_model_dir, tiny_config, tmp_path / "run"), progress=False, log=lambda _l: None)
     assert not [m for m in RunStore(tmp_path / "run").load_metrics() if "loss" in m]  # no step was trained
 
