@@ -11,6 +11,7 @@ from typing import Any
 
 from agentgym import _gym_hook
 from agentgym.env import Environment, tool
+from agentgym.errors import InvalidActionError
 from agentgym.registry import load_tasks, make, register
 from agentgym.types import Milestone, Step, StepResult, Task, ToolCall, ToolSpec, Trajectory
 
@@ -20,6 +21,7 @@ _gym_hook.install()
 
 __all__ = [
     "Environment",
+    "InvalidActionError",
     "Milestone",
     "RolloutRunner",
     "Step",

@@ -158,6 +158,13 @@ def _format_validation_error(tool_name: str, exc: ValidationError) -> str:
 _EPISODE_ATTRIBUTES = {"task", "turn", "done", "success", "episode_reward", "reached"}  # set per episode
 
 
+def first_observation(task: Task, observation: str) -> str:
+    """What the agent sees first: the task's prompt, then the observation ``reset`` returned (the prompt
+    once: not again when the observation already holds it)."""
+    prompt = task.prompt
+    return observation if not prompt or prompt in observation else f"{prompt}\n\n{observation}"
+
+
 def _read_only(name: str, instead: str) -> Callable[[Any, Any], None]:
     """The setter of a base-class episode attribute: refuses, saying what to do instead."""
     def refuse(self: Any, value: Any) -> None:

@@ -17,20 +17,27 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from agentgym import registry
+from agentgym.env import first_observation
 from agentgym.errors import EnvironmentClosedError
 from agentgym.types import Task, ToolCall
 
-CHARSET = string.printable
 MAX_OBSERVATION_CHARS = 100_000
 MAX_ACTION_CHARS = 8_192
 
 
-def _to_charset(text: str) -> str:
-    allowed = _CHARSET_SET
-    return "".join(c if c in allowed else "?" for c in text[:MAX_OBSERVATION_CHARS])
+class AnyText(spaces.Text):
+    """Text of any characters (``spaces.Text`` holds a finite character set; observations such as
+    "Café de Flore" must pass unchanged). Samples are drawn from ASCII's printable characters."""
 
+    def __init__(self, max_length: int, *, min_length: int = 0, seed: Any = None) -> None:
+        super().__init__(max_length=max_length, min_length=min_length, charset=string.printable, seed=seed)
 
-_CHARSET_SET = frozenset(CHARSET)
+    def contains(self, x: Any) -> bool:
+        """Whether ``x`` is a string of an allowed length."""
+        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
+
+    def __repr__(self) -> str:
+        return f"AnyText({self.min_length}, {self.max_length})"
 
 
 class _LoopThread:
@@ -53,7 +60,8 @@ class _LoopThread:
 class AgentGymEnv(gym.Env):
     """A Gymnasium view of an agentgym environment.
 
-    Observations are the environment's text; actions are model text (or a tool call in any
+    Observations are the environment's text, the first one after the task's prompt (as the rollout
+    engine shows them; at most ``MAX_OBSERVATION_CHARS``); actions are model text (or a tool call in any
     format :mod:`agentgym.parsing` reads). ``reset(seed=...)`` picks a task of ``suite`` with the
     seeded generator, or the task at ``options["task_index"]``. ``info`` carries the task id,
     the step's validity, milestones and state key.
@@ -70,8 +78,8 @@ class AgentGymEnv(gym.Env):
         self.tasks = tasks if tasks is not None else registry.load_tasks(env_id, suite)
         if not self.tasks:
             raise ValueError(f"no tasks to run for {env_id!r} (suite {suite!r} is empty)")
-        self.observation_space = spaces.Text(max_length=MAX_OBSERVATION_CHARS, min_length=0, charset=CHARSET)
-        self.action_space = spaces.Text(max_length=MAX_ACTION_CHARS, min_length=0, charset=CHARSET)
+        self.observation_space = AnyText(MAX_OBSERVATION_CHARS)
+        self.action_space = AnyText(MAX_ACTION_CHARS)
         self._runner = _LoopThread()
         self._env = registry.make(env_id, **env_kwargs)
         self._last = ""
@@ -86,7 +94,8 @@ class AgentGymEnv(gym.Env):
             raise ValueError(f"options['task_index'] must be an integer in [0, {len(self.tasks)}), got {index!r}")
         index = int(index)  # a numpy integer too
         task = self.tasks[index]
-        self._last = _to_charset(self._running().run(self._env.reset(task)))
+        observation = first_observation(task, self._running().run(self._env.reset(task)))  # as the runner shows it
+        self._last = observation[:MAX_OBSERVATION_CHARS]
         info = {"task_id": task.id, "task_index": index, "state_key": self._state_key()}
         if self._env.agents:  # a multi-agent environment: who acts next
             info["agent"] = self._env.current_agent()
@@ -95,7 +104,7 @@ class AgentGymEnv(gym.Env):
     def step(self, action: str | ToolCall) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Act; returns (observation, reward, terminated, truncated, info)."""
         result = self._running().run(self._env.step(action))
-        self._last = _to_charset(result.observation)
+        self._last = result.observation[:MAX_OBSERVATION_CHARS]
         info = {"valid": result.valid, "milestones": result.milestones, "state_key": result.state_key, **result.info}
         if self._env.agents and not (result.terminated or result.truncated):
             info["agent"] = self._env.current_agent()  # who acts next

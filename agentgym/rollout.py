@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from agentgym.context import ContextManager, Summarize, context_factory, estimate_tokens
-from agentgym.env import Environment
+from agentgym.env import Environment, first_observation
 from agentgym.errors import ConfigError
 from agentgym.parsing import parse_action
 from agentgym.policies._batching import Batcher
@@ -689,9 +689,7 @@ class RolloutRunner:
 
     def _initial_messages(self, task: Task | None, observation: str, role: str | None = None) -> list[Message]:
         """The system prompt (with a role's instruction) and the first observation (after ``task``'s prompt)."""
-        prompt = task.prompt if task is not None else ""
-        first = observation if not prompt or prompt in observation else f"{prompt}\n\n{observation}"
-        messages = [_message("user", first)]
+        messages = [_message("user", observation if task is None else first_observation(task, observation))]
         system = "\n\n".join(part for part in (self.system_prompt, role) if part)
         if system:
             messages.insert(0, _message("system", system))

@@ -32,6 +32,36 @@ def test_gymnasium_make_and_an_episode():
     env.close()
 
 
+class Cafe(ag.Environment):
+    """Observations with text beyond ASCII."""
+
+    async def reset(self, task: ag.Task) -> str:
+        return "Café de Flore — 20 °C ✓"
+
+    @ag.tool
+    async def order(self, item: str) -> str:
+        """Order.
+
+        Args:
+            item: what.
+        """
+        return f"Un {item}, s'il vous plaît."
+
+    def state_key(self) -> str:
+        return ""
+
+
+def test_observations_are_the_environments_text_unchanged_the_first_after_the_prompt():
+    ag.register("cafe-gym-v0", Cafe)
+    env = gymnasium.make("agentgym/cafe-gym-v0", tasks=[ag.Task(id="t", env="cafe-gym-v0", prompt="Order a coffee.")])
+    obs, _ = env.reset(seed=0)
+    assert obs == "Order a coffee.\n\nCafé de Flore — 20 °C ✓"  # as the rollout engine's first message shows it
+    obs, *_ = env.step('order(item="crème brûlée")')
+    assert obs == "Un crème brûlée, s'il vous plaît." and env.observation_space.contains(obs)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+
+
 def test_env_checker_passes():
     env = gymnasium.make("agentgym/counter-v0").unwrapped
     check_env(env, skip_render_check=True)

@@ -22,7 +22,8 @@ def test_import_is_light():
 def test_public_surface():
     assert sorted(agentgym.__all__) == sorted(
         ["Environment", "tool", "Task", "make", "register", "load_tasks", "Trajectory", "RolloutRunner",
-         "ToolCall", "ToolSpec", "Milestone", "StepResult", "Step"])  # what environment authors return and read
+         "ToolCall", "ToolSpec", "Milestone", "StepResult", "Step", "InvalidActionError"])  # what environment
+    # authors return, raise and read
 
 
 def test_every_source_package_is_listed_in_pyproject():
@@ -53,6 +54,7 @@ def test_cli_version_and_envs():
     envs = subprocess.run([sys.executable, "-m", "agentgym", "envs"], capture_output=True, text=True, check=True,
                           env={"COLUMNS": "200", "PATH": ""})
     assert "household-v0" in envs.stdout and "test-unseen" in envs.stdout
+    assert "An ALFWorld-style household" in envs.stdout  # what each is: its description, or its docstring's first line
 
 
 def test_bench_passes_options_to_the_one_benchmark_named(tmp_path):
