@@ -313,6 +313,24 @@ async def test_the_page_replays_an_episode_step_by_step_in_chromium(run_dir, chr
             await browser.close()
 
 
+async def test_the_page_lets_go_of_an_episode_that_a_rewritten_file_no_longer_holds(run_dir, chromium, tmp_path):
+    live = tmp_path / "live"
+    shutil.copytree(run_dir, live)
+    path = live / "trajectories" / "train-000001.jsonl"
+    async with ReplayServer(live, port=0) as server, chromium.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = await browser.new_page()
+            await page.goto(server.url + "#file=train-000001&ep=3&step=1")
+            await page.locator("h2", has_text="Step 1 of").wait_for()
+            path.write_text(path.read_text().splitlines()[0] + "\n")  # rewritten with one episode
+            await page.locator("#episode", has_text="The episode shown is no longer in this file").wait_for(timeout=15_000)
+            assert page.url.endswith("#file=train-000001")
+            await page.locator("#filesummary", has_text="1 episode,").wait_for()
+        finally:
+            await browser.close()
+
+
 def test_replay_runs_no_code_a_run_names(run_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
