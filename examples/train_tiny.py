@@ -1,23 +1,25 @@
 """Train a tiny random Llama model with GiGPO on a small multi-step environment, end to end, on CPU.
 
-Everything is built locally in a temporary directory (no downloads): a word-level tokenizer, a
-2-layer Llama model (``agentgym.trainers.tiny.make_tiny_model``) and the ``tiny-doors-v0``
-environment (say the color of each door to open it; two doors per task). The real trainer loop,
+Everything is built locally (no downloads), in the run directory: a word-level tokenizer and a
+2-layer Llama model (``agentgym.trainers.tiny.make_tiny_model``, in ``RUN_DIR/tiny-model``), and the
+``tiny-doors-v0`` environment (say the color of each door to open it; two doors per task). The real trainer loop,
 the real ``TransformersPolicy`` (loaded as ``hf:/path``) and the real rollout engine run; held-out
 success (greedy, unseen color sequences) climbs from 0 to 100% within 30-70 steps (seeds 0-3),
 1-3 minutes.
 
-    python examples/train_tiny.py                 # GiGPO
+    python examples/train_tiny.py                 # GiGPO, in runs/tiny-doors-<time>
     python examples/train_tiny.py --sign -1       # wrong-sign advantages: does not learn
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import time
 from pathlib import Path
 
+from agentgym.store import claim_run_dir
 from agentgym.trainers import load_config, train
+from agentgym.trainers.rl import refuse_used_run_dir
 from agentgym.trainers.tiny import make_tiny_model
 
 
@@ -53,9 +55,10 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=None)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="agentgym-tiny-"))
-    model_dir = make_tiny_model(work / "model", seed=args.seed)
-    run_dir = args.run_dir or work / "run"
+    if args.run_dir:
+        refuse_used_run_dir(args.run_dir)  # before the model is written into it
+    run_dir = args.run_dir or claim_run_dir(Path("runs") / f"tiny-doors-{time.strftime('%Y%m%d-%H%M%S')}")
+    model_dir = make_tiny_model((run_dir / "tiny-model").resolve(), seed=args.seed)  # with its run: eval, replay
     config = load_config(tiny_config(model_dir, run_dir, steps=args.steps, lr=args.lr, entropy=args.entropy,
                                      seed=args.seed, sign=args.sign, estimator=args.estimator))
     train(config)

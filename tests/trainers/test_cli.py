@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from agentgym.cli import app
+from agentgym.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,6 +140,11 @@ def test_train_tiny_example_smoke(tmp_path):
                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "step    2/2" in out.stdout and (tmp_path / "run" / "checkpoints" / "step_00000002").is_dir()
+    config = RunStore(tmp_path / "run").read_config()  # the tiny model lives with its run
+    assert config["policy"]["model"] == f"hf:{tmp_path / 'run' / 'tiny-model'}" and (tmp_path / "run" / "tiny-model").is_dir()
+    again = subprocess.run([sys.executable, str(REPO / "examples" / "train_tiny.py"), "--steps", "2",
+                            "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0 and "already holds a run" in again.stderr
 
 
 @pytest.mark.slow
