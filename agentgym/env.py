@@ -136,8 +136,10 @@ def _build_tool(method_name: str, fn: Callable, tool_name: str) -> _Tool:
     gaps = ["no docstring, so the model sees no description"] if not summary else []
     if untyped:
         gaps.append(f"no type hint on {', '.join(untyped)}, so the model sees no type and any value passes")
-    if gaps:
-        warnings.warn(f"tool {tool_name!r} ({fn.__qualname__}) has {'; and '.join(gaps)}", UserWarning, stacklevel=4)
+    if gaps:  # reported at the tool's definition, where it is fixed
+        code = inspect.unwrap(fn).__code__
+        warnings.warn_explicit(f"tool {tool_name!r} ({fn.__qualname__}) has {'; and '.join(gaps)}", UserWarning,
+                               code.co_filename, code.co_firstlineno, module=fn.__module__)
     return _Tool(ToolSpec(name=tool_name, description=summary, parameters=schema), model, method_name,
                  tuple(fields), inspect.iscoroutinefunction(fn))
 
