@@ -85,8 +85,10 @@ def test_adapter_works_inside_a_running_event_loop():
 
 
 def test_unknown_render_mode_is_refused():
-    with pytest.raises(ValueError, match="render_mode"):
-        gymnasium.make("agentgym/counter-v0", render_mode="human")
+    # Gymnasium warns first, then the environment refuses
+    with pytest.warns(UserWarning, match="render_mode='human' that is not in the possible render_modes"):
+        with pytest.raises(ValueError, match="render_mode"):
+            gymnasium.make("agentgym/counter-v0", render_mode="human")
 
 
 def test_a_bad_task_index_and_a_step_after_close_say_what_is_wrong():
