@@ -27,15 +27,22 @@ def register(app: typer.Typer) -> None:
                        "first line printed says it)."),
         max_batch_size: int = typer.Option(8, min=1, help="Most requests generated together in one batch."),
         max_wait: float = typer.Option(0.01, callback=_seconds, help="Seconds to wait for a batch to fill."),
+        tool_call_parser: Optional[str] = typer.Option(
+            None, help="hermes: return <tool_call> blocks of a chat reply as message.tool_calls when the request has "
+                       "tools (for OpenAI clients and agent frameworks; as vLLM's flag). Default: calls stay in the "
+                       "text, exactly as sampled."),
     ) -> None:
         """Serve /v1/models, /v1/chat/completions and /v1/completions with token ids and logprobs.
 
-        A completion's text is exactly its sampled tokens: a matched stop string stays at its end
-        (OpenAI's API drops it).
+        As in OpenAI's API, a matched stop string is cut from the text; include_stop_str_in_output: true
+        (vLLM's field) keeps it, so that the text is exactly the sampled tokens. Logprobs are those of the
+        sampling distribution (temperature and top-p applied).
         """
         import asyncio
         import socket
 
+        if tool_call_parser not in (None, "hermes"):
+            raise typer.BadParameter(f"{tool_call_parser!r}: the one parser is hermes", param_hint="'--tool-call-parser'")
         from rich.console import Console
         from rich.text import Text
 
@@ -68,7 +75,7 @@ def register(app: typer.Typer) -> None:
 
         async def main() -> None:
             server = PolicyServer(loaded, served_name=served_name, host=host, port=port,
-                                  max_batch_size=max_batch_size, max_wait=max_wait)
+                                  max_batch_size=max_batch_size, max_wait=max_wait, tool_call_parser=tool_call_parser)
             await serve_forever(server, lambda s: console.print(
                 Text.assemble("serving ", (s.served_name, "bold"), f" at {s.url} (Ctrl-C to stop)")))
 

@@ -50,7 +50,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 from agentgym.context import ContextManager, Summarize, context_factory, estimate_tokens
 from agentgym.env import Environment, first_observation
 from agentgym.errors import ConfigError
-from agentgym.parsing import parse_action
+from agentgym.parsing import format_tool_call, parse_action
 from agentgym.policies._batching import Batcher
 from agentgym.policies.base import Completion, EnvPolicy, Policy, SamplingParams, context_overflow
 from agentgym.registry import make, spec
@@ -180,14 +180,6 @@ def horizon_schedule(rounds: Sequence[int] | int, steps_per_stage: int) -> Calla
         return horizon(step, rounds, steps_per_stage)
 
     return schedule
-
-
-def format_tool_call(call: ToolCall) -> str:
-    """Render a tool call as model text in the Hermes format the parser reads first.
-
-    Text stays as written, not ``\\uXXXX``-escaped: over search-v0's expert actions, SmolLM2 needs up
-    to 55 tokens for an escaped call and 37 for the same call written plainly."""
-    return f"<tool_call>{json.dumps({'name': call.name, 'arguments': call.arguments}, ensure_ascii=False)}</tool_call>"
 
 
 @dataclass

@@ -33,6 +33,7 @@ from typing import Any
 
 from agentgym._heap import trim_heap
 from agentgym.errors import ContextLengthError, PolicyError
+from agentgym.parsing import format_tool_call
 from agentgym.policies.base import Completion, SamplingParams, context_overflow
 from agentgym.types import Message, ToolSpec
 
@@ -203,9 +204,15 @@ class TransformersPolicy:
     def render(self, conversation: list[Message], tools: list[ToolSpec] | None = None) -> list[int]:
         """The prompt token ids of ``conversation`` under the chat template, ready for the assistant's turn."""
         messages = [m.to_openai() for m in conversation]
-        for m in messages:  # templates expect JSON-string arguments in tool calls
-            for call in m.get("tool_calls", ()):
-                call["function"]["arguments"] = json.dumps(call["function"]["arguments"])
+        for m, said in zip(messages, conversation):
+            if not said.tool_calls:
+                continue
+            if self._template_has_tools:  # templates expect JSON-string arguments in tool calls
+                for call in m["tool_calls"]:
+                    call["function"]["arguments"] = json.dumps(call["function"]["arguments"])
+            else:  # a template that knows no tool calls drops them: write them as the model was told to
+                del m["tool_calls"]
+                m["content"] = said.content + "".join(map(format_tool_call, said.tool_calls))
         kwargs: dict[str, Any] = {}
         if tools and self._template_has_tools:
             kwargs["tools"] = [t.to_openai() for t in tools]

@@ -1,11 +1,20 @@
 """``agentgym serve``: an OpenAI-compatible HTTP server in front of a :class:`TransformersPolicy`.
 
-Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions`` (no
-streaming). Concurrent requests with the same sampling parameters are batched into one
-``generate`` call. Responses carry vLLM's extra fields: ``prompt_token_ids`` and per-choice
-``token_ids`` (always), and per-token ``logprobs`` when asked for (``logprobs: true``; with
-``return_tokens_as_token_ids: true`` each token is written ``token_id:N``). Logprobs are those of
-the sampling distribution (see :mod:`agentgym.policies.hf`).
+Endpoints: ``GET /v1/models`` (and ``/v1/models/{name}``), ``POST /v1/chat/completions``,
+``POST /v1/completions`` (no streaming). Concurrent requests with the same sampling parameters are
+batched into one ``generate`` call. Responses carry vLLM's extra fields: ``prompt_token_ids`` and
+per-choice ``token_ids`` (always), and per-token ``logprobs`` when asked for (``logprobs: true``;
+with ``return_tokens_as_token_ids: true`` each token is written ``token_id:N``). Logprobs are those
+of the sampling distribution (see :mod:`agentgym.policies.hf`).
+
+As in OpenAI's API and vLLM's, a matched stop string is cut from the text (the token ids keep every
+sampled token); ``include_stop_str_in_output: true`` keeps it, so that the text is exactly the
+sampled tokens (agentgym's ``openai`` policy asks for that). With ``tool_call_parser="hermes"``
+(vLLM's ``--tool-call-parser hermes``), a chat reply's ``<tool_call>{...}</tool_call>`` blocks come
+back as ``message.tool_calls`` with ``finish_reason: "tool_calls"`` when the request has tools;
+otherwise they stay in the text. What the server cannot do it refuses with a 400 rather than ignore:
+streaming, ``tool_choice`` that forces a call, ``response_format`` other than text, ``echo``, top
+alternatives of logprobs.
 """
 
 from __future__ import annotations
@@ -19,7 +28,10 @@ import uuid
 from dataclasses import replace
 from typing import Any, Callable
 
-from agentgym.errors import PolicyError
+from pydantic import ValidationError
+
+from agentgym.errors import PolicyError, validation_summary
+from agentgym.parsing import hermes_tool_calls
 from agentgym.policies._batching import Batcher
 from agentgym.policies.base import Completion, SamplingParams
 from agentgym.types import Message, ToolCall, ToolSpec
@@ -40,11 +52,14 @@ class PolicyServer:
     """
 
     def __init__(self, policy: Any, *, served_name: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-                 max_batch_size: int | None = None, max_wait: float = 0.01) -> None:
+                 max_batch_size: int | None = None, max_wait: float = 0.01, tool_call_parser: str | None = None) -> None:
         for attr in ("render", "generate_tokens", "encode", "decode"):
             if not hasattr(policy, attr):
                 raise PolicyError(f"agentgym serve needs a local model policy (transformers); {policy!r} has no {attr}")
+        if tool_call_parser not in (None, "hermes"):
+            raise PolicyError(f"tool_call_parser must be 'hermes' or None, got {tool_call_parser!r}")
         self.policy = policy
+        self.tool_call_parser = tool_call_parser
         self.served_name = served_name or getattr(policy, "name", "model")
         self.host, self.port = host, port
         self._batcher: Batcher[tuple[list[int], int | None], Completion] = Batcher(
@@ -75,8 +90,9 @@ class PolicyServer:
         """The aiohttp application."""
         from aiohttp import web
 
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[web.middleware(_json_http_errors)])
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{name}", self._model)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/health", self._health)
@@ -118,8 +134,18 @@ class PolicyServer:
     async def _models(self, request: Any) -> Any:
         from aiohttp import web
 
-        return web.json_response({"object": "list", "data": [
-            {"id": self.served_name, "object": "model", "created": 0, "owned_by": "agentgym"}]})
+        return web.json_response({"object": "list", "data": [self._model_card()]})
+
+    async def _model(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if request.match_info["name"] != self.served_name:
+            return _error(f"The model `{request.match_info['name']}` does not exist; this server serves "
+                          f"`{self.served_name}`.", 404)
+        return web.json_response(self._model_card())
+
+    def _model_card(self) -> dict[str, Any]:
+        return {"id": self.served_name, "object": "model", "created": 0, "owned_by": "agentgym"}
 
     async def _chat(self, request: Any) -> Any:
         return await self._handle(request, self._chat_body)
@@ -163,6 +189,12 @@ class PolicyServer:
             logging.getLogger(__name__).exception("request failed")
             return _error(f"{type(exc).__name__}: {exc}", 500)
 
+    def _default_max_tokens(self, prompts: list[list[int]], default: int) -> int:
+        """``default``, or what the context leaves after the longest prompt when that is less (at least 1)."""
+        if self._max_context is None:
+            return default
+        return max(1, min(default, self._max_context - max(map(len, prompts))))
+
     async def _run(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         for p in prompts:
             if self._max_context is not None and len(p) + params.max_new_tokens > self._max_context:
@@ -177,18 +209,32 @@ class PolicyServer:
         if body.get("top_logprobs"):
             raise _BadRequest("top_logprobs is not supported: agentgym serve returns the logprob of each sampled "
                               "token only (logprobs: true)")
+        _refuse_response_format(body.get("response_format"))
         messages = _parse_messages(body.get("messages"))
         tools = _parse_tools(body.get("tools"))
+        tool_choice = _tool_choice(body.get("tool_choice"))
         max_tokens = body.get("max_completion_tokens")
-        params = _params(body, body.get("max_tokens") if max_tokens is None else max_tokens)
-        n = _int(body.get("n", 1), "n")
+        max_tokens = body.get("max_tokens") if max_tokens is None else max_tokens
         prompt = self.policy.render(messages, tools)
+        params = _params(body, self._default_max_tokens([prompt], 256) if max_tokens is None else max_tokens)
+        n = _int(body.get("n", 1), "n")
         outs = await self._run([prompt] * n, params)
         as_ids = bool(body.get("return_tokens_as_token_ids"))
+        parse_calls = self.tool_call_parser is not None and bool(tools) and tool_choice != "none"
         choices = []
         for i, c in enumerate(outs):
-            choice: dict[str, Any] = {"index": i, "message": {"role": "assistant", "content": c.text},
-                                      "finish_reason": c.finish_reason, "logprobs": None, "token_ids": c.token_ids}
+            message: dict[str, Any] = {"role": "assistant", "content": _text(c, params, body)}
+            finish = c.finish_reason
+            found = hermes_tool_calls(message["content"]) if parse_calls else None
+            if found is not None:
+                calls, rest = found
+                message = {"role": "assistant", "content": rest or None, "tool_calls": [
+                    {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                     "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)}}
+                    for call in calls]}
+                finish = "tool_calls"
+            choice: dict[str, Any] = {"index": i, "message": message, "finish_reason": finish, "logprobs": None,
+                                      "token_ids": c.token_ids}
             if body.get("logprobs"):
                 choice["logprobs"] = {"content": [
                     {"token": tok, "logprob": lp, "bytes": list(tok.encode("utf-8")), "top_logprobs": []}
@@ -199,20 +245,28 @@ class PolicyServer:
                 "prompt_token_ids": prompt}
 
     async def _completions_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("echo"):
+            raise _BadRequest("echo is not supported by agentgym serve; the prompt's token ids are in "
+                              "prompt_token_ids")
+        logprobs = body.get("logprobs")
+        if logprobs not in (None, False, 0):  # 0 asks for the sampled tokens' logprobs, as vLLM reads it
+            raise _BadRequest(f"logprobs: {logprobs!r} asks for top alternatives, which agentgym serve does not "
+                              "give; logprobs: 0 gives the logprob of each sampled token")
         prompts = self._parse_prompts(body.get("prompt"))
-        params = _params(body, 16 if body.get("max_tokens") is None else body["max_tokens"])
+        max_tokens = body.get("max_tokens")
+        params = _params(body, self._default_max_tokens(prompts, 16) if max_tokens is None else max_tokens)
         n = _int(body.get("n", 1), "n")
         outs = await self._run([p for p in prompts for _ in range(n)], params)
         as_ids = bool(body.get("return_tokens_as_token_ids"))
         choices = []
         for i, c in enumerate(outs):
-            choice: dict[str, Any] = {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None,
-                                      "token_ids": c.token_ids, "prompt_token_ids": c.prompt_ids}
-            if body.get("logprobs") is not None and body.get("logprobs") is not False:  # 0 asks for them too
+            choice: dict[str, Any] = {"index": i, "text": _text(c, params, body), "finish_reason": c.finish_reason,
+                                      "logprobs": None, "token_ids": c.token_ids, "prompt_token_ids": c.prompt_ids}
+            if logprobs is not None and logprobs is not False:
                 choice["logprobs"] = {"tokens": self._token_strings(c.token_ids, as_ids), "token_logprobs": c.logprobs,
                                       "top_logprobs": None, "text_offset": None}
             choices.append(choice)
-        usage = {"prompt_tokens": sum(len(c.prompt_ids) for c in outs),
+        usage = {"prompt_tokens": sum(map(len, prompts)),  # each prompt once, however many samples it has
                  "completion_tokens": sum(len(c.token_ids) for c in outs)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
@@ -248,8 +302,8 @@ class PolicyServer:
 def _error(message: str, status: int) -> Any:
     from aiohttp import web
 
-    kind = {400: "BadRequestError", 404: "NotFoundError", 503: "ServiceUnavailableError"}.get(status,
-                                                                                              "InternalServerError")
+    kind = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowedError",
+            503: "ServiceUnavailableError"}.get(status, "InternalServerError")
     return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
 
 
@@ -266,9 +320,10 @@ def _number(value: Any, name: str) -> float:
 
 
 def _params(body: dict[str, Any], max_tokens: Any) -> SamplingParams:
-    stop = body.get("stop") or []
-    if isinstance(stop, str):
-        stop = [stop]
+    stop = body.get("stop")
+    stop = [] if stop is None else [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+        raise _BadRequest(f"'stop' must be a non-empty string or a list of them, got {body.get('stop')!r}")
     temperature = body.get("temperature")
     top_p = body.get("top_p")
     seed = body.get("seed")
@@ -278,7 +333,7 @@ def _params(body: dict[str, Any], max_tokens: Any) -> SamplingParams:
         return SamplingParams(temperature=1.0 if temperature is None else _number(temperature, "temperature"),
                               top_p=1.0 if top_p is None else _number(top_p, "top_p"),
                               max_new_tokens=_int(256 if max_tokens is None else max_tokens, "max_tokens"),
-                              stop=[str(s) for s in stop], seed=seed)
+                              stop=list(stop), seed=seed)
     except (TypeError, ValueError) as exc:
         raise _BadRequest(str(exc)) from None
 
@@ -302,11 +357,45 @@ def _parse_messages(raw: Any) -> list[Message]:
                     args = fn.get("arguments") or {}
                     calls.append(ToolCall(name=fn.get("name", ""), id=c.get("id"),
                                           arguments=json.loads(args) if isinstance(args, str) else args))
-            out.append(Message(role=m.get("role"), content=content, tool_calls=calls,
+            role = m.get("role")
+            if role == "developer":  # OpenAI's newer name for system instructions
+                role = "system"
+            if role not in _ROLES:
+                raise _BadRequest(f"a message's role must be one of {', '.join(_ROLES)} (or developer), got {role!r}")
+            out.append(Message(role=role, content=content, tool_calls=calls,
                                tool_call_id=m.get("tool_call_id"), name=m.get("name")))
+        except ValidationError as exc:
+            raise _BadRequest(f"invalid message: {validation_summary(exc)}") from None
         except (ValueError, TypeError, AttributeError) as exc:
             raise _BadRequest(f"invalid message: {exc}") from None
     return out
+
+
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def _tool_choice(raw: Any) -> str:
+    """``auto`` or ``none``; a choice that forces a call is refused (sampling cannot be constrained here)."""
+    if raw is None or raw in ("auto", "none"):
+        return raw or "auto"
+    raise _BadRequest(f"tool_choice {raw!r} is not supported: agentgym serve cannot force a tool call; use \"auto\" "
+                      "or \"none\"")
+
+
+def _refuse_response_format(raw: Any) -> None:
+    if raw is not None and not (isinstance(raw, dict) and raw.get("type") == "text"):
+        raise _BadRequest("response_format is not supported by agentgym serve (only {\"type\": \"text\"}): it "
+                          "cannot constrain sampling to JSON")
+
+
+def _text(completion: Completion, params: SamplingParams, body: dict[str, Any]) -> str:
+    """The completion's text, cut at the first stop string it holds unless the request keeps it
+    (``include_stop_str_in_output``), as OpenAI and vLLM answer."""
+    text = completion.text
+    if completion.finish_reason != "stop" or not params.stop or body.get("include_stop_str_in_output"):
+        return text
+    cuts = [i for i in (text.find(s) for s in params.stop) if i >= 0]
+    return text[:min(cuts)] if cuts else text
 
 
 def _parse_tools(raw: Any) -> list[ToolSpec] | None:
@@ -322,6 +411,18 @@ def _parse_tools(raw: Any) -> list[ToolSpec] | None:
                 for t in raw]
     except (TypeError, ValueError) as exc:
         raise _BadRequest(f"invalid tools: {exc}") from None
+
+
+async def _json_http_errors(request: Any, handler: Any) -> Any:
+    """An unknown path or method answers with an OpenAI-style JSON error, as the endpoints do."""
+    from aiohttp import web
+
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(f"{request.method} {request.path}: {exc.reason}", exc.status)
 
 
 def _usage(prompt: list[int], outs: list[Completion]) -> dict[str, int]:

@@ -19,7 +19,7 @@ from agentgym.errors import PolicyError
 from agentgym.policies import OpenAIPolicy, PolicyServer, SamplingParams, load_policy
 from agentgym.policies.server import serve_forever
 from agentgym.rollout import RolloutRunner
-from agentgym.types import Message, ToolSpec
+from agentgym.types import Message, ToolCall, ToolSpec
 
 ADD = ToolSpec(name="add", description="Add n to the value.",
                parameters={"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
@@ -118,6 +118,78 @@ async def test_completions_and_models_endpoints(server, smollm2):
             body = {"model": "smollm2", "prompt": [1, 2, 3], "max_tokens": 1, "logprobs": logprobs}
             async with http.post(f"{server.url}/completions", json=body) as r:
                 assert ((await r.json())["choices"][0]["logprobs"] is not None) == wanted
+
+
+# a history of calls that SmolLM2 continues with the same call (greedy): a real model's tool call
+ADDING = [{"role": "system", "content": "You are a calculator. Use the add tool."}]
+for _i in range(3):
+    ADDING += [{"role": "user", "content": "Add 1."},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": f"c{_i}", "type": "function", "function": {"name": "add", "arguments": '{"n": 1}'}}]},
+               {"role": "tool", "tool_call_id": f"c{_i}", "content": f"The value is {_i + 1}."}]
+ADDING.append({"role": "user", "content": "Add 1."})
+CALL = '<tool_call>{"name": "add", "arguments": {"n": 1}}</tool_call>'
+
+
+@pytest.mark.slow
+async def test_openai_clients_get_tool_calls_stop_strings_cut_and_clear_refusals(smollm2):
+    async with PolicyServer(smollm2, served_name="smollm2", port=0, tool_call_parser="hermes") as server, \
+            aiohttp.ClientSession() as http:
+        async def post(path, **body):
+            async with http.post(f"{server.url}/{path}", json={"model": "smollm2", **body}) as r:
+                return r.status, await r.json()
+
+        chat = {"messages": ADDING, "tools": [ADD.to_openai()], "temperature": 0, "max_tokens": 30}
+        status, data = await post("chat/completions", **chat)
+        assert status == 200, data
+        (choice,) = data["choices"]
+        assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+        (call,) = choice["message"]["tool_calls"]
+        assert call["type"] == "function" and call["function"] == {"name": "add", "arguments": '{"n": 1}'}
+        assert smollm2.tokenizer.decode(choice["token_ids"], skip_special_tokens=True) == CALL  # as sampled
+        assert smollm2.tokenizer.decode(data["prompt_token_ids"]).count(CALL) == 3  # the history's calls, as text
+        status, data = await post("chat/completions", **chat, tool_choice="none")  # left in the text
+        assert data["choices"][0]["message"] == {"role": "assistant", "content": CALL}
+        history = [Message(role=m["role"], content=m["content"] or "", tool_call_id=m.get("tool_call_id"),
+                           tool_calls=[ToolCall(name="add", arguments={"n": 1}, id=c["id"]) for c in m["tool_calls"]]
+                           if m.get("tool_calls") else None) for m in ADDING]
+        params = SamplingParams(temperature=0, max_new_tokens=30)
+        for choice in ("none", "auto"):  # raw text (agentgym's default), or the parsed call written back as text
+            async with OpenAIPolicy(server.url, "smollm2", tool_choice=choice) as remote:
+                (got,) = await remote.generate([history], [ADD], params)
+            assert got.text == CALL and smollm2.tokenizer.decode(got.token_ids, skip_special_tokens=True) == CALL
+        # a stop string is cut from the text, as OpenAI does, unless the request keeps it (vLLM's field)
+        stop = {**chat, "stop": ["</tool_call>"], "tool_choice": "none"}
+        _, cut = await post("chat/completions", **stop)
+        _, kept = await post("chat/completions", **stop, include_stop_str_in_output=True)
+        assert cut["choices"][0]["message"]["content"] == CALL.removesuffix("</tool_call>")
+        assert kept["choices"][0]["message"]["content"] == CALL and cut["choices"][0]["finish_reason"] == "stop"
+        assert (await post("chat/completions", messages=[{"role": "developer", "content": "Be terse."}, *ADDING[-1:]],
+                           max_tokens=1))[0] == 200  # newer OpenAI clients' name for the system role
+        status, data = await post("completions", prompt=[1, 2, 3], n=2, max_tokens=1)
+        assert data["usage"]["prompt_tokens"] == 3  # the prompt once, however many samples
+        assert [server._default_max_tokens([[1] * n], 16) for n in (10, 8180, 8192)] == [16, 12, 1]  # no max_tokens:
+        # the default, or what the context leaves when less (8192 tokens here; a full prompt is then refused)
+        hello = [{"role": "user", "content": "hi"}]
+        for path, body, message in [
+            ("chat/completions", {"messages": hello, "tools": [ADD.to_openai()], "tool_choice": "required"},
+             "tool_choice 'required' is not supported: agentgym serve cannot force a tool call"),
+            ("chat/completions", {"messages": hello, "response_format": {"type": "json_object"}},
+             "response_format is not supported"),
+            ("chat/completions", {"messages": hello, "stop": 5}, "'stop' must be a non-empty string or a list of them"),
+            ("chat/completions", {"messages": hello, "stop": [""]}, "'stop' must be a non-empty string"),
+            ("chat/completions", {"messages": [{"role": "robot", "content": "x"}]},
+             "a message's role must be one of system, user, assistant, tool (or developer), got 'robot'"),
+            ("completions", {"prompt": "x", "echo": True}, "echo is not supported"),
+            ("completions", {"prompt": "x", "logprobs": 2}, "logprobs: 2 asks for top alternatives"),
+        ]:
+            status, data = await post(path, **body)
+            assert status == 400 and message in data["error"]["message"], data
+        async with http.get(f"{server.url}/models/smollm2") as r:  # what client.models.retrieve reads
+            assert r.status == 200 and (await r.json())["id"] == "smollm2"
+        for method, path, status in (("GET", "/models/nope", 404), ("POST", "/embeddings", 404), ("GET", "/completions", 405)):
+            async with http.request(method, server.url + path) as r:
+                assert r.status == status and (await r.json())["error"]["code"] == status  # JSON, as the API's errors
 
 
 @pytest.mark.slow
