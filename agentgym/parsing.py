@@ -103,10 +103,17 @@ def hermes_tool_calls(text: str) -> tuple[list[ToolCall], str] | None:
         return None
     calls = []
     for block in blocks:
-        call, error = _from_json_text(block.group(1))
-        if call is None or error:
+        try:
+            obj = json.loads(block.group(1))
+        except json.JSONDecodeError:
             return None
-        calls.append(call)
+        if isinstance(obj, dict) and isinstance(obj.get("tool_calls"), list):
+            obj = obj["tool_calls"]
+        for item in obj if isinstance(obj, list) and obj else [obj]:  # a list holds several calls: keep them all
+            call, error = _from_obj(item)
+            if call is None or error:
+                return None
+            calls.append(call)
     return calls, _TOOL_CALL_BLOCK.sub("", text).strip()
 
 

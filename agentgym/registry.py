@@ -63,6 +63,7 @@ _registry: dict[str, EnvSpec] = {}
 _plugins_loaded = False
 _plugin_failures: dict[str, str] = {}  # entry-point name -> why it failed to load
 _registrations = 0  # register() calls so far: whether a plugin's function registered anything
+_called_plugins: set[str] = set()  # 'module:function' plugins called so far
 
 
 def register(id: str, entry_point: str | type, *, suites: dict[str, Any] | str | Path | None = None,
@@ -248,12 +249,13 @@ def load_plugin(plugin: str, setting: str = "plugin") -> None:
     if fn:
         if not callable(getattr(mod, fn, None)):
             raise ConfigError(f"{setting}: {module!r} has no function {fn!r}")
-        calls = _registrations
+        calls, first_call = _registrations, plugin not in _called_plugins
         try:
             getattr(mod, fn)()
         except Exception as exc:
             raise ConfigError(f"{setting}: {module}:{fn}() failed: {type(exc).__name__}: {exc}") from exc
-        if _registrations == calls:  # e.g. os:getcwd: not a registering function
+        _called_plugins.add(plugin)
+        if first_call and _registrations == calls:  # e.g. os:getcwd (a later call may skip what is registered)
             warnings.warn(f"{setting}: {module}:{fn}() registered no environment", RuntimeWarning, stacklevel=2)
     if first_import and not fn and _registry == before:
         hooks = [name for name in ("register", "register_envs") if callable(getattr(mod, name, None))]

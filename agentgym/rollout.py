@@ -14,8 +14,10 @@ episode's environment instead of a prompt.
 Error isolation: an environment that raises, or takes longer than ``step_timeout`` for one call
 or ``episode_timeout`` for the episode, ends that episode with ``error`` set and ``truncated``;
 a policy failure is retried ``policy_retries`` times with backoff and then recorded the same way.
-The other episodes go on and the steps collected so far are kept. (A step that blocks the event
-loop without awaiting cannot be interrupted in-process; such environments must run their blocking
+The other episodes go on and the steps collected so far are kept; a failure records where the
+environment raised (``metadata["error_at"]``, ``metadata["traceback"]``). (A step that blocks the
+event loop without awaiting cannot be interrupted in-process; it ends its episode with an error once
+it returns, when it took longer than ``step_timeout``. Such environments must run their blocking
 work in a thread or subprocess, as docs/DESIGN.md asks.)
 
 Limits: an episode stops at ``min(task.max_turns, H)`` agent turns, where ``H`` is ``max_turns``,
@@ -37,7 +39,8 @@ import json
 import math
 import os
 import random
-import sys
+import re
+import sysconfig
 import time
 import traceback
 import uuid
@@ -75,21 +78,30 @@ def _raised(what: str, exc: BaseException) -> _EpisodeFailure:
     return _EpisodeFailure(f"environment {what} raised {type(exc).__name__}: {exc}")
 
 
-# the engine's own frames, between the caller and an environment's code: never the place a bug is
-_MACHINERY = {os.path.join(os.path.dirname(os.path.abspath(__file__)), name) for name in ("rollout.py", "env.py")}
-_MACHINERY.add(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "trainers", "ray_envs.py"))
+# the engine's own modules, between the caller and an environment's code: never the place a bug is
+_MACHINERY = ("agentgym.rollout", "agentgym.env", "agentgym.trainers.ray_envs")
+_REMOTE_FRAME = re.compile(r'^  File "(.+)", line (\d+), in (.+)$', re.MULTILINE)
 
 
 def _where(exc: BaseException) -> str | None:
     """``file.py, line N, in fn``: the innermost frame of ``exc`` in the environment's own code (outside the
-    engine, and outside the standard library and installed packages when it has a frame of its own), or None."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename) not in _MACHINERY]
-    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
-    own = [f for f in frames if not os.path.abspath(f.filename).startswith(prefixes)] or frames
+    engine, and outside the standard library and installed packages when it has a frame of its own), or None.
+    An error from an environment in a Ray actor is placed by its remote traceback."""
+    remote = getattr(exc, "remote_traceback", None)
+    if isinstance(remote, str):
+        frames = [(f, int(n), fn) for f, n, fn in _REMOTE_FRAME.findall(remote)
+                  if not f.replace("\\", "/").endswith(("agentgym/rollout.py", "agentgym/env.py", "trainers/ray_envs.py"))
+                  and "/ray/" not in f]
+    else:
+        frames = [(frame.f_code.co_filename, line, frame.f_code.co_name)
+                  for frame, line in traceback.walk_tb(exc.__traceback__)
+                  if frame.f_globals.get("__name__") not in _MACHINERY]
+    installed = tuple({sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")} - {None})
+    own = [f for f in frames if not os.path.abspath(f[0]).startswith(installed)] or frames
     if not own:
         return None
-    frame = own[-1]
-    return f"{os.path.basename(frame.filename)}, line {frame.lineno}, in {frame.name}"
+    filename, line, function = own[-1]
+    return f"{os.path.basename(filename)}, line {line}, in {function}"
 
 
 class _ContextFull(Exception):
@@ -730,7 +742,8 @@ def _record_traceback(traj: Trajectory, exc: BaseException, limit: int = 8000) -
     where = _where(exc)
     if where is not None:
         traj.metadata["error_at"] = where
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    remote = getattr(exc, "remote_traceback", None)  # an environment in a Ray actor: its own traceback
+    text = remote if isinstance(remote, str) else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     traj.metadata["traceback"] = text if len(text) <= limit else "...\n" + text[-limit:]
 
 

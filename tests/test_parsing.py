@@ -13,6 +13,18 @@ def test_hermes_block_with_surrounding_text():
     assert p.text == "I will add."
 
 
+def test_hermes_tool_calls_as_a_server_parser_returns_them():
+    from agentgym.parsing import hermes_tool_calls
+
+    text = ('Sure. <tool_call>{"name": "a", "arguments": {"x": 1}}</tool_call>\n'
+            '<tool_call>[{"name": "b", "arguments": {}}, {"name": "c", "arguments": "{\\"y\\": 2}"}]</tool_call>')
+    calls, rest = hermes_tool_calls(text)
+    assert [(c.name, c.arguments) for c in calls] == [("a", {"x": 1}), ("b", {}), ("c", {"y": 2})] and rest == "Sure."
+    for text in ("no call", "<tool_call>{not json</tool_call>", "<tool_call>[]</tool_call>",
+                 '<tool_call>{"name": "a"}</tool_call> <tool_call>{"arguments": {}}</tool_call>'):
+        assert hermes_tool_calls(text) is None  # all or nothing: the text then stays content
+
+
 def test_hermes_block_without_closing_tag():
     p = parse_action('<tool_call>{"name": "look", "arguments": {}}')
     assert p.call is not None and p.call.name == "look"

@@ -25,12 +25,14 @@ wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import itertools
 import math
 import os
 import pickle
 import random
+import re
 import socket
 from typing import Any
 
@@ -290,6 +292,9 @@ class RemoteEnvironment:
         except ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
+                with contextlib.suppress(AttributeError, TypeError):  # where it was raised, for the run's record:
+                    # Ray's message is the actor's traceback (colored)
+                    cause.remote_traceback = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # type: ignore[attr-defined]
                 raise cause from None  # the environment's own error, as an in-process call raises it
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]  # e.g. one Ray cannot pickle
             raise RemoteHostError(f"environment host {self._host.index}: {lines[-1] if lines else repr(exc)}") from None

@@ -249,7 +249,7 @@ class PolicyServer:
             raise _BadRequest("echo is not supported by agentgym serve; the prompt's token ids are in "
                               "prompt_token_ids")
         logprobs = body.get("logprobs")
-        if logprobs not in (None, False, 0):  # 0 asks for the sampled tokens' logprobs, as vLLM reads it
+        if logprobs not in (None, False, True, 0):  # 0 (or true) asks for the sampled tokens' logprobs
             raise _BadRequest(f"logprobs: {logprobs!r} asks for top alternatives, which agentgym serve does not "
                               "give; logprobs: 0 gives the logprob of each sampled token")
         prompts = self._parse_prompts(body.get("prompt"))
@@ -422,7 +422,10 @@ async def _json_http_errors(request: Any, handler: Any) -> Any:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(f"{request.method} {request.path}: {exc.reason}", exc.status)
+        response = _error(f"{request.method} {request.path}: {exc.reason}", exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods the path takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 def _usage(prompt: list[int], outs: list[Completion]) -> dict[str, int]:

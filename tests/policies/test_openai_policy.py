@@ -190,6 +190,9 @@ async def test_openai_clients_get_tool_calls_stop_strings_cut_and_clear_refusals
         for method, path, status in (("GET", "/models/nope", 404), ("POST", "/embeddings", 404), ("GET", "/completions", 405)):
             async with http.request(method, server.url + path) as r:
                 assert r.status == status and (await r.json())["error"]["code"] == status  # JSON, as the API's errors
+                assert r.headers.get("Allow") == ("POST" if status == 405 else None)
+        status, data = await post("completions", prompt=[1, 2, 3], max_tokens=1, logprobs=True)  # as logprobs: 0
+        assert status == 200 and len(data["choices"][0]["logprobs"]["token_logprobs"]) == 1
 
 
 @pytest.mark.slow

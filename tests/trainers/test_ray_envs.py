@@ -201,6 +201,10 @@ def test_environment_errors_arrive_as_in_process_and_the_run_goes_on(pool):
     assert [t.error for t in remote.trajectories] == [t.error for t in local.trajectories] == \
         [None, "environment step raised ValueError: broke at turn 2", None]
     assert [len(t.steps) for t in remote.trajectories] == [3, 1, 3]  # the step before the failure is kept
+    # where it was raised: the same place, read from the actor's traceback
+    assert remote.trajectories[1].metadata["error_at"] == local.trajectories[1].metadata["error_at"]
+    assert local.trajectories[1].metadata["error_at"].startswith("test_ray_envs.py, line ")
+    assert remote.trajectories[1].metadata["traceback"].rstrip().endswith("ValueError: broke at turn 2")
 
 
 @pytest.mark.parametrize("fail", ["hang", "hang_expert"])
