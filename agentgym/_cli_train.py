@@ -21,6 +21,7 @@ def _keys_table(kind: Any) -> None:
     from pydantic import BaseModel
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     rows: list[tuple[str, str, str]] = []
 
@@ -42,7 +43,7 @@ def _keys_table(kind: Any) -> None:
     table.add_column("default", overflow="fold")
     table.add_column("help", overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))  # plain text: 'agentgym[distributed]' is no markup
     Console().print(table)
 
 
@@ -58,9 +59,16 @@ def _with_choices(help_text: str, annotation: Any) -> str:
 
 
 def _load(kind: Any, config: Optional[Path], sets: Optional[list[str]], extra: dict[str, Any]) -> Any:
-    from agentgym.trainers.config import load_config
+    from agentgym.trainers.config import load_config, parse_overrides
 
-    overrides = list(sets or []) + [f"{k}={v}" for k, v in extra.items() if v is not None]
+    overrides = parse_overrides(sets)
+    for key, value in extra.items():  # as typed, not read as YAML ('runs/q #1' keeps its '#1')
+        if value is not None:
+            *sections, name = key.split(".")
+            node = overrides
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = value
     return load_config(config, overrides, kind=kind)
 
 
@@ -167,7 +175,7 @@ def register(app: typer.Typer) -> None:
         try:
             extra: dict[str, Any] = {"run_dir": str(run_dir) if run_dir else None}
             if data:
-                extra["sft.data"] = "[" + ", ".join(f"'{d}'" for d in data) + "]"
+                extra["sft.data"] = [str(d) for d in data]
             cfg = _load(SFTConfig, config, set_, extra)
             from agentgym.trainers.rl import new_run_dir
             from agentgym.trainers.sft import run_sft

@@ -49,6 +49,15 @@ class LoraSection(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
     target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: 'all-linear' or a list of module names.")
 
+    @field_validator("target_modules")
+    @classmethod
+    def _modules(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, str) and value != "all-linear":
+            raise ValueError(f"give 'all-linear' or a list of module names such as [q_proj, v_proj], got {value!r}")
+        if isinstance(value, list) and not value:
+            raise ValueError("the list of module names is empty")
+        return value
+
 
 class PolicySection(_Section):
     model: str = Field("smollm2", description="Policy name for agentgym.policies.load_policy: 'smollm2' or 'hf:/path/to/model_dir'.")
@@ -86,10 +95,13 @@ class ContextSection(_Section):
     window: int | None = Field(None, gt=0, description="Turns kept by the 'window' context manager.")
     max_tokens: int | None = Field(None, gt=0, description="Token budget that triggers a summary ('summary' context).")
     max_summaries: int | None = Field(None, ge=0, description="Summary rounds before an episode ends as overlong ('summary' context).")
-    options: dict[str, Any] = Field(default_factory=dict, description="Further keyword options for the context manager.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Unused: no context manager takes options "
+                                    "(kept, empty, so that older runs' configs load).")
 
     @model_validator(mode="after")
     def _check(self) -> "ContextSection":
+        if self.options:
+            raise ValueError(f"context.options ({', '.join(self.options)}): no context manager takes options; remove it")
         if self.type == "window" and self.window is None:
             raise ValueError("context.type is 'window' but context.window is not set: give the number of turns to keep")
         if self.type == "summary" and self.max_tokens is None:
@@ -137,11 +149,18 @@ class LossSection(_Section):
 class OptimSection(_Section):
     lr: float = Field(1e-6, gt=0.0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas, each in [0, 1).")
     eps: float = Field(1e-8, gt=0.0, description="AdamW epsilon.")
     max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping by global norm (null: off).")
     warmup_steps: int = Field(0, ge=0, description="Optimizer updates of linear warm-up.")
     schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Learning-rate decay after warm-up.")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError(f"each AdamW beta must be in [0, 1), got {list(value)}")
+        return value
 
 
 class UpdateSection(_Section):
@@ -185,6 +204,13 @@ class SFTSection(_Section):
     max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping by global norm.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer updates (null: run all epochs).")
 
+    @model_validator(mode="after")
+    def _check(self) -> "SFTSection":
+        if self.micro_batch_size > self.batch_size:
+            raise ValueError(f"sft.micro_batch_size ({self.micro_batch_size}) must not exceed "
+                             f"sft.batch_size ({self.batch_size})")
+        return self
+
 
 class _RunConfig(_Section):
     name: str = Field("run", description="Run name (letters, digits, '.', '_', '-'): the default run directory "
@@ -211,9 +237,6 @@ class SFTConfig(_RunConfig):
         if not self.sft.data and self.sft.expert_tasks is None:
             raise ValueError("sft.data is empty: list expert run directories or .jsonl files "
                              "(make them with `agentgym rollout --policy expert`), or set sft.expert_tasks")
-        if self.sft.micro_batch_size > self.sft.batch_size:
-            raise ValueError(f"sft.micro_batch_size ({self.sft.micro_batch_size}) must not exceed "
-                             f"sft.batch_size ({self.sft.batch_size})")
         return self
 
 
@@ -298,6 +321,9 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if value is None and raw.strip() not in ("null", "Null", "NULL", "~"):  # e.g. '#1 rule': a YAML comment
+            raise ConfigError(f"--set {item!r}: the value reads as YAML null ('#' starts a comment); quote it: "
+                              f"--set '{key}=\"{raw}\"'")
         node = out
         parts = key.split(".")
         for part in parts[:-1]:

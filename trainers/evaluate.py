@@ -128,7 +128,7 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     if not config.env.eval_suites:
         raise ConfigError(f"{run_dir} evaluates no suites (env.eval_suites is empty): name one with --suite")
     config.env.load_plugins()
-    check_inputs(config, train_suite=False, sft_data=False)
+    check_inputs(config, train_suite=False, sft_data=False, eval_key="--suite" if suites else "env.eval_suites")
     if out is not None:
         root = Path(out)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):

@@ -33,11 +33,12 @@ def training_tasks(config: TrainConfig) -> list[Task]:
     return load_tasks(config.env.id, config.env.train_suite)
 
 
-def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> None:
+def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True, eval_key: str = "env.eval_suites") -> None:
     """Fail before a model loads or a run directory appears: the environment id, the suites the run
     reads (the training suite when ``train_suite``, the evaluation suites when it evaluates) and,
     when ``sft_data``, the SFT data paths. An ``env.eval_suites`` left unset becomes ``[test]`` for an
-    environment that has ``test`` and no ``test-unseen``."""
+    environment that has ``test`` and no ``test-unseen``. ``eval_key`` names where the evaluation suites
+    were given, in errors."""
     from agentgym.env import Environment
     from agentgym.errors import ConfigError, UnknownSuiteError
     from agentgym.registry import spec
@@ -63,13 +64,26 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True) -> No
 
         if not torch.cuda.is_available():
             raise ConfigError(f"policy.device: {device!r}, but this torch sees no CUDA device; use cpu or auto")
+    roles = list(getattr(env_class, "agents", None) or {}) or ["agent"]
+    if config.context.type == "summary" and len(roles) > 1:
+        raise ConfigError(f"context.type: summary works on one conversation, and {config.env.id} has several agents "
+                          f"({', '.join(roles)}), each with its own: use context.type full or window")
+    trained = getattr(getattr(config, "update", None), "train_agents", None)
+    if trained is not None and not trained:
+        raise ConfigError(f"update.train_agents is empty: no agent would learn; name some of {', '.join(roles)}, "
+                          "or leave it out (null) to train every agent")
+    unknown = [a for a in trained or [] if a not in roles]
+    if unknown:
+        raise ConfigError(f"update.train_agents: {', '.join(map(repr, unknown))} is not an agent of {config.env.id}; "
+                          f"its agents: {', '.join(roles)}")
     if "eval_suites" not in config.env.model_fields_set and "test-unseen" not in suites and "test" in suites:
         config.env.eval_suites = ["test"]  # the default held-out suite, as `agentgym rollout` picks it
     needed = [config.env.train_suite] if train_suite else []
     needed += list(config.env.eval_suites) if config.eval.every else []
     missing = [name for name in needed if name not in suites]
     if missing:
-        raise UnknownSuiteError(f"environment {config.env.id!r} has no task suite {missing[0]!r}; "
+        key = "env.train_suite" if train_suite and missing[0] == config.env.train_suite else eval_key
+        raise UnknownSuiteError(f"{key}: environment {config.env.id!r} has no task suite {missing[0]!r}; "
                                 f"its suites: {', '.join(sorted(suites)) or '(none)'}")
     sft = getattr(config, "sft", None) if sft_data else None
     if sft is not None and sft.data:

@@ -163,8 +163,10 @@ def collect_expert(config: Any, store: RunStore, *, progress: bool = True, env: 
         pool = ray_pool(config) if env is None else None
         if pool is not None:
             env = stack.enter_context(pool).envs(config.env.id, **config.env.options)
+        # the expert writes no summaries: under a summarizing context its turns keep the full history
+        context = "full" if config.context.type == "summary" else context_spec(config.context)
         runner = RolloutRunner("expert", env, n=1, concurrency=config.rollout.concurrency,
-                               max_turns=config.env.max_turns, context=context_spec(config.context), store=store,
+                               max_turns=config.env.max_turns, context=context, store=store,
                                store_name="expert", seed=config.seed, env_options=dict(config.env.options), **extra)
         with progress_bar("expert rollouts", len(tasks), progress) as advance:
             result = asyncio.run(runner.run(tasks, on_trajectory=lambda _t: advance()))

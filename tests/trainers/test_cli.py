@@ -133,6 +133,16 @@ def test_sft_without_data_says_how_to_get_it(tmp_path):
     assert result.exit_code == 2 and "agentgym rollout --policy expert" in result.output
 
 
+def test_run_dir_and_data_paths_are_taken_as_typed(tmp_path):
+    used = tmp_path / "q #1: x"  # YAML would read '#1' as a comment and ': x' as a mapping
+    used.mkdir()
+    (used / "config.yaml").write_text("name: other\n")
+    result = CliRunner().invoke(app, ["train", str(REPO / "examples" / "household_quickstart.yaml"), "--run-dir", str(used)])
+    assert result.exit_code == 2 and f"{used} already holds a run" in " ".join(result.output.split()), result.output
+    result = CliRunner().invoke(app, ["sft", str(REPO / "examples" / "household_sft.yaml"), "--data", str(used / "it's")])
+    assert result.exit_code == 2 and "q #1: x/it's" in result.output and "neither a run directory" in result.output
+
+
 @pytest.mark.slow
 def test_train_tiny_example_smoke(tmp_path):
     pytest.importorskip("torch")

@@ -69,6 +69,13 @@ def test_bad_value_names_key():
     (["context.window=4"], "context.window applies to context.type 'window', but context.type is 'full'"),
     (["context.type=window", "context.window=4", "context.max_summaries=2"],
      "context.max_summaries applies to context.type 'summary', but context.type is 'window'"),
+    # values torch or peft would refuse only after the model has loaded
+    (["optim.betas=[0.9, 1.5]"], r"'optim.betas'.*each AdamW beta must be in \[0, 1\), got \[0.9, 1.5\]"),
+    (["policy.lora.target_modules=q_proj"], "give 'all-linear' or a list of module names such as"),
+    (["context.options.foo=1"], r"context.options \(foo\): no context manager takes options"),
+    (["sft.expert_tasks=4", "sft.batch_size=2", "sft.micro_batch_size=8"],
+     r"sft.micro_batch_size \(8\) must not exceed sft.batch_size \(2\)"),  # as agentgym sft refuses it
+    (["rollout.system_prompt=#1 rule: be brief"], "the value reads as YAML null"),  # not the default prompt, silently
 ])
 def test_cross_field_checks(sets, message):
     with pytest.raises(ConfigError, match=message):

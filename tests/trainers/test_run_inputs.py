@@ -117,8 +117,27 @@ def test_unset_eval_suites_fall_back_to_test_where_there_is_no_test_unseen():
     config = load_config({"env": {"id": "household-v0"}})
     check_inputs(config, train_suite=True)
     assert config.env.eval_suites == ["test-unseen"]
-    with pytest.raises(UnknownSuiteError, match="environment 'sql-v0' has no task suite 'test-unseen'"):
+    with pytest.raises(UnknownSuiteError, match="env.eval_suites: environment 'sql-v0' has no task suite 'test-unseen'"):
         check_inputs(load_config({"env": {"id": "sql-v0", "eval_suites": ["test-unseen"]}}), train_suite=True)
+
+
+def test_agents_a_config_names_are_checked_against_the_environments_roles():
+    from agentgym.trainers.rollouts import check_inputs
+
+    relay = {"id": "tiny-relay-v0", "plugins": ["agentgym.trainers.tiny:register_relay"], "train_suite": "train",
+             "eval_suites": []}
+    for config, message in [
+        ({"env": relay, "context": {"type": "summary", "max_tokens": 100}},
+         r"context.type: summary works on one conversation, and tiny-relay-v0 has several agents \(scout, opener\)"),
+        ({"env": relay, "update": {"train_agents": ["opener", "nobody"]}},
+         "update.train_agents: 'nobody' is not an agent of tiny-relay-v0; its agents: scout, opener"),
+        ({"update": {"train_agents": ["opener"]}}, "'opener' is not an agent of household-v0; its agents: agent"),
+        ({"update": {"train_agents": []}}, "update.train_agents is empty: no agent would learn"),
+    ]:
+        config = load_config(config)
+        config.env.load_plugins()
+        with pytest.raises(ConfigError, match=message):  # not a NO SIGNAL line at every step, or a failure later
+            check_inputs(config, train_suite=True)
 
 
 def test_sft_data_from_a_run_directory_leaves_out_its_held_out_evaluations(tmp_path):
