@@ -31,6 +31,8 @@ def make(kind: str = "process", **options: Any) -> Sandbox:
     if kind == "process":
         return ProcessSandbox(**options)
     if kind == "docker":
+        from ._docker import DockerSandbox  # the module's lazy attribute serves importers, not this module
+
         return DockerSandbox(**options)
     raise ValueError(f"unknown sandbox kind {kind!r}; choose one of {', '.join(_KINDS)}")
 

@@ -254,6 +254,8 @@ def classify(*, exit_code: int, stderr: str, timed_out: bool, overflow: bool, cp
         return "output"
     if exit_code == -signal.SIGXCPU or (exit_code == -signal.SIGKILL and cpu_time >= limits.cpu_seconds - 0.05):
         return "cpu"
+    if exit_code == 0:  # it finished well: a limit it met was handled (or its stderr merely names one)
+        return None
     if exit_code == -signal.SIGXFSZ or "File too large" in stderr:
         return "file_size"
     if "MemoryError" in stderr or "Cannot allocate memory" in stderr or "bad_alloc" in stderr:

@@ -2,7 +2,8 @@
 
 Each session (and each one-shot run) gets its own container: no network, read-only root, a
 size-capped tmpfs ``/work``, ``/tmp`` and ``/dev/shm``, all capabilities dropped,
-``no-new-privileges``, an unprivileged user, cgroup memory and process limits, and an idle PID 1.
+``no-new-privileges``, an unprivileged user, cgroup memory and process limits, and a PID 1 that only
+reaps the processes it adopts.
 Every call is a ``docker exec`` of the same launcher the process sandbox uses (``_bootstrap.py``,
 request on the exec's stdin), which applies the per-call rlimits, runs the code, kills what it left
 behind and reports its status on the last stderr line. A timeout, or a launcher that died before
@@ -28,7 +29,24 @@ from ._base import (BOOTSTRAP, Argv, ExecResult, Files, Limits, OutputBuffer, Se
 
 DEFAULT_IMAGE = "localhost/agentgym-python:bookworm"
 _USER = "65534:65534"
-_KILL_ALL = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
+_REAPER = ("import os, time\n"  # the container's PID 1: reaps every child it adopts, else idles
+           "while True:\n"
+           "    try:\n"
+           "        os.wait()\n"
+           "    except ChildProcessError:\n"
+           "        time.sleep(0.2)\n")
+# SIGKILL every process but PID 1 and itself, until none is left (a fork bomb forks while it is killed), for
+# at most about 2 s: the next call then finds the container's process slots free
+_KILL_ALL = ("import os, signal, time\n"
+             "me = os.getpid()\n"
+             "for _ in range(100):\n"
+             "    try:\n"
+             "        os.kill(-1, signal.SIGKILL)\n"
+             "    except OSError:\n"
+             "        pass\n"
+             "    if not [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, me)]:\n"
+             "        break\n"
+             "    time.sleep(0.02)\n")
 
 
 class DockerSandbox:
@@ -138,7 +156,9 @@ class DockerSandbox:
             stop_signal="SIGKILL")
         if self.runtime:
             options["runtime"] = self.runtime
-        container = self._client.containers.run(self.image, ["sleep", "infinity"], **options)
+        # PID 1 reaps what a call leaves behind when its processes are killed: zombies would keep their slots
+        # of the process limit, and a session whose limit is full cannot start its next call
+        container = self._client.containers.run(self.image, [self.python, "-I", "-S", "-c", _REAPER], **options)
         with self._guard:
             closed = self._closed
             if not closed:
@@ -310,10 +330,14 @@ class DockerSandbox:
 
     def _kill_all(self, cid: str) -> None:
         """SIGKILL every process of the sandbox user except PID 1 (the killer itself is spared too)."""
-        try:
-            self._client.containers.get(cid).exec_run([self.python, "-I", "-S", "-c", _KILL_ALL], user=_USER)
-        except Exception:  # noqa: BLE001 - a container that is gone has nothing left to kill
-            pass
+        for attempt in range(3):  # the killer needs a process slot itself: a full container frees some soon
+            try:
+                ran = self._client.containers.get(cid).exec_run([self.python, "-I", "-S", "-c", _KILL_ALL], user=_USER)
+            except Exception:  # noqa: BLE001 - a container that is gone has nothing left to kill
+                return
+            if ran.exit_code != 125:  # 125: the runtime could not start it
+                return
+            time.sleep(0.1 * (attempt + 1))
 
 
 class DockerSession(SessionBase):

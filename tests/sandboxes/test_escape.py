@@ -105,6 +105,21 @@ async def test_fork_bomb_is_contained_and_others_still_run(sandbox, host_process
     assert host_processes_with(token) == []
 
 
+ZOMBIES = ("import os\nprint(sum(1 for p in os.listdir('/proc') if p.isdigit()\n"
+           "          and open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0] == 'Z'))")
+
+
+async def test_a_fork_bomb_leaves_no_zombies_that_would_fill_a_sessions_process_limit(sandbox):
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    async with sandbox.session() as s:
+        for _ in range(2):  # twice: what the first left behind must not take the second's processes
+            r = await s.run(["python3", "-c", code], timeout=3)
+            assert r.limit in ("processes", "timeout")
+        await asyncio.sleep(1.5)  # the killed processes are reaped, not kept as zombies
+        r = await s.run_python(ZOMBIES, timeout=20)
+        assert r.ok and r.stdout.strip() == "0", r
+
+
 async def test_memory_ten_times_the_limit(sandbox, limits):
     r = await sandbox.run_python(f"x = bytearray({10 * limits['memory_mb']} * 1024 * 1024)\nprint('allocated')")
     assert "allocated" not in r.stdout

@@ -42,6 +42,13 @@ async def test_python_errors_and_exit(sandbox):
     assert r.exit_code == 127 and "no-such-command" in r.stderr
 
 
+async def test_a_successful_run_that_mentions_a_limit_hit_none(sandbox):
+    r = await sandbox.run_python("import sys\nprint('retrying after MemoryError; No space left on device', file=sys.stderr)")
+    assert r.ok and r.limit is None and r.exit_code == 0
+    r = await sandbox.run_python("raise MemoryError")  # failed, and says why
+    assert r.limit == "memory" and not r.ok
+
+
 async def test_session_keeps_the_work_directory(sandbox):
     async with sandbox.session() as s:
         assert (await s.run_python("open('notes.txt', 'w').write('kept')")).ok
@@ -205,7 +212,10 @@ async def test_docker_unreachable_endpoint_names_the_fix(tmp_path):
     pytest.importorskip("docker", reason="the docker SDK is not installed (pip install 'agentgym[docker]')")
     from agentgym.sandboxes import DockerSandbox
 
-    sb = DockerSandbox(base_url=f"unix://{tmp_path}/nothing.sock")
+    from agentgym.sandboxes import make
+
+    sb = make("docker", base_url=f"unix://{tmp_path}/nothing.sock")  # by name, as code-v0's sandbox="docker"
+    assert isinstance(sb, DockerSandbox)
     with pytest.raises(SandboxError, match="no Docker API at .*podman system service.*ProcessSandbox"):
         await sb.run("true")
     await sb.aclose()
