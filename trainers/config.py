@@ -49,6 +49,16 @@ class LoraSection(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
     target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: 'all-linear' or a list of module names.")
 
+    @model_validator(mode="after")
+    def _check(self) -> "LoraSection":
+        if not self.enable:  # a LoRA setting without LoRA would train every weight without a word
+            changed = [n for n in ("r", "alpha", "dropout", "target_modules")
+                       if getattr(self, n) != type(self).model_fields[n].default]
+            if changed:
+                raise ValueError(f"policy.lora.{changed[0]} applies to LoRA training, but policy.lora.enable is "
+                                 "false: set policy.lora.enable: true, or remove it")
+        return self
+
     @field_validator("target_modules")
     @classmethod
     def _modules(cls, value: list[str] | str) -> list[str] | str:
@@ -270,6 +280,11 @@ class TrainConfig(_RunConfig):
         loss, upd, roll = self.loss, self.update, self.rollout
         if loss.clip_ratio_c is not None and loss.clip_ratio_c <= 1.0:
             raise ValueError(f"loss.clip_ratio_c must be greater than 1 (or null to turn dual-clip off), got {loss.clip_ratio_c}")
+        if not loss.use_kl_loss:  # a KL setting without the KL loss would change nothing, silently
+            changed = [n for n in ("kl_loss_type", "kl_loss_coef") if getattr(loss, n) != LossSection.model_fields[n].default]
+            if changed:
+                raise ValueError(f"loss.{changed[0]} applies to the KL loss, but loss.use_kl_loss is false: set "
+                                 "loss.use_kl_loss: true, or remove it")
         if loss.use_kl_loss and loss.kl_loss_coef == 0.0:
             raise ValueError("loss.use_kl_loss is true but loss.kl_loss_coef is 0: set a coefficient such as 0.01 or turn use_kl_loss off")
         rows = roll.tasks_per_step * roll.group_size

@@ -76,6 +76,9 @@ def test_bad_value_names_key():
     (["sft.expert_tasks=4", "sft.batch_size=2", "sft.micro_batch_size=8"],
      r"sft.micro_batch_size \(8\) must not exceed sft.batch_size \(2\)"),  # as agentgym sft refuses it
     (["rollout.system_prompt=#1 rule: be brief"], "the value reads as YAML null"),  # not the default prompt, silently
+    # settings of a feature that is off: training would go on without it
+    (["policy.lora.r=8"], "policy.lora.r applies to LoRA training, but policy.lora.enable is false"),
+    (["loss.kl_loss_coef=0.05"], "loss.kl_loss_coef applies to the KL loss, but loss.use_kl_loss is false"),
 ])
 def test_cross_field_checks(sets, message):
     with pytest.raises(ConfigError, match=message):
