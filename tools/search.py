@@ -42,10 +42,17 @@ class Hit:
     score: float
 
 
+# letters that carry no accent to strip (NFKD leaves them whole, so ASCII would lose them), and apostrophes,
+# which names are written with and without (Ma'anshan, Ma’anshan, Maanshan)
+_PLAIN = str.maketrans({"ł": "l", "Ł": "L", "ı": "i", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ø": "o", "Ø": "O",
+                        "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ß": "ss", "þ": "th", "Þ": "Th", "ħ": "h",
+                        "Ħ": "H", "ŋ": "ng", "Ŋ": "NG", "'": "", "’": "", "‘": "", "ʼ": "", "`": "", "´": ""})
+
+
 def fold(text: str) -> str:
-    """Lowercase ASCII with accents and surrounding spaces removed: how queries, texts and titles are compared
-    (Brasília and brasilia are one name)."""
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().strip()
+    """Lowercase ASCII with accents, apostrophes and surrounding spaces removed: how queries, texts and titles
+    are compared (Brasília and brasilia are one name, Białystok and Bialystok, Ma'anshan and Maanshan)."""
+    return unicodedata.normalize("NFKD", text.translate(_PLAIN)).encode("ascii", "ignore").decode().lower().strip()
 
 
 class SearchIndex:
@@ -108,9 +115,13 @@ class SearchIndex:
         return self._by_title.get(fold(title))
 
     def similar_titles(self, title: str, n: int = 3) -> list[str]:
-        """Up to ``n`` titles close to ``title``: for an error message that helps."""
-        keys = difflib.get_close_matches(fold(title), list(self._by_title), n=n, cutoff=0.6)
-        return [self._by_title[k].title for k in keys]
+        """Up to ``n`` titles close to ``title``: for an error message that helps. Titles that are ``title``
+        with a disambiguator (``Tripoli (Libya)`` for ``Tripoli``) come first."""
+        key = fold(title)
+        named = [k for k in self._by_title if k.startswith(key + " (") and k.endswith(")")]
+        keys = named[:n] + [k for k in difflib.get_close_matches(key, list(self._by_title), n=n, cutoff=0.6)
+                            if k not in named]
+        return [self._by_title[k].title for k in keys[:n]]
 
 
 _INDEXES: dict[Path, SearchIndex] = {}

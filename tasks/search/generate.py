@@ -24,10 +24,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
+import unicodedata
 
 from agentgym.tasks import to_jsonl, write_generated
 from agentgym.tasks.search import CORPUS  # compressed, and not a suite: the registry reads every *.jsonl here as one
-from agentgym.tools.search import fold
+
+
+def fold(text: str) -> str:
+    """How names were matched when the committed corpus and suites were made: accents dropped, and with them
+    letters such as ł and ‘ (the environment's ``agentgym.tools.search.fold`` now keeps ł as l and drops every
+    apostrophe; generating with it would add Nuku‘alofa and draw other tasks)."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().strip()
 
 ENV_ID = "search-v0"
 HERE = Path(__file__).resolve().parent
