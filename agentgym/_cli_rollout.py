@@ -24,6 +24,24 @@ def _probability(value: float) -> float:
     return value
 
 
+def _env_options(items: list[str]) -> dict[str, Any]:
+    """``["backend=postgres", "size=3"]`` as keyword options, each value read as YAML (3 is a number)."""
+    import yaml
+
+    from agentgym.errors import ConfigError
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"--env-option expects KEY=VALUE with KEY a keyword of the environment, got {item!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = raw
+    return options
+
+
 def _status(console: Any, message: str, show: bool) -> Any:
     """A spinner while ``message`` is under way, or nothing under ``--no-progress``."""
     return console.status(message) if show else contextlib.nullcontext()
@@ -62,6 +80,9 @@ def register(app: typer.Typer) -> None:
         plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Module ('my_envs', found here too) or "
                                                    "'module:function' to load first: it registers your environments "
                                                    "(repeatable)."),
+        env_option: Optional[list[str]] = typer.Option(None, "--env-option", metavar="KEY=VALUE",
+                                                       help="An option of the environment, as a training config's "
+                                                            "env.options (repeatable; e.g. backend=postgres)."),
     ) -> None:
         """Roll out a policy on a task suite; print success rate, mean turns, invalid actions and failures."""
         import asyncio
@@ -74,7 +95,7 @@ def register(app: typer.Typer) -> None:
         from agentgym.errors import AgentGymError, ConfigError
         from agentgym.policies import SamplingParams, load_policy
         from agentgym.policies.hf import hf_progress
-        from agentgym.registry import load_plugins, load_tasks, suites
+        from agentgym.registry import check_options, load_plugins, load_tasks, suites
         from agentgym.rollout import RolloutRunner
         from agentgym.store import RunStore, claim_run_dir
 
@@ -92,6 +113,8 @@ def register(app: typer.Typer) -> None:
                         f"(its suites: {', '.join(sorted(names))})" if names else
                         f"environment {env!r} has no task suites: give it some where it is registered, "
                         "e.g. ag.register(id, MyEnv, suites={'test': 'tasks.jsonl'}), or a function returning Tasks")
+            env_options = _env_options(env_option or [])
+            check_options(env, env_options, "--env-option")
             tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
             if not tasks:
                 raise ConfigError(f"task suite {suite!r} of {env} holds no tasks")
@@ -112,6 +135,7 @@ def register(app: typer.Typer) -> None:
                   "max_turns": max_turns, "step_timeout": step_timeout, "episode_timeout": episode_timeout,
                   "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "context": context,
                   "concurrency": concurrency, "seed": seed, "tool_schema": tool_schema, "plugins": plugin or [],
+                  "env_options": env_options,
                   "ray_hosts": ray_hosts, "ray_address": ray_address, "ray_cpus_per_host": ray_cpus_per_host}
         done = {"n": 0, "ok": 0, "failed": 0}
         stores: list[RunStore] = []
@@ -140,9 +164,10 @@ def register(app: typer.Typer) -> None:
 
                 base, adapters = model_source(policy.removeprefix("hf:"))
                 config["model"] = [str(p) for p in (base, *adapters)]
-            runner = RolloutRunner(loaded, pool.envs(env) if pool else env, n=n, concurrency=concurrency,
+            runner = RolloutRunner(loaded, pool.envs(env, **env_options) if pool else env, n=n, concurrency=concurrency,
                                    max_turns=max_turns, step_timeout=step_timeout, episode_timeout=episode_timeout,
-                                   context=context, sampling=sampling, seed=seed, tool_schema=tool_schema)
+                                   context=context, sampling=sampling, seed=seed, tool_schema=tool_schema,
+                                   env_options=env_options)
             runner.check(tasks)  # e.g. the expert policy on an environment without expert_action()
         except BaseException as exc:
             if loaded is not None:

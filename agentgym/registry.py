@@ -216,6 +216,24 @@ def count_tasks(env_id: str, suite: str) -> int:
         return sum(1 for line in fh if line.strip())
 
 
+def check_options(env_id: str, options: dict[str, Any], setting: str = "env.options") -> None:
+    """Raise :class:`ConfigError` naming ``setting`` when ``env_id``'s class does not take ``options``
+    (with its registered defaults): before anything is built with them."""
+    import inspect
+
+    from agentgym.env import Environment
+
+    env_spec = spec(env_id)
+    options = {**env_spec.defaults, **options}
+    env_class = env_spec.load()
+    try:
+        inspect.signature(env_class).bind(**options)
+        if options and env_class.__init__ is Environment.__init__:
+            raise TypeError(f"{env_class.__name__} takes no options, got {sorted(options)}")
+    except TypeError as exc:
+        raise ConfigError(f"{setting}: {exc}") from None
+
+
 def load_plugins(plugins: list[str], setting: str = "plugin") -> None:
     """:func:`load_plugin` each of ``plugins``, in order."""
     for plugin in plugins:

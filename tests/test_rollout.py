@@ -531,6 +531,11 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     again = CliRunner().invoke(app, ["rollout", "--policy", "expert", "--limit", "1", "--out", str(out)])
     assert again.exit_code == 2 and "already holds files" in flat(again.output)
     assert len(store.load_trajectories()) == 6
+    # an environment's options, as a training config's env.options: here a row limit too small for a task's answer
+    small = CliRunner().invoke(app, ["rollout", "--env", "sql-v0", "--suite", "test", "--policy", "expert", "--limit", "1",
+                                     "--env-option", "max_rows=2", "--out", str(tmp_path / "small")])
+    assert small.exit_code == 1 and "the gold result has more than 2 rows; raise max_rows" in flat(small.output)
+    assert RunStore(tmp_path / "small").read_config()["env_options"] == {"max_rows": 2}
 
 
 @pytest.mark.parametrize("args, message, code", [
@@ -543,6 +548,8 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] does not exist", 2),
     (["--policy", "gpt"], "Invalid value for '--policy': unknown policy 'gpt'", 2),
     (["--context", "summary:100"], "Invalid value for '--context': summarization needs a model policy", 2),
+    (["--env-option", "nope=1"], "--env-option: got an unexpected keyword argument 'nope'", 2),
+    (["--env-option", "difficulty"], "--env-option expects KEY=VALUE", 2),
     (["--env", "no-hooks-v0", "--suite", "test"], "Invalid value for '--policy': the expert policy needs "
                                                   "NoHooks.expert_action(), which no-hooks-v0 does not define", 2),
 ])

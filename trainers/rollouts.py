@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import inspect
 import re
 from collections import Counter
 from typing import Any, Callable, Iterator
@@ -39,20 +38,13 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True, eval_
     when ``sft_data``, the SFT data paths. An ``env.eval_suites`` left unset becomes ``[test]`` for an
     environment that has ``test`` and no ``test-unseen``. ``eval_key`` names where the evaluation suites
     were given, in errors."""
-    from agentgym.env import Environment
     from agentgym.errors import ConfigError, UnknownSuiteError
-    from agentgym.registry import spec
+    from agentgym.registry import check_options, spec
 
     env_spec = spec(config.env.id)
     suites = env_spec.suites
-    options = {**env_spec.defaults, **config.env.options}
+    check_options(config.env.id, config.env.options)
     env_class = env_spec.load()
-    try:
-        inspect.signature(env_class).bind(**options)
-        if options and env_class.__init__ is Environment.__init__:
-            raise TypeError(f"{env_class.__name__} takes no options, got {sorted(options)}")
-    except TypeError as exc:
-        raise ConfigError(f"env.options: {exc}") from None
     if config.rollout.ray_hosts and importlib.util.find_spec("ray") is None:
         raise ConfigError(f"rollout.ray_hosts: {config.rollout.ray_hosts} environment hosts need Ray: "
                           "pip install 'agentgym[distributed]' (or set rollout.ray_hosts: 0)")

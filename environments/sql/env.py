@@ -251,8 +251,8 @@ class SQLEnv(Environment):
         elif not runs:
             verdict = f"Incorrect: the query failed ({res})."
         else:
-            verdict = (f"Incorrect: the result ({len(rows)} rows) does not match the expected answer "
-                       f"({len(self.gold_rows)} rows).")
+            verdict = (f"Incorrect: the result ({_shape(rows, res.truncated)}) does not match the expected answer "
+                       f"({_shape(self.gold_rows)}).")
         return f"Submitted. {verdict} Reward {reward:.3f}."
 
     async def _execute_agent_sql(self, sql: str) -> QueryResult | str:
@@ -357,3 +357,11 @@ def _render(res: QueryResult, limit: int, *, total: int | None) -> str:
     count = f"more than {total}" if res.truncated else str(total)
     shown = f" (showing the first {min(limit, total)})" if res.truncated or total > limit else ""
     return "\n".join([f"{count} row{'s' if count != '1' else ''}{shown}:", header, *body])
+
+
+def _shape(rows: list[tuple], more: bool = False) -> str:
+    """``12 rows of 3 columns``: how a result differs at a glance (``more than`` a cut-off result)."""
+    columns = len(rows[0]) if rows else 0
+    count = f"more than {len(rows)}" if more else str(len(rows))
+    return (f"{count} row{'' if count == '1' else 's'}" + (f" of {columns} column{'' if columns == 1 else 's'}"
+                                                           if rows else ""))

@@ -187,9 +187,13 @@ async def test_expert_solves_a_task_with_all_milestones(env):
 
 
 async def test_submit_ends_the_episode(env):
-    await env.reset(_task())
-    r = await env.step(ToolCall(name="submit", arguments={"sql": "SELECT 1"}))
+    task = _task()
+    await env.reset(task)
+    r = await env.step(ToolCall(name="submit", arguments={"sql": "SELECT 1, 2"}))
     assert r.terminated and not env.success and r.observation.startswith("Submitted. Incorrect")
+    gold = await env.db.query(task.data["gold"])
+    shape = f"{len(gold.rows)} row{'s' if len(gold.rows) != 1 else ''} of {len(gold.rows[0])} column"
+    assert f"the result (1 row of 2 columns) does not match the expected answer ({shape}" in r.observation
     r2 = await env.step(ToolCall(name="list_tables"))
     assert not r2.valid and r2.observation == "The episode is over."
 
