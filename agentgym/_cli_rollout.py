@@ -24,21 +24,36 @@ def _probability(value: float) -> float:
     return value
 
 
-def _env_options(items: list[str]) -> dict[str, Any]:
-    """``["backend=postgres", "size=3"]`` as keyword options, each value read as YAML (3 is a number)."""
+def _env_options(items: list[str], env_class: Any) -> dict[str, Any]:
+    """``["backend=postgres", "max_rows=5"]`` as keyword options: a value stays text where the environment's
+    parameter takes a ``str`` (a DSN with ``#`` or ``:`` in it), and is read as YAML otherwise (5 is a number)."""
+    import typing
+
     import yaml
 
     from agentgym.errors import ConfigError
 
+    try:
+        hints = typing.get_type_hints(env_class.__init__)
+    except Exception:  # noqa: BLE001 - annotations that do not resolve: read every value as YAML
+        hints = {}
     options: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip().isidentifier():
+        key = key.strip()
+        if not sep or not key.isidentifier():
             raise ConfigError(f"--env-option expects KEY=VALUE with KEY a keyword of the environment, got {item!r}")
+        hint = hints.get(key)
+        if hint is str or str in typing.get_args(hint):
+            options[key] = raw
+            continue
         try:
-            options[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            options[key.strip()] = raw
+            value = raw
+        if value is None and raw.strip() not in ("null", "Null", "NULL", "~"):  # '#...' reads as a comment
+            raise ConfigError(f"--env-option {item!r}: the value reads as YAML null; quote it")
+        options[key] = value
     return options
 
 
@@ -95,7 +110,7 @@ def register(app: typer.Typer) -> None:
         from agentgym.errors import AgentGymError, ConfigError
         from agentgym.policies import SamplingParams, load_policy
         from agentgym.policies.hf import hf_progress
-        from agentgym.registry import check_options, load_plugins, load_tasks, suites
+        from agentgym.registry import check_options, load_plugins, load_tasks, spec, suites
         from agentgym.rollout import RolloutRunner
         from agentgym.store import RunStore, claim_run_dir
 
@@ -113,7 +128,7 @@ def register(app: typer.Typer) -> None:
                         f"(its suites: {', '.join(sorted(names))})" if names else
                         f"environment {env!r} has no task suites: give it some where it is registered, "
                         "e.g. ag.register(id, MyEnv, suites={'test': 'tasks.jsonl'}), or a function returning Tasks")
-            env_options = _env_options(env_option or [])
+            env_options = _env_options(env_option or [], spec(env).load())
             check_options(env, env_options, "--env-option")
             tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
             if not tasks:

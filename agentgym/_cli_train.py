@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
                     saved = read_run_config(resume)
                     if not saved:
                         raise AgentGymError(f"--resume {resume}: the run has no config.yaml; pass the CONFIG too")
-                    cfg = load_config(saved, list(set_ or []))
+                    cfg = load_config(saved, list(set_ or []), saved=True)
             else:
                 cfg = _load(TrainConfig, config, set_, {"run_dir": str(run_dir) if run_dir else None})
             from agentgym.trainers.rl import new_run_dir, train as run_training

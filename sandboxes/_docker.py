@@ -20,6 +20,7 @@ import json
 import secrets
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Mapping
 
 from agentgym.errors import EnvironmentClosedError, SandboxError
@@ -253,6 +254,17 @@ class DockerSandbox:
         return session
 
     async def _exec(self, cid: str, request: dict[str, Any], limits: Limits) -> ExecResult:
+        """Run ``request``; a call the runtime could not start (the processes a killed call left are still
+        being reaped and hold every process slot) is tried again, and then reported as the process limit."""
+        for attempt in range(4):
+            result = await self._exec_once(cid, request, limits)
+            if not _not_started(result):
+                return result
+            if attempt < 3:
+                await asyncio.sleep(0.1 * 2 ** attempt)
+        return replace(result, limit="processes")
+
+    async def _exec_once(self, cid: str, request: dict[str, Any], limits: Limits) -> ExecResult:
         # Processes in containers share the host uid, so RLIMIT_NPROC would count other
         # containers' processes; the container's pids cgroup limits the count instead.
         request["rlimits"].pop("nproc", None)
@@ -330,13 +342,17 @@ class DockerSandbox:
 
     def _kill_all(self, cid: str) -> None:
         """SIGKILL every process of the sandbox user except PID 1 (the killer itself is spared too)."""
+        import docker
+
         for attempt in range(3):  # the killer needs a process slot itself: a full container frees some soon
             try:
                 ran = self._client.containers.get(cid).exec_run([self.python, "-I", "-S", "-c", _KILL_ALL], user=_USER)
-            except Exception:  # noqa: BLE001 - a container that is gone has nothing left to kill
+                if ran.exit_code not in (125, 126):  # podman's and Docker's "could not start it"
+                    return
+            except docker.errors.NotFound:  # a container that is gone has nothing left to kill
                 return
-            if ran.exit_code != 125:  # 125: the runtime could not start it
-                return
+            except Exception:  # noqa: BLE001 - the API refused the exec (no slot for it): try again
+                pass
             time.sleep(0.1 * (attempt + 1))
 
 
@@ -376,3 +392,9 @@ class DockerSession(SessionBase):
                 await asyncio.to_thread(self._sandbox._remove, self._cid)
                 self._cid = None
         self._sandbox._sessions.discard(self)
+
+
+def _not_started(result: ExecResult) -> bool:
+    """Whether the runtime failed to start the call at all (podman's 125, Docker's 126; no launcher output)."""
+    return (result.exit_code in (125, 126) and result.cpu_time == 0.0 and not result.stdout
+            and ("exec failed" in result.stderr or "OCI runtime" in result.stderr))

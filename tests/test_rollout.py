@@ -533,9 +533,11 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     assert len(store.load_trajectories()) == 6
     # an environment's options, as a training config's env.options: here a row limit too small for a task's answer
     small = CliRunner().invoke(app, ["rollout", "--env", "sql-v0", "--suite", "test", "--policy", "expert", "--limit", "1",
-                                     "--env-option", "max_rows=2", "--out", str(tmp_path / "small")])
+                                     "--env-option", "max_rows=2", "--env-option", "dsn=host=h password=p #1: x",
+                                     "--out", str(tmp_path / "small")])
     assert small.exit_code == 1 and "the gold result has more than 2 rows; raise max_rows" in flat(small.output)
-    assert RunStore(tmp_path / "small").read_config()["env_options"] == {"max_rows": 2}
+    # a number where the environment takes one; text as typed where it takes text (YAML would cut '#1: x')
+    assert RunStore(tmp_path / "small").read_config()["env_options"] == {"max_rows": 2, "dsn": "host=h password=p #1: x"}
 
 
 @pytest.mark.parametrize("args, message, code", [

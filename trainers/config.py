@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from agentgym.credit import CreditConfig, horizon
 from agentgym.errors import ConfigError, yaml_problem
@@ -42,16 +42,23 @@ class EnvSection(_Section):
         load_plugins(self.plugins, "env.plugins")
 
 
+def _saved(info: ValidationInfo) -> bool:
+    """Whether the config being validated is a run's saved one (``load_config(saved=True)``): settings
+    refused in a new config because they would do nothing are left as the run had them."""
+    return bool(info.context and info.context.get("saved"))
+
+
 class LoraSection(_Section):
     enable: bool = Field(False, description="Train LoRA adapters instead of all weights (peft); the reference is the base with adapters off.")
     r: int = Field(16, gt=0, description="LoRA rank.")
     alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
-    target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: 'all-linear' or a list of module names.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: 'all-linear', a list of module "
+                                            "names, or a regex peft matches against full module names.")
 
     @model_validator(mode="after")
-    def _check(self) -> "LoraSection":
-        if not self.enable:  # a LoRA setting without LoRA would train every weight without a word
+    def _check(self, info: ValidationInfo) -> "LoraSection":
+        if not self.enable and not _saved(info):  # a LoRA setting without LoRA would train every weight, silently
             changed = [n for n in ("r", "alpha", "dropout", "target_modules")
                        if getattr(self, n) != type(self).model_fields[n].default]
             if changed:
@@ -62,10 +69,8 @@ class LoraSection(_Section):
     @field_validator("target_modules")
     @classmethod
     def _modules(cls, value: list[str] | str) -> list[str] | str:
-        if isinstance(value, str) and value != "all-linear":
-            raise ValueError(f"give 'all-linear' or a list of module names such as [q_proj, v_proj], got {value!r}")
-        if isinstance(value, list) and not value:
-            raise ValueError("the list of module names is empty")
+        if not value:
+            raise ValueError("give 'all-linear', a list of module names such as [q_proj, v_proj], or a regex")
         return value
 
 
@@ -109,8 +114,8 @@ class ContextSection(_Section):
                                     "(kept, empty, so that older runs' configs load).")
 
     @model_validator(mode="after")
-    def _check(self) -> "ContextSection":
-        if self.options:
+    def _check(self, info: ValidationInfo) -> "ContextSection":
+        if self.options and not _saved(info):
             raise ValueError(f"context.options ({', '.join(self.options)}): no context manager takes options; remove it")
         if self.type == "window" and self.window is None:
             raise ValueError("context.type is 'window' but context.window is not set: give the number of turns to keep")
@@ -215,8 +220,8 @@ class SFTSection(_Section):
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer updates (null: run all epochs).")
 
     @model_validator(mode="after")
-    def _check(self) -> "SFTSection":
-        if self.micro_batch_size > self.batch_size:
+    def _check(self, info: ValidationInfo) -> "SFTSection":
+        if self.micro_batch_size > self.batch_size and not _saved(info):
             raise ValueError(f"sft.micro_batch_size ({self.micro_batch_size}) must not exceed "
                              f"sft.batch_size ({self.batch_size})")
         return self
@@ -276,11 +281,11 @@ class TrainConfig(_RunConfig):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self, info: ValidationInfo) -> "TrainConfig":
         loss, upd, roll = self.loss, self.update, self.rollout
         if loss.clip_ratio_c is not None and loss.clip_ratio_c <= 1.0:
             raise ValueError(f"loss.clip_ratio_c must be greater than 1 (or null to turn dual-clip off), got {loss.clip_ratio_c}")
-        if not loss.use_kl_loss:  # a KL setting without the KL loss would change nothing, silently
+        if not loss.use_kl_loss and not _saved(info):  # a KL setting without the KL loss would change nothing
             changed = [n for n in ("kl_loss_type", "kl_loss_coef") if getattr(loss, n) != LossSection.model_fields[n].default]
             if changed:
                 raise ValueError(f"loss.{changed[0]} applies to the KL loss, but loss.use_kl_loss is false: set "
@@ -414,9 +419,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_config(source: str | Path | dict[str, Any] | None = None, overrides: list[str] | dict[str, Any] | None = None,
-                kind: type[BaseModel] = TrainConfig) -> Any:
+                kind: type[BaseModel] = TrainConfig, *, saved: bool = False) -> Any:
     """Load a config from a YAML path or a dict, apply ``--set`` overrides, validate.
 
+    ``saved``: ``source`` is a run's own config.yaml (evaluated or resumed): settings that a new config may not
+    give because they would do nothing (LoRA's with LoRA off, ...) are accepted as that run had them.
     Raises :class:`ConfigError` naming the bad key and what to change.
     """
     if source is None:
@@ -441,7 +448,7 @@ def load_config(source: str | Path | dict[str, Any] | None = None, overrides: li
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     data = _merge(data, extra)
     try:
-        config = kind.model_validate(data)
+        config = kind.model_validate(data, context={"saved": saved})
     except ValidationError as exc:
         raise ConfigError(_explain(exc, kind)) from None
     return config

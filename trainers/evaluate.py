@@ -48,7 +48,7 @@ def run_config(run_dir: Path, step: int | None = None) -> TrainConfig | SFTConfi
                           "its policy was not trained there (evaluate that policy with agentgym rollout)")
     if step is not None:
         data = _settings_at(data, read_records(run_dir / CONFIG_CHANGES), step)
-    return load_config(data, kind=TrainConfig if kind == "train" else SFTConfig)
+    return load_config(data, kind=TrainConfig if kind == "train" else SFTConfig, saved=True)
 
 
 def _settings_at(config: dict[str, Any], changes: list[dict[str, Any]], step: int) -> dict[str, Any]:

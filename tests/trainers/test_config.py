@@ -71,7 +71,7 @@ def test_bad_value_names_key():
      "context.max_summaries applies to context.type 'summary', but context.type is 'window'"),
     # values torch or peft would refuse only after the model has loaded
     (["optim.betas=[0.9, 1.5]"], r"'optim.betas'.*each AdamW beta must be in \[0, 1\), got \[0.9, 1.5\]"),
-    (["policy.lora.target_modules=q_proj"], "give 'all-linear' or a list of module names such as"),
+    (["policy.lora.target_modules=[]"], "give 'all-linear', a list of module names such as"),
     (["context.options.foo=1"], r"context.options \(foo\): no context manager takes options"),
     (["sft.expert_tasks=4", "sft.batch_size=2", "sft.micro_batch_size=8"],
      r"sft.micro_batch_size \(8\) must not exceed sft.batch_size \(2\)"),  # as agentgym sft refuses it
@@ -83,6 +83,17 @@ def test_bad_value_names_key():
 def test_cross_field_checks(sets, message):
     with pytest.raises(ConfigError, match=message):
         load_config({}, sets)
+
+
+def test_a_saved_run_config_loads_with_settings_a_new_config_may_not_give():
+    # a run an earlier version trained with LoRA settings but LoRA off (ignored then): it still evaluates and resumes
+    earlier = {"policy": {"lora": {"r": 8}}, "loss": {"kl_loss_coef": 0.05}, "context": {"options": {"x": 1}}}
+    with pytest.raises(ConfigError, match="policy.lora.r applies to LoRA training"):
+        load_config(earlier)
+    saved = load_config(earlier, saved=True)
+    assert (saved.policy.lora.r, saved.policy.lora.enable, saved.loss.kl_loss_coef) == (8, False, 0.05)
+    assert load_config({}, ["policy.lora.enable=true", "policy.lora.target_modules=.*(q_proj|v_proj)"]).policy.lora \
+        .target_modules == ".*(q_proj|v_proj)"  # a regex, as peft takes it
 
 
 def test_horizon_schedule_matches_tv_i():
