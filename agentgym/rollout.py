@@ -218,8 +218,9 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
 
     ``failures`` counts episodes that ended with a system error, by error message; failed episodes
     still count in the other figures (as unsuccessful). ``failed_at`` gives, for each message, where the
-    first such episode's error was raised (``metadata["error_at"]``), where that is known. ``store_errors`` counts the trajectories the run
-    store could not write, by error (each has ``metadata["store_error"]``; it is still returned).
+    first such episode's error was raised (``metadata["error_at"]``), where that is known.
+    ``store_errors`` counts the trajectories the run store could not write, by error (each has
+    ``metadata["store_error"]``; it is still returned).
     """
     n = len(trajectories)
     actions = [s for t in trajectories for s in t.steps if s.kind == "action"]

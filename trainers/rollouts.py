@@ -60,7 +60,8 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True, eval_
     if config.context.type == "summary" and len(roles) > 1:
         raise ConfigError(f"context.type: summary works on one conversation, and {config.env.id} has several agents "
                           f"({', '.join(roles)}), each with its own: use context.type full or window")
-    trained = getattr(getattr(config, "update", None), "train_agents", None)
+    # whom training puts the loss on (an evaluation trains nobody: a saved run's setting is left alone)
+    trained = getattr(getattr(config, "update", None), "train_agents", None) if train_suite else None
     if trained is not None and not trained:
         raise ConfigError(f"update.train_agents is empty: no agent would learn; name some of {', '.join(roles)}, "
                           "or leave it out (null) to train every agent")

@@ -20,11 +20,11 @@ import argparse
 import hashlib
 import random
 import sys
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
-import unicodedata
 
 from agentgym.tasks import to_jsonl, write_generated
 from agentgym.tasks.search import CORPUS  # compressed, and not a suite: the registry reads every *.jsonl here as one
