@@ -139,6 +139,10 @@ def register(app: typer.Typer) -> None:
         try:
             if isinstance(context_factory(context)(), Summarize) and policy in ("expert", "random"):
                 raise ConfigError(f"summarization needs a model policy; the {policy} policy cannot write summaries")
+            roles = getattr(spec(env).load(), "agents", None) or {}
+            if isinstance(context_factory(context)(), Summarize) and len(roles) > 1:
+                raise ConfigError(f"summarization works on one conversation, and {env} has several agents "
+                                  f"({', '.join(roles)}), each with its own: use full or window:K")
         except AgentGymError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--context'") from None
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", policy).strip("-")[:40]

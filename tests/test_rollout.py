@@ -551,6 +551,9 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     (["--policy", "gpt"], "Invalid value for '--policy': unknown policy 'gpt'", 2),
     (["--context", "summary:100"], "Invalid value for '--context': summarization needs a model policy", 2),
     (["--env-option", "nope=1"], "--env-option: got an unexpected keyword argument 'nope'", 2),
+    (["--env", "tiny-relay-v0", "--suite", "test", "--plugin", "agentgym.trainers.tiny:register_relay", "--context",
+      "summary:512", "--policy", "smollm2"],
+     "Invalid value for '--context': summarization works on one conversation, and tiny-relay-v0 has several", 2),
     (["--env-option", "difficulty"], "--env-option expects KEY=VALUE", 2),
     (["--env", "no-hooks-v0", "--suite", "test"], "Invalid value for '--policy': the expert policy needs "
                                                   "NoHooks.expert_action(), which no-hooks-v0 does not define", 2),
