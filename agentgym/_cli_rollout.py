@@ -29,9 +29,8 @@ def _env_options(items: list[str], env_class: Any) -> dict[str, Any]:
     parameter takes a ``str`` (a DSN with ``#`` or ``:`` in it), and is read as YAML otherwise (5 is a number)."""
     import typing
 
-    import yaml
-
     from agentgym.errors import ConfigError
+    from agentgym.trainers.config import yaml_value
 
     try:
         hints = typing.get_type_hints(env_class.__init__)
@@ -47,13 +46,7 @@ def _env_options(items: list[str], env_class: Any) -> dict[str, Any]:
         if hint is str or str in typing.get_args(hint):
             options[key] = raw
             continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        if value is None and raw.strip() not in ("null", "Null", "NULL", "~"):  # '#...' reads as a comment
-            raise ConfigError(f"--env-option {item!r}: the value reads as YAML null; quote it")
-        options[key] = value
+        options[key] = yaml_value(raw, f"--env-option {item!r}", f"--env-option '{key}=\"{raw}\"'")
     return options
 
 

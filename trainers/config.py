@@ -329,6 +329,18 @@ class TrainConfig(_RunConfig):
 
 # ----- loading ------------------------------------------------------------------------------------
 
+def yaml_value(raw: str, where: str, quoted: str) -> Any:
+    """A command-line value read as YAML (``3`` a number, ``[a, b]`` a list, text otherwise); a value that reads as
+    null although it is not ``null`` (``#1 rule``: a comment) is refused, naming ``where`` and the ``quoted`` form."""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if value is None and raw.strip() not in ("null", "Null", "NULL", "~"):
+        raise ConfigError(f"{where}: the value reads as YAML null ('#' starts a comment); quote it: {quoted}")
+    return value
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """Turn ``["a.b=1", "c=[1, 2]"]`` into a nested dict; values are YAML scalars or lists."""
     out: dict[str, Any] = {}
@@ -337,13 +349,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects key=value with a dotted key (e.g. loss.clip_high=0.28), got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        if value is None and raw.strip() not in ("null", "Null", "NULL", "~"):  # e.g. '#1 rule': a YAML comment
-            raise ConfigError(f"--set {item!r}: the value reads as YAML null ('#' starts a comment); quote it: "
-                              f"--set '{key}=\"{raw}\"'")
+        value = yaml_value(raw, f"--set {item!r}", f"--set '{key}=\"{raw}\"'")
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
