@@ -16,7 +16,9 @@ class Batcher(Generic[Item, Result]):
     arrived, whichever comes first; at most ``max_inflight`` batches run at once. While the back
     end is busy, requests keep accumulating, so a slow back end gets fuller batches. ``call`` must
     return one result per item, in order; if it raises, every request of that batch raises the
-    same exception. A request whose caller was cancelled is dropped before its batch is sent.
+    same exception. A request whose caller was cancelled is dropped before its batch is sent, and a
+    running call is cancelled once every caller of its batch has been (a client that hung up, an
+    episode past its time limit): the back end stops instead of finishing work nobody will read.
     Bound to the event loop of its first ``submit``.
     """
 
@@ -82,6 +84,14 @@ class Batcher(Generic[Item, Result]):
 
     async def _send(self, key: Hashable, batch: list[tuple[Item, asyncio.Future]]) -> None:
         assert self._slots is not None
+        this = asyncio.current_task()
+
+        def abandoned(_: asyncio.Future) -> None:
+            if this is not None and all(fut.cancelled() for _, fut in batch):
+                this.cancel()
+
+        for _, fut in batch:
+            fut.add_done_callback(abandoned)
         try:
             self.batch_sizes.append(len(batch))
             results = await self._call(key, [item for item, _ in batch])

@@ -30,3 +30,27 @@ async def test_closing_before_a_batch_starts_cancels_its_requests():
     await batcher.aclose()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(request, 2)  # not left waiting for ever
+
+
+async def test_a_running_call_is_cancelled_once_every_caller_of_its_batch_is_gone():
+    started, outcomes = asyncio.Event(), []
+
+    async def slow(key, items):
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            outcomes.append("cancelled")
+            raise
+        return items
+
+    batcher = Batcher(slow, max_batch=2, max_wait=0.0)
+    first, second = (asyncio.ensure_future(batcher.submit("k", i)) for i in range(2))
+    await started.wait()
+    first.cancel()
+    await asyncio.sleep(0.05)
+    assert outcomes == []  # the second caller still waits for its result
+    second.cancel()
+    await asyncio.sleep(0.05)
+    assert outcomes == ["cancelled"]
+    await batcher.aclose()

@@ -223,6 +223,21 @@ async def test_a_request_whose_client_hung_up_is_not_generated(smollm2):
         assert srv.batch_sizes == []
 
 
+async def test_a_generation_whose_client_hung_up_stops_and_frees_the_model(smollm2):
+    body = {"model": "smollm2", "prompt": [1, 2, 3], "max_tokens": 4000, "temperature": 0}
+    async with PolicyServer(smollm2, served_name="smollm2", port=0, max_wait=0.01) as srv:
+        async with aiohttp.ClientSession() as http:
+            answer = asyncio.ensure_future(http.post(f"{srv.url}/completions", json=body))
+            while not srv.batch_sizes:  # the request is being generated
+                await asyncio.sleep(0.02)
+            answer.cancel()  # the client hangs up
+            await asyncio.gather(answer, return_exceptions=True)
+        started = time.perf_counter()
+        free = await asyncio.to_thread(smollm2._lock.acquire, True, 20)  # the thread stops at its next token
+        assert free and time.perf_counter() - started < 5.0  # 4000 tokens would take minutes
+        smollm2._lock.release()
+
+
 async def test_a_request_waiting_when_the_server_stops_gets_a_503(smollm2):
     body = {"model": "smollm2", "prompt": [1, 2, 3], "max_tokens": 400}
     srv = PolicyServer(smollm2, served_name="smollm2", port=0, max_wait=0.01)
