@@ -218,8 +218,19 @@ def config_record(config: TrainConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-# what the checkpoint's weights and optimizer state were made for: another value cannot load them
-_FIXED_ON_RESUME = ("policy.model", "policy.lora.enable", "policy.lora.r", "policy.lora.target_modules")
+# what the checkpoint's weights and optimizer state were made for: another value cannot load them;
+# and the environment, whose metrics, evaluations and task draws the run's steps would otherwise mix
+_FIXED_ON_RESUME = ("policy.model", "policy.lora.enable", "policy.lora.r", "policy.lora.target_modules", "env.id")
+
+
+def _same_model(old: Any, new: Any) -> bool:
+    """Whether two ``policy.model`` values name one model: the same name, or one directory by two paths."""
+    def directory(value: Any) -> Path | None:
+        text = str(value).removeprefix("hf:")
+        return Path(text).expanduser() if Path(text).expanduser().is_dir() else None
+
+    a, b = directory(old), directory(new)
+    return a is not None and b is not None and a.resolve() == b.resolve()
 
 
 def _check_resume(changes: dict[str, tuple[Any, Any]], latest: Path | None, config: TrainConfig) -> None:
@@ -227,10 +238,12 @@ def _check_resume(changes: dict[str, tuple[Any, Any]], latest: Path | None, conf
     import json
 
     fixed = [key for key in _FIXED_ON_RESUME if key in changes] if latest is not None else []
+    fixed = [key for key in fixed if not (key == "policy.model" and _same_model(*changes[key]))]
     if fixed:
         old, new = changes[fixed[0]]
-        raise ConfigError(f"{fixed[0]} cannot change when a run resumes ({old!r} -> {new!r}): its checkpoint holds "
-                          "weights for the old value; start a new run instead (policy.model may name the old run)")
+        held = "was trained on the old environment" if fixed[0] == "env.id" else "holds weights for the old value"
+        raise ConfigError(f"{fixed[0]} cannot change when a run resumes ({old!r} -> {new!r}): its checkpoint {held}; "
+                          "start a new run instead (policy.model may name the old run's checkpoint)")
     done = json.loads((latest / "trainer_state.json").read_text(encoding="utf-8"))["step"] if latest else 0
     if config.update.total_steps < done:
         raise ConfigError(f"update.total_steps={config.update.total_steps}, but the run is already at step {done}")

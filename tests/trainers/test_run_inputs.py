@@ -84,7 +84,7 @@ def test_a_model_or_device_that_cannot_train_is_refused_before_the_run_directory
     assert not run_dir.exists()
 
 
-def test_a_resume_without_a_checkpoint_may_change_the_model(tmp_path):
+def test_a_resume_keeps_the_model_and_environment_its_checkpoint_was_trained_with(tmp_path):
     from agentgym.trainers.rl import _check_resume
 
     config = load_config({})
@@ -94,6 +94,14 @@ def test_a_resume_without_a_checkpoint_may_change_the_model(tmp_path):
     (checkpoint / "trainer_state.json").write_text('{"step": 1}')
     with pytest.raises(ConfigError, match="policy.model cannot change when a run resumes"):
         _check_resume({"policy.model": ("nope", "smollm2")}, checkpoint, config)
+    with pytest.raises(ConfigError, match="env.id cannot change when a run resumes .* trained on the old environment"):
+        _check_resume({"env.id": ("household-v0", "search-v0")}, checkpoint, config)
+    # one model directory by another path is no change; another directory is
+    (tmp_path / "model").mkdir()
+    (tmp_path / "other").mkdir()
+    _check_resume({"policy.model": (str(tmp_path / "model"), f"hf:{tmp_path}/other/../model/")}, checkpoint, config)
+    with pytest.raises(ConfigError, match="policy.model cannot change"):
+        _check_resume({"policy.model": (str(tmp_path / "model"), str(tmp_path / "other"))}, checkpoint, config)
 
 
 def test_environment_options_are_checked_against_the_environment():
