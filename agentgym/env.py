@@ -349,14 +349,15 @@ class Environment:
         text (parsed here). Bad input never raises:
         an unparseable response, an unknown tool, or missing or mistyped arguments become an error
         observation naming the problem and the valid tools, with ``valid=False``. Raises only when
-        the environment is closed or was never reset (programming errors).
+        the environment is closed or was never reset (programming errors). Once the episode has ended
+        or reached the task's ``max_turns``, a step runs nothing and returns "The episode is over.".
         """
         if self._closed:
             raise EnvironmentClosedError(f"{type(self).__name__} is closed; create a new one with agentgym.make")
         if not self._episode_started:
             raise RuntimeError("call reset(task) before step()")
         self._step_reward, self._step_milestones, self._step_info = 0.0, [], {}
-        if self._done:  # pays nothing: the final step's reward and milestones were paid once
+        if self._done or self._turn >= self.task.max_turns:  # the final step's reward was paid once
             return self._result("The episode is over.", valid=False)
         self._turn += 1
         observation, valid, error = await self._execute(action)

@@ -354,3 +354,13 @@ async def test_a_numeric_literal_refuses_booleans(action, valid, observation):
     await env.reset(_task())
     result = await env.step(action)
     assert result.valid == valid and observation in result.observation
+
+
+async def test_a_step_past_the_turn_limit_runs_nothing():
+    env = Lamp()
+    await env.reset(_task(max_turns=1))
+    first = await env.step(ToolCall(name="switch", arguments={"state": False}))
+    assert first.truncated and not first.terminated
+    after = await env.step("turn it on")
+    assert (after.observation, after.valid, after.reward) == ("The episode is over.", False, 0.0)
+    assert not env.on and env.turn == 1 and not env.success
