@@ -9,11 +9,11 @@ Suites (database ids in brackets):
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 from pathlib import Path
 
+from agentgym.tasks import to_jsonl
 from agentgym.tasks.sql.databases import parse_db_id, sqlite_path
 from agentgym.tasks.sql.domains import HELD_OUT_DOMAINS, TRAIN_DOMAINS
 from agentgym.tasks.sql.templates import generate_questions
@@ -60,14 +60,6 @@ def build_suite(name: str) -> list[dict]:
     return tasks
 
 
-def write_suites(folder: Path | None = None) -> dict[str, int]:
-    """Write every suite as ``<name>.jsonl`` into ``folder`` (default: this package); returns sizes."""
-    folder = Path(folder) if folder is not None else Path(__file__).parent
-    sizes = {}
-    for name in SUITES:
-        tasks = build_suite(name)
-        with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as fh:
-            for t in tasks:
-                fh.write(json.dumps(t, ensure_ascii=False, sort_keys=True) + "\n")
-        sizes[name] = len(tasks)
-    return sizes
+def suite_files() -> dict[str, str]:
+    """Every suite as the text of its ``<name>.jsonl`` file."""
+    return {f"{name}.jsonl": to_jsonl(build_suite(name)) for name in SUITES}

@@ -21,7 +21,7 @@ from agentgym.environments.sql.scoring import (
     schema_linking,
 )
 from agentgym.errors import ConfigError, EnvironmentClosedError
-from agentgym.tasks.sql.build import SUITES, build_suite
+from agentgym.tasks.sql.build import SUITES
 from agentgym.tasks.sql.databases import parse_db_id, sqlite_path
 from agentgym.tasks.sql.domains import DOMAINS, HELD_OUT_DOMAINS, TRAIN_DOMAINS
 from agentgym.types import ToolCall
@@ -101,11 +101,15 @@ def test_held_out_suite_uses_schemas_never_seen_in_train():
     assert not {t.data["db"] for t in seen} & {t.data["db"] for t in train}
 
 
-def test_suites_regenerate_identically(cache, monkeypatch):
+def test_suites_regenerate_identically(cache, monkeypatch, tmp_path):
+    from agentgym.tasks.sql.__main__ import main
+
     monkeypatch.setenv("AGENTGYM_SQL_CACHE", str(cache / "fresh"))
-    for suite in SUITES:
-        built = [json.dumps(t, ensure_ascii=False, sort_keys=True) for t in build_suite(suite)]
-        assert built == (SUITE_DIR / f"{suite}.jsonl").read_text(encoding="utf-8").splitlines()
+    assert main(["build", "--check", "--out", str(SUITE_DIR)]) == 0  # the committed suites, from fresh databases
+    assert main(["build", "--check", "--out", str(tmp_path)]) == 1  # nothing there yet
+    assert main(["build", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{suite}.jsonl" for suite in SUITES)
+    assert main(["build", "--check", "--out", str(tmp_path)]) == 0
 
 
 def test_databases_are_deterministic_and_realistic(cache, tmp_path):
