@@ -138,7 +138,7 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
     if config.eval.samples > 1 and config.sampling.eval_temperature == 0:
         say(f"note: the run evaluates greedily (sampling.eval_temperature 0), so the {config.eval.samples} samples "
             "of a task differ only where the environment itself is random")
-    loaded = _load(policy, config)
+    loaded = _load(policy, config, progress)
     if out is None:
         root = claim_run_dir(Path("runs") / f"eval-{run_dir.resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
     store = RunStore(root)
@@ -162,16 +162,19 @@ def evaluate_run(run_dir: str | Path, *, policy: str | None = None, checkpoint: 
                   for suite in config.env.eval_suites}
 
 
-def _load(name: str, config: Any) -> Any:
+def _load(name: str, config: Any, progress: bool) -> Any:
     """A model policy on the run's device, dtype and batch size; any other policy as its name says."""
     if name == "smollm2" or name.startswith("hf:"):
+        from agentgym.policies.hf import hf_bars
         from agentgym.trainers import model as M
 
         device = M.resolve_device(config.policy.device)
         dtype = M.resolve_dtype(config.policy.dtype, device)
-        return M.load_policy(name, device=device, dtype=dtype, max_batch_size=config.policy.generation_batch_size,
-                             prefix_cache_tokens=config.policy.prefix_cache_tokens,
-                             autocast=M.resolve_autocast(config.policy.autocast, device, dtype))
+        with hf_bars(progress):
+                return M.load_policy(name, device=device, dtype=dtype,
+                                 max_batch_size=config.policy.generation_batch_size,
+                                 prefix_cache_tokens=config.policy.prefix_cache_tokens,
+                                 autocast=M.resolve_autocast(config.policy.autocast, device, dtype))
     from agentgym.policies import load_policy
 
     return load_policy(name)

@@ -72,7 +72,9 @@ def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: str | Pa
         run_dir = new_run_dir(config)
         refuse_used_run_dir(run_dir)  # before anything is created in someone else's directory
         RunStore(run_dir)  # creates it, or says why it cannot
-    with writing(run_dir):
+    from agentgym.policies.hf import hf_bars
+
+    with writing(run_dir), hf_bars(progress):
         if resume is None:
             refuse_used_run_dir(run_dir)
         return _train(config, run_dir, resume is not None, sft_data, policy,

@@ -264,7 +264,9 @@ def run_sft(config: SFTConfig | dict[str, Any] | str | Path, *, policy: Any = No
     run_dir = new_run_dir(config)  # type: ignore[arg-type]
     refuse_used_run_dir(run_dir)
     store = RunStore(run_dir)
-    with writing(run_dir):
+    from agentgym.policies.hf import hf_bars
+
+    with writing(run_dir), hf_bars(progress):
         refuse_used_run_dir(run_dir)  # again: another sft may have taken it since
         store.write_config(config)
         return _run_sft(config, run_dir, store, data, policy, say=say, progress=progress)

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from agentgym._heap import trim_heap
 from agentgym.errors import ContextLengthError, PolicyError
@@ -487,6 +487,22 @@ def hf_progress(show: bool) -> None:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def hf_bars(show: bool) -> Iterator[None]:
+    """Hugging Face's own progress bars (weight loading, shard writing) off inside the block unless
+    ``show``, and as they were after it: a library call with ``progress=False`` draws no bars."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if was_on and not show:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on and not show:
+            hf_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager

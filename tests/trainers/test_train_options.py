@@ -27,10 +27,13 @@ def _train(tmp_path, tiny_model_dir, tiny_config, name, **over):
     return run, [m for m in RunStore(run).load_metrics() if "merged_rows" in m]
 
 
-def test_epochs_minibatches_and_kl_full(tmp_path, tiny_model_dir, tiny_config):
+def test_epochs_minibatches_and_kl_full(tmp_path, tiny_model_dir, tiny_config, capfd):
+    capfd.readouterr()
     _, ms = _train(tmp_path, tiny_model_dir, tiny_config, "full",
                    update={"ppo_epochs": 2, "mini_batches": 2},
                    loss={"use_kl_loss": True, "kl_loss_type": "k3", "kl_loss_coef": 0.1})
+    drawn = capfd.readouterr().err
+    assert "Loading weights" not in drawn and "Writing model shards" not in drawn  # progress=False: no bars at all
     assert [m["updates"] for m in ms] == [4, 4] and not any("idle" in m for m in ms)
     assert ms[0]["sampler_logp_diff"] < 1e-4  # recomputed before any update: equals the sampler
     assert all(m["kl"] >= 0 and math.isfinite(m["ppo_kl"]) for m in ms)
