@@ -20,7 +20,7 @@ KL_KINDS: tuple[str, ...] = ("k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl")
 
 def aggregate(values: torch.Tensor, mask: torch.Tensor, agg: str = "token-mean", *,
               num_tokens: float | None = None, num_seqs: float | None = None,
-              norm_length: float | None = None) -> torch.Tensor:
+              norm_length: float | None = None, row_share: torch.Tensor | None = None) -> torch.Tensor:
     """Reduce per-token ``values`` to a scalar, docs/ALGORITHMS.md §8.4.
 
     - ``token-mean``: ``Σ L·M / Σ M``
@@ -29,19 +29,26 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, agg: str = "token-mean",
     - ``seq-mean-token-sum-norm``: ``Σ L·M / L_max`` (verl's Dr. GRPO form: summed over
       sequences, no batch mean), with ``L_max = norm_length`` or the padded width
 
-    ``num_tokens`` / ``num_seqs`` override the denominators, so a mini-batch split into
-    micro-batches sums to exactly the mini-batch value (the trainer passes the mini-batch totals).
+    A "sequence" is a row of ``values``, or, given ``row_share`` (each loss token's 1 / its step's
+    loss tokens), a step's response: the trainer forwards several steps of one trajectory as one
+    row, and their losses still average per step (layout L1). ``num_tokens`` / ``num_seqs``
+    override the denominators, so a mini-batch split into micro-batches sums to exactly the
+    mini-batch value (the trainer passes the mini-batch totals, ``num_seqs`` counting steps).
     Sequences without any loss token count as sequences but add nothing.
     """
     mask = mask.to(values.dtype)
     if agg == "token-mean":
         denom = mask.sum() if num_tokens is None else torch.as_tensor(num_tokens, dtype=values.dtype)
         return (values * mask).sum() / denom.clamp(min=1.0)
-    if agg == "seq-mean-token-mean":
-        per_seq = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
-        return per_seq.sum() / (values.shape[0] if num_seqs is None else num_seqs)
-    if agg == "seq-mean-token-sum":
-        return (values * mask).sum() / (values.shape[0] if num_seqs is None else num_seqs)
+    if agg in ("seq-mean-token-mean", "seq-mean-token-sum"):
+        share = None if row_share is None else row_share.to(values.dtype)
+        if num_seqs is None:  # a step's shares sum to 1
+            num_seqs = values.shape[0] if share is None else share.sum()
+        if agg == "seq-mean-token-sum":
+            return (values * mask).sum() / num_seqs
+        if share is not None:
+            return (values * mask * share).sum() / num_seqs
+        return ((values * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).sum() / num_seqs
     if agg == "seq-mean-token-sum-norm":
         return (values * mask).sum() / (values.shape[-1] if norm_length is None else norm_length)
     raise ValueError(f"loss aggregation must be one of {', '.join(AGG_MODES)}, got {agg!r}")

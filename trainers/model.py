@@ -194,6 +194,7 @@ def collate(seqs: list[Any], pad_id: int, device: Any) -> dict[str, Any]:
     ids = torch.full((n, width), pad_id, dtype=torch.long)
     attn = torch.zeros((n, width), dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.float32)
+    share = torch.zeros((n, width), dtype=torch.float32)
     adv = torch.zeros((n, width), dtype=torch.float32)
     old = torch.zeros((n, width), dtype=torch.float32)
     known = torch.zeros((n, width), dtype=torch.bool)
@@ -202,9 +203,10 @@ def collate(seqs: list[Any], pad_id: int, device: Any) -> dict[str, Any]:
         ids[i, :k] = torch.tensor(s.input_ids, dtype=torch.long)
         attn[i, :k] = 1
         mask[i, :k] = torch.tensor(s.loss_mask, dtype=torch.float32)
+        share[i, :k] = torch.tensor(s.row_share or [0.0] * k, dtype=torch.float32)
         adv[i, :k] = torch.tensor(s.advantages, dtype=torch.float32)
         lp = torch.tensor(s.old_logprobs, dtype=torch.float32)
         known[i, :k] = ~lp.isnan() & (mask[i, :k] > 0)
         old[i, :k] = lp.nan_to_num(0.0)
     return {"input_ids": ids.to(device), "attention_mask": attn.to(device), "loss_mask": mask.to(device),
-            "advantages": adv.to(device), "sampler_logprobs": old.to(device), "sampler_known": known.to(device)}
+            "row_share": share.to(device), "advantages": adv.to(device), "sampler_logprobs": old.to(device), "sampler_known": known.to(device)}

@@ -352,7 +352,7 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
         order = [int(i) for i in rng.permutation(len(seqs))]
         for mb in split(order, upd.mini_batches):
             n_tok = float(sum(seqs[i].num_loss_tokens for i in mb))
-            n_seq = float(len(mb))
+            n_seq = float(sum(len(seqs[i].rows) for i in mb))  # steps: a merged sequence holds several (§8.4, L1)
             optimizer.zero_grad(set_to_none=True)
             forward = [i for i in mb if trained[i]]
             if not forward:  # a zero gradient still moves AdamW's moments, exactly as unskipped
@@ -374,7 +374,8 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
                     old = _pad_stack([old_lp[i] for i in idx], logp.shape[1], device)
                 pg, clipped = clipped_surrogate(logp, old, batch["advantages"], clip_low=loss_cfg.clip_low,
                                                 clip_high=loss_cfg.clip_high, clip_c=loss_cfg.clip_ratio_c)
-                norms = {"num_tokens": n_tok, "num_seqs": n_seq, "norm_length": norm_length}
+                norms = {"num_tokens": n_tok, "num_seqs": n_seq, "norm_length": norm_length,
+                         "row_share": batch["row_share"]}
                 pg_loss = aggregate(pg, mask, loss_cfg.loss_agg_mode, **norms)
                 ent_loss = aggregate(ent, mask, loss_cfg.loss_agg_mode, **norms)
                 loss = pg_loss - loss_cfg.entropy_coeff * ent_loss if need_entropy else pg_loss

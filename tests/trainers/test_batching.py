@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from agentgym.trainers.batching import BatchStats, build_sequences, is_continuation, split
 from agentgym.types import Step, StepResult, Trajectory
 
@@ -104,3 +106,35 @@ def test_long_sequences_are_dropped_and_counted():
 def test_split():
     assert split(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
     assert split([1], 4) == [[1]]
+
+
+def test_seq_mean_losses_average_per_step_whether_or_not_steps_are_merged():
+    """ALGORITHMS.md §8.4: in layout L1 a "sequence" is one step's response, so forwarding an
+    append-only trajectory as one sequence must not change the seq-mean losses."""
+    import torch
+
+    from agentgym.trainers.loss import AGG_MODES, aggregate
+    from agentgym.trainers.model import collate
+
+    one_token = _traj([_step(0, [1], [10]), _step(1, [1, 10, 2], [11]), _step(2, [1, 10, 2, 11, 3], [12])])
+    other = _traj([_step(0, [1], [20, 21])], i=1)
+    advantages = {(0, 0): 1.0, (0, 1): 1.0, (0, 2): 1.0, (1, 0): -1.0}
+    expected = {"seq-mean-token-mean": 0.5, "seq-mean-token-sum": 0.25}  # (1 + 1 + 1 - 1) / 4; (1 + 1 + 1 - 2) / 4
+    results = {}
+    for merge in (True, False):
+        seqs = build_sequences([one_token, other], advantages, merge=merge)
+        assert len(seqs) == (2 if merge else 4)
+        batch = collate(seqs, 0, "cpu")
+        steps = sum(len(s.rows) for s in seqs)
+        for agg in AGG_MODES:
+            got = aggregate(batch["advantages"], batch["loss_mask"], agg, num_tokens=5, num_seqs=steps,
+                            norm_length=8, row_share=batch["row_share"])
+            results[merge, agg] = got.item()
+            if agg in expected:
+                assert got.item() == pytest.approx(expected[agg]), (merge, agg)
+            # without a count, the shares count the steps
+            assert aggregate(batch["advantages"], batch["loss_mask"], agg, norm_length=8,
+                             row_share=batch["row_share"]).item() == pytest.approx(got.item())
+    assert all(results[True, agg] == pytest.approx(results[False, agg]) for agg in AGG_MODES)
+    assert torch.equal(collate(build_sequences([other], {(0, 0): 1.0}), 0, "cpu")["row_share"],
+                       torch.tensor([[0.0, 0.5, 0.5]]))
