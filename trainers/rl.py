@@ -164,8 +164,7 @@ def _train(config: TrainConfig, run_dir: Path, resuming: bool, sft_data: Any, po
 
             # 1. rollout: groups of the current policy, capped at the horizon H(k)
             horizon = config.horizon_at(step)
-            tasks = _tasks_for_step(train_tasks, config, step)
-            trajectories = collector.collect(tasks, step=step, horizon=horizon)
+            tasks, trajectories, sampled, sampling = _sample_step(collector, train_tasks, config, step, horizon)
             t_rollout = time.perf_counter() - t_start
 
             # 2. credit assignment: one advantage per (trajectory, step) row
@@ -189,7 +188,7 @@ def _train(config: TrainConfig, run_dir: Path, resuming: bool, sft_data: Any, po
             t_update = time.perf_counter() - t_update
 
             # 5. log, evaluate, checkpoint
-            record = {"step": step, "horizon": horizon, **rollout_metrics(trajectories), **upd,
+            record = {"step": step, "horizon": horizon, **rollout_metrics(sampled), **sampling, **upd,
                       "sequences": stats.sequences, "rows": stats.rows, "merged_rows": stats.merged_rows,
                       "loss_tokens": stats.loss_tokens, "dropped_long": stats.dropped_long,
                       "time_rollout": t_rollout, "time_update": t_update,
@@ -449,12 +448,65 @@ def _lr_lambda(config: TrainConfig, total_updates: int) -> Callable[[int], float
 
 # ---- tasks, seeds, run directory ----------------------------------------------------------------
 
-def _tasks_for_step(tasks: list, config: TrainConfig, step: int) -> list:
-    """``tasks_per_step`` tasks drawn without replacement by a generator seeded with (seed, step)."""
-    rng = np.random.default_rng([config.seed, step])
+def _tasks_for_step(tasks: list, config: TrainConfig, step: int, attempt: int = 0, drawn: set[int] = frozenset()) -> list:
+    """``tasks_per_step`` tasks drawn without replacement by a generator seeded with (seed, step), or for a
+    later rollout of the step (dynamic sampling) with (seed, step, attempt), among tasks not ``drawn`` yet
+    where enough are left."""
+    rng = np.random.default_rng([config.seed, step] + ([attempt] if attempt else []))
     k = config.rollout.tasks_per_step
-    picks = rng.choice(len(tasks), size=k, replace=k > len(tasks))
-    return [tasks[int(i)] for i in picks]
+    pool = [i for i in range(len(tasks)) if i not in drawn]
+    if len(pool) < k:
+        pool = list(range(len(tasks)))
+    picks = rng.choice(len(pool), size=k, replace=k > len(pool))
+    return [tasks[pool[int(i)]] for i in picks]
+
+
+def _sample_step(collector: Collector, train_tasks: list, config: TrainConfig, step: int,
+                 horizon: int | None) -> tuple[list, list[Trajectory], list[Trajectory], dict[str, Any]]:
+    """A step's rollout: its tasks, the trajectories to train on, every trajectory sampled, and metrics.
+
+    Under ``rollout.dynamic_sampling`` a group whose episode returns are all equal gives GRPO-style
+    estimators nothing to compare, so it is dropped and more tasks are drawn, up to
+    ``max_sampling_tries`` rollouts; the last one keeps every group (DAPO; docs/ALGORITHMS.md §1.5).
+    At most ``tasks_per_step`` groups are kept. Every trajectory is stored.
+    """
+    roll = config.rollout
+    tasks = _tasks_for_step(train_tasks, config, step)
+    trajectories = collector.collect(tasks, step=step, horizon=horizon)
+    if not roll.dynamic_sampling:
+        return tasks, trajectories, trajectories, {}
+    index = {id(t): i for i, t in enumerate(train_tasks)}
+    kept_tasks: list = []
+    kept: list[Trajectory] = []
+    sampled: list[Trajectory] = []
+    drawn: set[int] = set()
+    informative = tries = 0
+    for attempt in range(roll.max_sampling_tries):
+        if attempt:
+            tasks = _tasks_for_step(train_tasks, config, step, attempt, drawn)
+            trajectories = collector.collect(tasks, step=step, horizon=horizon, attempt=attempt)
+        tries += 1
+        drawn |= {index[id(t)] for t in tasks}
+        sampled += trajectories
+        last = attempt == roll.max_sampling_tries - 1
+        for task, group in zip(tasks, _groups(trajectories)):
+            differs = len({t.reward for t in group}) > 1
+            informative += differs
+            if (differs or last) and len(kept_tasks) < roll.tasks_per_step:
+                kept_tasks.append(task)
+                kept += group
+        if len(kept_tasks) == roll.tasks_per_step:
+            break
+    return kept_tasks, kept, sampled, {"sampling_tries": tries, "groups_sampled": tries * roll.tasks_per_step,
+                                       "groups_informative": informative}
+
+
+def _groups(trajectories: list[Trajectory]) -> list[list[Trajectory]]:
+    """Trajectories split by ``group_id``, in order of first appearance."""
+    groups: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault(t.group_id, []).append(t)
+    return list(groups.values())
 
 
 def _max_rss_mb() -> float:
@@ -581,6 +633,8 @@ def _metrics_line(r: dict[str, Any], total: int) -> str:
              f"clip {r.get('clip_frac', 0):.3f}", f"gnorm {r.get('grad_norm', 0):.3f}",
              f"tok/s {r.get('tokens_per_s', 0):.0f}",
              f"time {r.get('time_rollout', 0):.1f}s roll + {r.get('time_update', 0):.1f}s upd"]
+    if "sampling_tries" in r:  # dynamic sampling: groups that differed, of those rolled out
+        parts.insert(5, f"groups {r['groups_informative']}/{r['groups_sampled']}")
     if r.get("idle"):
         parts.append(f"NO SIGNAL: {r['idle']}")
     return "  ".join(parts)

@@ -143,13 +143,16 @@ class Collector:
         cfg = self.config
         return self._pool.envs(cfg.env.id, **cfg.env.options) if self._pool is not None else None
 
-    def collect(self, tasks: list[Task], *, step: int, horizon: int | None) -> list[Trajectory]:
-        """``group_size`` episodes of each task, in task order; each group shares one group_id."""
+    def collect(self, tasks: list[Task], *, step: int, horizon: int | None, attempt: int = 0) -> list[Trajectory]:
+        """``group_size`` episodes of each task, in task order; each group shares one group_id.
+        ``attempt`` numbers a step's later rollouts (dynamic sampling): their own seed, the same file."""
         cfg = self.config
         tasks = [_cap(t, horizon) for t in tasks]
         params = _sampling(cfg, evaluation=False)
-        return self._run(tasks, cfg.rollout.group_size, params, name=f"train-{step:06d}",
-                         seed=_seed(cfg.seed, step, 1), label=f"rollout {step}", step=step)
+        seed = _seed(cfg.seed, step, 1) if not attempt else _seed(cfg.seed, step, 1, attempt)
+        label = f"rollout {step}" if not attempt else f"rollout {step}, try {attempt + 1}"
+        return self._run(tasks, cfg.rollout.group_size, params, name=f"train-{step:06d}", seed=seed, label=label,
+                         step=step)
 
     def evaluate(self, *, step: int, tag: str | None = None) -> dict[str, float]:
         """Success and reward on each held-out suite (``<suite>/success`` ...).

@@ -168,3 +168,14 @@ def test_a_resume_follows_a_changed_learning_rate_and_schedule_and_refuses_anoth
           progress=False, log=lambda _l: None)
     lrs = [m["lr"] for m in RunStore(run).load_metrics() if "merged_rows" in m]
     assert lrs == pytest.approx([1e-3, 5e-4, 2e-3 * (1 - 2 / 4), 2e-3 * (1 - 3 / 4)])  # the new schedule at step 3
+
+
+def test_dynamic_sampling_in_a_training_run(tmp_path, tiny_model_dir, tiny_config):
+    run, ms = _train(tmp_path, tiny_model_dir, tiny_config, "dynamic", rollout={"dynamic_sampling": True,
+                                                                                "max_sampling_tries": 2})
+    assert len(ms) == 2
+    for m in ms:
+        assert m["groups_sampled"] == 2 * m["sampling_tries"] and m["groups_informative"] <= m["groups_sampled"]
+        stored = RunStore(run).load_trajectories(f"train-{m['step']:06d}")
+        assert len(stored) == 4 * m["groups_sampled"]  # every group rolled out is on disk
+        assert m["success"] == pytest.approx(sum(t.success for t in stored) / len(stored))  # of every episode
