@@ -9,7 +9,8 @@
 One background thread per process runs an event loop with Playwright and one Chromium, launched
 from ``/usr/bin/chromium`` (or ``$AGENTGYM_CHROMIUM``), never a downloaded browser. Every
 :class:`BrowserPage` has its own browser context (no shared cookies, storage or history; a page opened
-with ``reuse=True`` may be one an earlier user gave back, cookies cleared), and its
+with ``reuse=True`` may be one an earlier user gave back, cookies cleared, unless an action on it was
+cut short or failed), and its
 methods may be awaited from any event loop: the rollout runner's, the gym adapter's, a test's.
 Chromium is started on first use, started again if it dies, and closed when the process exits.
 :func:`serve_in_browser_thread` runs a server (e.g. aiohttp) on the same loop.
@@ -318,7 +319,13 @@ class BrowserPage:
         async def on_thread() -> T:
             return await fn(self._page)
 
-        return await _THREAD.call(on_thread)
+        try:
+            return await _THREAD.call(on_thread)
+        except BaseException:
+            # cut short (a step time limit) or failed: a navigation it started may still land, so this tab
+            # is never handed to another user (it once took the next episode to the last one's search)
+            self.reusable = False
+            raise
 
     async def read(self) -> PageView:
         """The current page, once loaded, as text and clickable labels."""

@@ -107,7 +107,9 @@ class WebShopEnv(Environment):
     attributes the product has, of its options that were chosen, and whether the price is within
     the limit (all of them counted together), or 0 for a product of another category. Success
     is reward 1: any product meeting the instruction counts, not only the one it was made from.
-    ``StepResult.info`` of the purchase holds the parts.
+    ``StepResult.info["purchase"]`` holds the product (``asin``), the options chosen (``chosen``),
+    the ``reward`` and its parts: ``category`` (the right one), how many of the requested
+    ``attributes`` and ``options`` matched, and ``price`` (within the limit).
 
     Milestones: ``match_listed``, ``match_opened``, ``options_chosen``, ``purchased`` (see
     :data:`MILESTONES`). The state key is the page: a results page's query and number, or a product
@@ -117,7 +119,8 @@ class WebShopEnv(Environment):
     Needs Playwright (``pip install 'agentgym[web]'``) and Chromium at ``/usr/bin/chromium``
     (``apt-get install -y chromium``; ``$AGENTGYM_CHROMIUM`` names another). Episodes share one
     Chromium per process; an episode's tab is given back when it ends and a later episode takes it
-    (cookies cleared: the shop keeps its state in addresses, not in the browser). No snapshots: the
+    (cookies cleared: the shop keeps its state in addresses, not in the browser), unless an action of
+    the episode was cut short or failed (its navigation may still land). No snapshots: the
     state lives in the browser.
 
     Args:
@@ -205,7 +208,7 @@ class WebShopEnv(Environment):
         """
         label = element.strip().strip("[]").strip()
         assert self._page is not None
-        if self.place.kind == "home" and label.lower() == "search":  # the box is empty: it would do nothing
+        if self.place.kind == "home" and label.lower() in ("search", "search box"):  # typing is search()'s
             raise InvalidActionError("The search box is empty: type the query and search in one action, "
                                      "search(query).")
         if not label or not await self._page.click(label):
@@ -217,7 +220,7 @@ class WebShopEnv(Environment):
             parts = score(self.goal, product, self.place.chosen)
             if parts["reward"] == 1.0:
                 self.reach("purchased")
-            self.add_info(purchase={"asin": product.asin, "options": dict(self.place.chosen), **parts})
+            self.add_info(purchase={"asin": product.asin, "chosen": dict(self.place.chosen), **parts})
             self.finish(reward=parts["reward"], success=parts["reward"] == 1.0)
         return text
 

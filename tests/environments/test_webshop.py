@@ -168,6 +168,7 @@ async def test_buying_without_the_options_pays_part_and_reports_the_parts(env):
     expected = (len(goal["attributes"]) + 1) / (len(goal["attributes"]) + len(goal["options"]) + 1)
     assert bought.terminated and not env.success and bought.reward == pytest.approx(expected, abs=1e-4)
     assert parts["options"] == 0 and parts["price"] and "Thank you" in bought.observation
+    assert parts["asin"] == target.asin and parts["chosen"] == {}  # bought without choosing its options
 
 
 async def test_a_product_of_another_category_pays_nothing(env):
@@ -260,10 +261,11 @@ def test_random_actions_search_on_the_home_page_and_click_what_a_page_shows():
     assert clicks == {"Back to Search", "Next >"}
 
 
-async def test_clicking_search_with_an_empty_box_is_invalid_and_says_how_to_search(env):
+async def test_clicking_search_or_its_box_is_invalid_and_says_how_to_search(env):
     await env.reset(_task())
-    step = await env.step("click[Search]")
-    assert not step.valid and "search(query)" in step.observation and env.state_key() == "home"
+    for label in ("Search", "Search box"):  # both show in brackets on the home page
+        step = await env.step(f"click[{label}]")
+        assert not step.valid and "search(query)" in step.observation and env.state_key() == "home"
 
 
 async def test_clicking_the_selected_option_again_reloads_the_same_page(env):

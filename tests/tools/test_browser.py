@@ -149,6 +149,19 @@ async def test_a_page_given_back_is_reused_without_its_cookies_and_a_dead_one_is
         await fresh.aclose()
 
 
+async def test_a_page_whose_action_was_cut_short_is_not_given_to_the_next_user():
+    first = await browser.BrowserPage.open(reuse=True)
+    await first.run(lambda p: p.goto("data:text/html,<p>one</p>"))
+    with pytest.raises(asyncio.TimeoutError):  # a step time limit: a navigation it started may still land
+        await asyncio.wait_for(first.run(lambda p: p.wait_for_timeout(5000)), 0.2)
+    await first.aclose()
+    second = await browser.BrowserPage.open(reuse=True)
+    try:
+        assert second is not first and (await second.read()).url == "about:blank"
+    finally:
+        await second.aclose()
+
+
 async def test_a_page_opens_after_playwright_s_driver_process_died(caplog):
     page = await browser.BrowserPage.open()
     await page.aclose()
