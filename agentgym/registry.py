@@ -216,22 +216,79 @@ def count_tasks(env_id: str, suite: str) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-def check_options(env_id: str, options: dict[str, Any], setting: str = "env.options") -> None:
+def check_options(env_id: str, options: dict[str, Any], setting: str = "env.options", *,
+                  typed: bool = True) -> dict[str, Any]:
     """Raise :class:`ConfigError` naming ``setting`` when ``env_id``'s class does not take ``options``
-    (with its registered defaults): before anything is built with them."""
+    (with its registered defaults): unknown keywords, values of another type than the parameter's
+    annotation, or a constructor that raises on them (a path that does not exist, a bad choice); before
+    anything is built with them. Returns ``options``; with ``typed=False`` (text from a command line)
+    a text value is converted where the annotation asks for another type (``"1e1"`` for a float)."""
     import inspect
 
     from agentgym.env import Environment
 
     env_spec = spec(env_id)
-    options = {**env_spec.defaults, **options}
+    merged = {**env_spec.defaults, **options}
     env_class = env_spec.load()
     try:
-        inspect.signature(env_class).bind(**options)
-        if options and env_class.__init__ is Environment.__init__:
-            raise TypeError(f"{env_class.__name__} takes no options, got {sorted(options)}")
+        inspect.signature(env_class).bind(**merged)
+        if merged and env_class.__init__ is Environment.__init__:
+            raise TypeError(f"{env_class.__name__} takes no options, got {sorted(merged)}")
     except TypeError as exc:
-        raise ConfigError(f"{setting}: {exc}") from None
+        takes = [p.name for p in inspect.signature(env_class).parameters.values()
+                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        known = f"; {env_class.__name__} takes {', '.join(takes)}" if takes and "takes no options" not in str(exc) else ""
+        raise ConfigError(f"{setting}: {exc}{known}") from None
+    hints = _init_hints(env_class)
+    checked = {key: _option_value(key, value, hints.get(key), setting, lax=not typed) if key in options else value
+               for key, value in merged.items()}
+    try:
+        env = env_class(**checked)
+    except Exception as exc:  # noqa: BLE001 - whatever the constructor refuses, said before the run starts
+        shown = ", ".join(f"{k}={v!r}" for k, v in checked.items())
+        raise ConfigError(f"{setting}: {env_class.__name__}({shown}) raised {type(exc).__name__}: {exc}") from None
+    _close_unused(env)
+    return {key: checked[key] for key in options}
+
+
+def _init_hints(env_class: type) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(env_class.__init__)
+    except Exception:  # noqa: BLE001 - annotations that do not resolve: the values go unchecked
+        return {}
+
+
+def _option_value(key: str, value: Any, hint: Any, setting: str, *, lax: bool) -> Any:
+    """``value`` checked against the parameter's annotation (converted from text when ``lax``)."""
+    from pydantic import ConfigDict, TypeAdapter
+
+    if hint is None or hint is Any:
+        return value
+    try:
+        adapter = TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # noqa: BLE001 - an annotation pydantic cannot check
+        return value
+    try:
+        return adapter.validate_python(value, strict=not (lax and isinstance(value, str)))
+    except ValidationError as exc:
+        wanted = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+        raise ConfigError(f"{setting}: {key}={value!r} is not a valid {wanted} "
+                          f"({exc.errors()[0]['msg'].lower()})") from None
+
+
+def _close_unused(env: Any) -> None:
+    """Close an environment made only to check its options (never reset), on a loop of its own."""
+    import asyncio
+    import threading
+
+    close = getattr(env, "aclose", None)
+    if close is None:
+        return
+    worker = threading.Thread(target=lambda: asyncio.run(close()), daemon=True)  # works under a running loop too
+    worker.start()
+    worker.join()
 
 
 def load_plugins(plugins: list[str], setting: str = "plugin") -> None:

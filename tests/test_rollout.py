@@ -534,10 +534,12 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     # an environment's options, as a training config's env.options: here a row limit too small for a task's answer
     small = CliRunner().invoke(app, ["rollout", "--env", "sql-v0", "--suite", "test", "--policy", "expert", "--limit", "1",
                                      "--env-option", "max_rows=2", "--env-option", "dsn=host=h password=p #1: x",
-                                     "--out", str(tmp_path / "small")])
+                                     "--env-option", "timeout=1e1", "--out", str(tmp_path / "small")])
     assert small.exit_code == 1 and "the gold result has more than 2 rows; raise max_rows" in flat(small.output)
-    # a number where the environment takes one; text as typed where it takes text (YAML would cut '#1: x')
-    assert RunStore(tmp_path / "small").read_config()["env_options"] == {"max_rows": 2, "dsn": "host=h password=p #1: x"}
+    # a number where the environment takes one (1e1 too, which YAML reads as text); text as typed where it
+    # takes text (YAML would cut '#1: x')
+    assert RunStore(tmp_path / "small").read_config()["env_options"] == {"max_rows": 2, "dsn": "host=h password=p #1: x",
+                                                                         "timeout": 10.0}
 
 
 @pytest.mark.parametrize("args, message, code", [
@@ -550,7 +552,11 @@ def test_rollout_command_writes_a_run_directory(tmp_path):
     (["--policy", "hf:/nowhere/[bold]m[/bold]"], "/nowhere/[bold]m[/bold] does not exist", 2),
     (["--policy", "gpt"], "Invalid value for '--policy': unknown policy 'gpt'", 2),
     (["--context", "summary:100"], "Invalid value for '--context': summarization needs a model policy", 2),
-    (["--env-option", "nope=1"], "--env-option: got an unexpected keyword argument 'nope'", 2),
+    (["--env-option", "nope=1"], "--env-option: got an unexpected keyword argument 'nope'; HouseholdEnv takes", 2),
+    (["--env", "sql-v0", "--suite", "test", "--env-option", "max_rows=true"],
+     "--env-option: max_rows=True is not a valid int", 2),
+    (["--env", "sql-v0", "--suite", "test", "--env-option", "timeout=0"],
+     "--env-option: SQLEnv(timeout=0.0) raised ConfigError: timeout must be positive, got 0.0", 2),
     (["--env", "tiny-relay-v0", "--suite", "test", "--plugin", "agentgym.trainers.tiny:register_relay", "--context",
       "summary:512", "--policy", "smollm2"],
      "Invalid value for '--context': summarization works on one conversation, and tiny-relay-v0 has several", 2),

@@ -109,6 +109,11 @@ def test_environment_options_are_checked_against_the_environment():
 
     with pytest.raises(ConfigError, match="env.options: got an unexpected keyword argument 'nope'"):
         check_inputs(load_config({"env": {"options": {"nope": 1}}}), train_suite=True)
+    sql = {"id": "sql-v0", "train_suite": "train", "eval_suites": ["test"]}
+    with pytest.raises(ConfigError, match=r"env.options: timeout='abc' is not a valid float"):
+        check_inputs(load_config({"env": {**sql, "options": {"timeout": "abc"}}}), train_suite=True)
+    with pytest.raises(ConfigError, match=r"env.options: SQLEnv\(backend='postgres'\) raised ConfigError: .*needs dsn"):
+        check_inputs(load_config({"env": {**sql, "options": {"backend": "postgres"}}}), train_suite=True)
     ag.register("no-options-v0", Broken, suites={"train": lambda: []})
     with pytest.raises(ConfigError, match=r"env.options: Broken takes no options, got \['size'\]"):
         check_inputs(load_config({"env": {"id": "no-options-v0", "train_suite": "train", "eval_suites": [],
