@@ -261,8 +261,9 @@ class Environment:
     # the base class keeps these; a subclass attribute of the same name would corrupt them silently
     turn = property(lambda self: self._turn, _read_only("turn", "the number of steps taken"),
                     doc="Steps taken in this episode.")
-    done = property(lambda self: self._done, _read_only("done", "call self.finish(reward) to end the episode"),
-                    doc="Whether the episode has ended (:meth:`finish`).")
+    done = property(lambda self: self._done or (self._episode_started and self._turn >= self.task.max_turns),
+                    _read_only("done", "call self.finish(reward) to end the episode"),
+                    doc="Whether the episode is over: ended (:meth:`finish`) or at the task's turn limit.")
     success = property(lambda self: self._success,
                        _read_only("success", "pass it to self.finish(reward, success=...)"),
                        doc="Whether the episode ended in success.")
@@ -333,7 +334,7 @@ class Environment:
 
     def _base_snapshot(self) -> dict[str, Any]:
         """The base class's episode bookkeeping, for subclasses' snapshot()."""
-        return {"turn": self.turn, "done": self.done, "success": self.success,
+        return {"turn": self.turn, "done": self._done, "success": self.success,
                 "episode_reward": self.episode_reward, "reached": list(self.reached)}
 
     def _base_restore(self, state: dict[str, Any]) -> None:

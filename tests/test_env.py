@@ -359,8 +359,9 @@ async def test_a_numeric_literal_refuses_booleans(action, valid, observation):
 async def test_a_step_past_the_turn_limit_runs_nothing():
     env = Lamp()
     await env.reset(_task(max_turns=1))
+    assert not env.done
     first = await env.step(ToolCall(name="switch", arguments={"state": False}))
-    assert first.truncated and not first.terminated
+    assert first.truncated and not first.terminated and env.done  # over: a `while not env.done` loop ends
     after = await env.step("turn it on")
     assert (after.observation, after.valid, after.reward) == ("The episode is over.", False, 0.0)
     assert not env.on and env.turn == 1 and not env.success

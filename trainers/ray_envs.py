@@ -224,7 +224,7 @@ class RemoteEnvironment:
     async def step(self, action: ToolCall | dict[str, Any] | str) -> StepResult:
         """One action on the host; see :meth:`Environment.step`."""
         result, self.success, self._agent = await self._call("step", action)
-        self.done = result.terminated
+        self.done = result.terminated or result.truncated  # as Environment.done: over either way
         self._state_key = result.state_key
         return result
 
