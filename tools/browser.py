@@ -204,8 +204,7 @@ class _BrowserThread:
             if loop is None or self._pid != os.getpid() or thread is None or not thread.is_alive():
                 return
             self._loop = None
-            browser, playwright = self._browser, self._playwright  # this loop's: a restart makes its own
-            self._browser = self._playwright = self._launching = None
+            launching = self._launching
             self.idle = []
 
         async def close() -> None:
@@ -214,12 +213,20 @@ class _BrowserThread:
                     await hook()
                 except Exception:  # noqa: BLE001 - one server that will not stop must not keep Chromium open
                     pass
+            if launching is not None:  # a Chromium still starting: let it start, then close it
+                async with launching:
+                    pass
+            # this loop's (a restart after shutdown began would own new ones: then it set _loop again)
+            browser, playwright = (self._browser, self._playwright) if self._loop is None else (None, None)
+            if self._loop is None:
+                self._browser = self._playwright = self._launching = None
             try:
                 if browser is not None:
                     await browser.close()
             finally:
                 if playwright is not None:
                     await playwright.stop()
+            await _drain()
 
         try:
             asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=15)
@@ -229,6 +236,23 @@ class _BrowserThread:
         thread.join(timeout=5)
         if not thread.is_alive():
             loop.close()
+
+
+async def _drain(timeout: float = 5.0) -> None:
+    """Let the loop's other tasks finish (pages still opening when Chromium closed fail at once), then cancel
+    what is left: a task the stopped loop dropped would print "Task was destroyed but it is pending!"."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        left = deadline - asyncio.get_running_loop().time()
+        if not others:
+            return
+        if left <= 0:
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            return
+        await asyncio.wait(others, timeout=left)
 
 
 _THREAD = _BrowserThread()

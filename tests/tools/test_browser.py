@@ -4,6 +4,7 @@ import asyncio
 import gc
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,18 @@ def _parent(proc: Path) -> int:
         return int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return -1
+
+
+def test_shutdown_leaves_no_task_pending_on_the_browser_loop():
+    # e.g. a page still opening while Chromium starts, its caller gone: a task the stopped loop dropped
+    # printed "Task was destroyed but it is pending!" at exit
+    started = threading.Event()
+
+    async def waits_for_ever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    pending = asyncio.run_coroutine_threadsafe(waits_for_ever(), browser.browser_loop())
+    assert started.wait(10)
+    browser.shutdown()
+    assert pending.cancelled()
