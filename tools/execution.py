@@ -69,6 +69,9 @@ class Execution:
             raise ValueError(f"timeout and max_shown must be positive, got {timeout} and {max_shown}")
         if not isinstance(sandbox, str) and sandbox_options:
             raise ValueError("sandbox_options build a sandbox by kind; this one is built already")
+        if "timeout" in (sandbox_options or {}):  # every call passes its own: this one would be ignored
+            raise ValueError(f"sandbox_options['timeout'] would be overridden by each call's; set the timeout "
+                             f"option instead (now {timeout:g} s)")
         self._owns_sandbox = isinstance(sandbox, str)
         self.sandbox: Any = make(sandbox, **(sandbox_options or {})) if isinstance(sandbox, str) else sandbox
         self._session: Any = None

@@ -282,9 +282,11 @@ def run_function():
     candidate = Candidate()
     try:
         loaded = candidate.load()
+    except OSError:  # the judge could not start the candidate's process (a sandbox limit): not the code's fault
+        raise
     except BaseException as exc:
         stop(candidate.proc)
-        return {"load_error": "the code did not load: " + describe(exc), "results": [], "output": ""}
+        return {"load_error": describe(exc), "results": [], "output": ""}
     if "load_error" in loaded:
         stop(candidate.proc)
         return {"load_error": str(loaded["load_error"]), "results": [], "output": ""}

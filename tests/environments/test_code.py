@@ -224,6 +224,24 @@ async def test_random_policy_runs_episodes(env):
 
 
 @needs_sandbox
+async def test_a_judge_that_cannot_start_the_code_blames_the_sandbox_not_the_code():
+    env = ag.make("code-v0", sandbox_options={"max_processes": 1})
+    try:
+        await env.reset(_task())
+        r = await env.step(env.expert_action())  # the reference solution
+        assert r.observation == "The tests could not run: [sandbox: the run exceeded the process limit]"
+    finally:
+        await env.aclose()
+    env = ag.make("code-v0")
+    try:
+        await env.reset(_task())
+        r = await env.step(ToolCall(name="run_tests", arguments={"code": "import time\ntime.sleep(30)\n"}))
+        assert r.observation == "Your code failed to load: timed out after 2.0 s"
+    finally:
+        await env.aclose()
+
+
+@needs_sandbox
 async def test_env_owns_and_closes_its_sandbox():
     env = ag.make("code-v0", sandbox_options={"warm": 1})
     await env.reset(_task())

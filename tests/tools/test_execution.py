@@ -153,4 +153,6 @@ def test_bad_options_and_clipping():
         Execution(timeout=0)
     with pytest.raises(ValueError, match="built already"):
         Execution(ProcessSandbox(), sandbox_options={"warm": 1})
+    with pytest.raises(ValueError, match=r"sandbox_options\['timeout'\] would be overridden .* \(now 20 s\)"):
+        Execution(sandbox_options={"timeout": 1})
     assert clip("abcdef", 4) == "abcd\n... [2 more characters]" and clip("abc", 4) == "abc"
