@@ -260,9 +260,9 @@ def classify(*, exit_code: int, stderr: str, timed_out: bool, overflow: bool, cp
         return "file_size"
     if "MemoryError" in stderr or "Cannot allocate memory" in stderr or "bad_alloc" in stderr:
         return "memory"
-    if "Resource temporarily unavailable" in stderr and ("fork" in stderr or "BlockingIOError" in stderr
-                                                         or "thread" in stderr):
-        return "processes"
+    if ("Resource temporarily unavailable" in stderr and ("fork" in stderr or "BlockingIOError" in stderr
+                                                          or "thread" in stderr)) or "can't start new thread" in stderr:
+        return "processes"  # threads count against the process limit too
     if "No space left on device" in stderr:
         return "disk"
     return None

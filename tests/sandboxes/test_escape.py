@@ -105,6 +105,14 @@ async def test_fork_bomb_is_contained_and_others_still_run(sandbox, host_process
     assert host_processes_with(token) == []
 
 
+async def test_too_many_threads_is_the_process_limit(sandbox):
+    code = ("import threading, time\nthreading.stack_size(1 << 16)\n"  # small stacks: threads run out, not memory
+            "for _ in range(5000):\n    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n")
+    r = await sandbox.run_python(code, timeout=20)
+    assert "can't start new thread" in r.stderr and r.limit == "processes", r
+    assert "process limit" in r.describe()
+
+
 ZOMBIES = ("import os\nprint(sum(1 for p in os.listdir('/proc') if p.isdigit()\n"
            "          and open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0] == 'Z'))")
 
