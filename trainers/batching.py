@@ -34,7 +34,8 @@ class Sequence:
     with ``advantages[j]``; its log-prob comes from the logits at position ``j − 1``.
     ``old_logprobs[j]`` is the sampler's log-prob of that token (NaN where unknown).
     ``row_share[j]`` is 1 / the number of loss tokens of the step row token j belongs to (0 off
-    the mask): the seq-mean losses average per step, merged or not (ALGORITHMS.md §8.4, layout L1).
+    the mask): the seq-mean losses average per step, merged or not (ALGORITHMS.md §8.4, layout L1);
+    ``row_index[j]`` is that row's position in ``rows`` (-1 off the mask), for per-step ratios (GSPO).
     """
 
     input_ids: list[int]
@@ -44,6 +45,7 @@ class Sequence:
     trajectory: int
     rows: list[Row] = field(default_factory=list)
     row_share: list[float] = field(default_factory=list)
+    row_index: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -120,6 +122,7 @@ def build_sequences(trajectories: list[Trajectory], advantages: Mapping[Row, flo
             ids = list(last.prompt_ids or []) + list(last.response_ids or [])
             mask = [0.0] * len(ids)
             share = [0.0] * len(ids)
+            index = [-1] * len(ids)
             adv = [0.0] * len(ids)
             old = [math.nan] * len(ids)
             rows: list[Row] = []
@@ -137,6 +140,7 @@ def build_sequences(trajectories: list[Trajectory], advantages: Mapping[Row, flo
                 for j in range(len(resp)):
                     mask[start + j] = 1.0
                     share[start + j] = 1.0 / len(resp)
+                    index[start + j] = len(rows)
                     adv[start + j] = a
                     if lps is not None:
                         old[start + j] = float(lps[j])
@@ -148,7 +152,7 @@ def build_sequences(trajectories: list[Trajectory], advantages: Mapping[Row, flo
                 continue
             stats.merged_rows += len(rows) - 1
             stats.rows += len(rows)
-            out.append(Sequence(ids, mask, adv, old, i, rows, share))
+            out.append(Sequence(ids, mask, adv, old, i, rows, share, index))
     stats.sequences += len(out)
     stats.loss_tokens += sum(s.num_loss_tokens for s in out)
     stats.tokens += sum(len(s) for s in out)

@@ -77,6 +77,30 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
     return loss, clipped
 
 
+def gspo_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                   row_ids: torch.Tensor, num_rows: int, *, clip_low: float = 0.2,
+                   clip_high: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token GSPO loss and clip flags (Zheng et al. 2025, arXiv 2507.18071; docs/ALGORITHMS.md §8.4).
+
+    Each step row's ratio is the sequence-level ``s = exp(mean_j (logπ − logπ_old))`` over its loss
+    tokens, clipped as a whole; per token it is ``exp(logπ_j − sg(logπ_j) + sg(log s))`` (value ``s``,
+    gradient ``s·∇logπ_j``: averaged over the row, ``∇s``), with the log-ratio capped at 10 as in verl.
+    ``row_ids`` numbers each loss token's row (-1 off the mask); aggregate the result with
+    ``seq-mean-token-mean``. No dual-clip.
+    """
+    on = mask > 0
+    rows = row_ids.clamp(min=0)
+    delta = (logp - old_logp).detach() * on
+    total = torch.zeros(num_rows, dtype=logp.dtype, device=logp.device).index_add_(0, rows[on], delta[on])
+    count = torch.zeros(num_rows, dtype=logp.dtype, device=logp.device).index_add_(
+        0, rows[on], torch.ones_like(delta[on]))
+    row_log_ratio = (total / count.clamp(min=1.0))[rows] * on
+    ratio = torch.exp(torch.clamp(logp - logp.detach() + row_log_ratio, max=10.0))
+    loss_unclipped = -advantages * ratio
+    loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    return torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).to(logp.dtype)
+
+
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
                 clip_low: float = 0.2, clip_high: float = 0.2, clip_c: float | None = 3.0,
                 agg: str = "token-mean") -> torch.Tensor:

@@ -294,6 +294,7 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
     import torch
 
     from agentgym.trainers import model as M
+    from agentgym.trainers.loss import gspo_surrogate
 
     loss_cfg, upd = config.loss, config.update
     temperature = config.sampling.temperature
@@ -371,11 +372,17 @@ def _update(model: Any, ref: Any, seqs: list[Sequence], optimizer: Any, schedule
                     old = batch["sampler_logprobs"]
                 else:
                     old = _pad_stack([old_lp[i] for i in idx], logp.shape[1], device)
-                pg, clipped = clipped_surrogate(logp, old, batch["advantages"], clip_low=loss_cfg.clip_low,
-                                                clip_high=loss_cfg.clip_high, clip_c=loss_cfg.clip_ratio_c)
                 norms = {"num_tokens": n_tok, "num_seqs": n_seq, "norm_length": norm_length,
                          "row_share": batch["row_share"]}
-                pg_loss = aggregate(pg, mask, loss_cfg.loss_agg_mode, **norms)
+                if loss_cfg.policy_loss == "gspo":
+                    pg, clipped = gspo_surrogate(logp, old, batch["advantages"], mask, batch["row_ids"],
+                                                 batch["num_rows"], clip_low=loss_cfg.clip_low,
+                                                 clip_high=loss_cfg.clip_high)
+                    pg_loss = aggregate(pg, mask, "seq-mean-token-mean", **norms)
+                else:
+                    pg, clipped = clipped_surrogate(logp, old, batch["advantages"], clip_low=loss_cfg.clip_low,
+                                                    clip_high=loss_cfg.clip_high, clip_c=loss_cfg.clip_ratio_c)
+                    pg_loss = aggregate(pg, mask, loss_cfg.loss_agg_mode, **norms)
                 ent_loss = aggregate(ent, mask, loss_cfg.loss_agg_mode, **norms)
                 loss = pg_loss - loss_cfg.entropy_coeff * ent_loss if need_entropy else pg_loss
                 if loss_cfg.use_kl_loss:

@@ -1,5 +1,6 @@
 """The loss against every TV-P vector of docs/ALGORITHMS.md §8.7 (tolerance 2e-4)."""
 
+import math
 import subprocess
 import sys
 
@@ -110,3 +111,59 @@ def test_import_is_light():
     code = "import agentgym, agentgym.trainers, agentgym.trainers.config, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _gspo(logp, old, adv, mask, rows, n, **clip):
+    from agentgym.trainers.loss import gspo_surrogate
+
+    return gspo_surrogate(logp, old, adv, mask, rows, n, **clip)
+
+
+def test_gspo_ratio_is_the_step_s_and_its_gradient_that_of_the_sequence_ratio():
+    # two rows in one sequence: tokens 0-1 (log-ratios 0.1, 0.3) and token 3 (log-ratio -0.2); token 2 is no loss
+    old = torch.zeros(1, 4)
+    logp = torch.tensor([[0.1, 0.3, 0.7, -0.2]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    rows = torch.tensor([[0, 0, -1, 1]])
+    adv = torch.tensor([[1.0, 1.0, 0.0, -1.0]])
+    loss, clipped = _gspo(logp, old, adv, mask, rows, 2, clip_low=0.2, clip_high=0.28)
+    s0, s1 = math.exp(0.2), math.exp(-0.2)
+    assert loss[0, [0, 1, 3]].tolist() == pytest.approx([-s0, -s0, s1], abs=TOL)
+    assert clipped.sum().item() == 0
+    share = torch.tensor([[0.5, 0.5, 0.0, 1.0]])
+    aggregate(loss, mask, "seq-mean-token-mean", row_share=share).backward()
+    # L = (−s0 + s1) / 2 rows, and ∂s/∂logπ_j = s / (the row's tokens)
+    assert logp.grad[0].tolist() == pytest.approx([-s0 / 4, -s0 / 4, 0.0, s1 / 2], abs=TOL)
+
+
+def test_gspo_clips_the_whole_step():
+    logp = torch.tensor([[0.4, 0.6]], requires_grad=True)  # s = e^0.5 = 1.65 > 1 + 0.28
+    loss, clipped = _gspo(logp, torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1, 2), torch.tensor([[0, 0]]), 1,
+                          clip_low=0.2, clip_high=0.28)
+    assert loss[0].tolist() == pytest.approx([-1.28, -1.28]) and clipped[0].tolist() == [1.0, 1.0]
+    loss.sum().backward()
+    assert logp.grad.abs().sum().item() == 0  # clipped: no gradient
+
+
+def test_gspo_does_not_depend_on_how_steps_are_batched():
+    from agentgym.trainers.batching import build_sequences
+    from agentgym.trainers.model import collate
+    from agentgym.types import Step, StepResult, Trajectory
+
+    steps = [Step(index=0, prompt_ids=[1, 2], response_ids=[10, 11], result=StepResult(observation="o")),
+             Step(index=1, prompt_ids=[1, 2, 10, 11, 3], response_ids=[12], result=StepResult(observation="o")),
+             Step(index=2, prompt_ids=[1, 2, 10, 11, 3, 12, 4], response_ids=[13, 14, 15],
+                  result=StepResult(observation="o"))]
+    traj = Trajectory(id="t", group_id="g", task_id="x", env="e", steps=steps)
+    advantages = {(0, 0): 1.0, (0, 1): -0.5, (0, 2): 2.0}
+    gen = torch.Generator().manual_seed(0)
+    token_lp = {tok: -torch.rand(1, generator=gen).item() for tok in range(10, 16)}  # the policy, per sampled token
+    results = []
+    for merge in (True, False):
+        batch = collate(build_sequences([traj], advantages, merge=merge), 0, "cpu")
+        logp = torch.tensor([[token_lp.get(t, 0.0) for t in row] for row in batch["input_ids"].tolist()])
+        loss, _ = _gspo(logp, torch.full_like(logp, -0.5), batch["advantages"], batch["loss_mask"],
+                        batch["row_ids"], batch["num_rows"], clip_low=0.2, clip_high=0.28)
+        results.append(aggregate(loss, batch["loss_mask"], "seq-mean-token-mean", row_share=batch["row_share"]).item())
+        assert batch["num_rows"] == 3
+    assert results[0] == pytest.approx(results[1], abs=1e-6)

@@ -179,3 +179,12 @@ def test_dynamic_sampling_in_a_training_run(tmp_path, tiny_model_dir, tiny_confi
         stored = RunStore(run).load_trajectories(f"train-{m['step']:06d}")
         assert len(stored) == 4 * m["groups_sampled"]  # every group rolled out is on disk
         assert m["success"] == pytest.approx(sum(t.success for t in stored) / len(stored))  # of every episode
+
+
+def test_gspo_in_a_training_run(tmp_path, tiny_model_dir, tiny_config):
+    _, ms = _train(tmp_path, tiny_model_dir, tiny_config, "gspo", loss={"policy_loss": "gspo"},
+                   update={"ppo_epochs": 2})
+    assert [m["updates"] for m in ms] == [2, 2] and all(math.isfinite(m["loss"]) for m in ms)
+    assert ms[0]["ppo_kl"] != 0  # the second epoch saw the first one's update through the step ratios
+    with pytest.raises(ConfigError, match="clip_ratio_c is dual-clip, which GSPO does not use"):
+        load_config({"loss": {"policy_loss": "gspo", "clip_ratio_c": 5.0}})
