@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
                         f"environment {env!r} has no task suites: give it some where it is registered, "
                         "e.g. ag.register(id, MyEnv, suites={'test': 'tasks.jsonl'}), or a function returning Tasks")
             env_options = _env_options(env_option or [], spec(env).load())
-            env_options = check_options(env, env_options, "--env-option", typed=False)
+            env_options = check_options(env, env_options, "--env-option")
             tasks = load_tasks(env, suite)[:limit] if limit is not None else load_tasks(env, suite)
             if not tasks:
                 raise ConfigError(f"task suite {suite!r} of {env} holds no tasks")

@@ -216,13 +216,12 @@ def count_tasks(env_id: str, suite: str) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-def check_options(env_id: str, options: dict[str, Any], setting: str = "env.options", *,
-                  typed: bool = True) -> dict[str, Any]:
+def check_options(env_id: str, options: dict[str, Any], setting: str = "env.options") -> dict[str, Any]:
     """Raise :class:`ConfigError` naming ``setting`` when ``env_id``'s class does not take ``options``
-    (with its registered defaults): unknown keywords, values of another type than the parameter's
-    annotation, or a constructor that raises on them (a path that does not exist, a bad choice); before
-    anything is built with them. Returns ``options``; with ``typed=False`` (text from a command line)
-    a text value is converted where the annotation asks for another type (``"1e1"`` for a float)."""
+    (with its registered defaults): unknown keywords, values the parameter's annotation does not take,
+    or a constructor that raises on them (a path that does not exist, a bad choice); before anything is
+    built with them. Returns ``options`` as the annotations read them: text becomes the number, path
+    or other type asked for (``"1e1"`` a float), a list a tuple; a bool is never taken for a number."""
     import inspect
 
     from agentgym.env import Environment
@@ -240,12 +239,12 @@ def check_options(env_id: str, options: dict[str, Any], setting: str = "env.opti
         known = f"; {env_class.__name__} takes {', '.join(takes)}" if takes and "takes no options" not in str(exc) else ""
         raise ConfigError(f"{setting}: {exc}{known}") from None
     hints = _init_hints(env_class)
-    checked = {key: _option_value(key, value, hints.get(key), setting, lax=not typed) if key in options else value
+    checked = {key: _option_value(key, value, hints.get(key), setting) if key in options else value
                for key, value in merged.items()}
     try:
         env = env_class(**checked)
     except Exception as exc:  # noqa: BLE001 - whatever the constructor refuses, said before the run starts
-        shown = ", ".join(f"{k}={v!r}" for k, v in checked.items())
+        shown = ", ".join(f"{k}={'...' if _SECRET.search(k) else repr(v)}" for k, v in checked.items() if k in options)
         raise ConfigError(f"{setting}: {env_class.__name__}({shown}) raised {type(exc).__name__}: {exc}") from None
     _close_unused(env)
     return {key: checked[key] for key in options}
@@ -260,8 +259,13 @@ def _init_hints(env_class: type) -> dict[str, Any]:
         return {}
 
 
-def _option_value(key: str, value: Any, hint: Any, setting: str, *, lax: bool) -> Any:
-    """``value`` checked against the parameter's annotation (converted from text when ``lax``)."""
+_SECRET = re.compile(r"dsn|password|secret|token|key", re.IGNORECASE)  # option values an error must not show
+
+
+def _option_value(key: str, value: Any, hint: Any, setting: str) -> Any:
+    """``value`` as the parameter's annotation reads it (pydantic's lax mode, a bool only for a bool)."""
+    import typing
+
     from pydantic import ConfigDict, TypeAdapter
 
     if hint is None or hint is Any:
@@ -270,10 +274,12 @@ def _option_value(key: str, value: Any, hint: Any, setting: str, *, lax: bool) -
         adapter = TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
     except Exception:  # noqa: BLE001 - an annotation pydantic cannot check
         return value
+    wanted = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    if isinstance(value, bool) and hint is not bool and bool not in typing.get_args(hint):  # lax: true would be 1
+        raise ConfigError(f"{setting}: {key}={value!r} is not a valid {wanted}")
     try:
-        return adapter.validate_python(value, strict=not (lax and isinstance(value, str)))
+        return adapter.validate_python(value)
     except ValidationError as exc:
-        wanted = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
         raise ConfigError(f"{setting}: {key}={value!r} is not a valid {wanted} "
                           f"({exc.errors()[0]['msg'].lower()})") from None
 
@@ -286,7 +292,13 @@ def _close_unused(env: Any) -> None:
     close = getattr(env, "aclose", None)
     if close is None:
         return
-    worker = threading.Thread(target=lambda: asyncio.run(close()), daemon=True)  # works under a running loop too
+    def run() -> None:
+        try:
+            asyncio.run(close())
+        except Exception:  # noqa: BLE001 - the options were fine; a close that fails is the episode's concern
+            pass
+
+    worker = threading.Thread(target=run, daemon=True)  # its own loop: works under a running loop too
     worker.start()
     worker.join()
 

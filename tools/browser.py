@@ -113,6 +113,16 @@ class PageView:
     clickables: tuple[str, ...]
 
 
+@dataclass
+class _Chromium:
+    """What one browser loop started: Playwright's driver, Chromium, and the lock of a launch under way.
+    A loop started after a shutdown gets its own, so the old loop's closing never touches the new one's."""
+
+    playwright: Any = None
+    browser: Any = None
+    launching: asyncio.Lock | None = None
+
+
 class _BrowserThread:
     """The process's browser thread: an event loop running Playwright, one Chromium, and any servers."""
 
@@ -121,9 +131,7 @@ class _BrowserThread:
         self._pid = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._playwright: Any = None
-        self._browser: Any = None
-        self._launching: asyncio.Lock | None = None
+        self._chromium: dict[asyncio.AbstractEventLoop, _Chromium] = {}  # per loop; read on that loop's thread
         self.at_shutdown: list[Callable[[], Awaitable[None]]] = []  # run on the loop before Chromium closes
         self.idle: list[BrowserPage] = []  # pages given back for reuse; touched only on the browser thread
 
@@ -132,7 +140,7 @@ class _BrowserThread:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._playwright = self._browser = self._launching = None
+                self._chromium = {}
                 self.idle = []
                 ready = threading.Event()
                 loop = asyncio.new_event_loop()
@@ -146,6 +154,7 @@ class _BrowserThread:
                 self._thread = threading.Thread(target=main, name="agentgym-browser", daemon=True)
                 self._thread.start()
                 ready.wait()
+                self._chromium[loop] = _Chromium()
                 self._loop = loop
             return self._loop
 
@@ -156,13 +165,21 @@ class _BrowserThread:
             return await make()
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))  # type: ignore[arg-type]
 
+    def _here(self) -> _Chromium:
+        """The Chromium state of the loop running this code (the browser thread's)."""
+        chromium = self._chromium.get(asyncio.get_running_loop())
+        if chromium is None:
+            raise RuntimeError("the browser thread is shutting down")
+        return chromium
+
     async def browser(self) -> Any:
         """The shared Chromium (on the browser thread), launched when missing or after it died."""
-        if self._launching is None:
-            self._launching = asyncio.Lock()
-        async with self._launching:
-            if self._browser is not None and self._browser.is_connected():
-                return self._browser
+        chromium = self._here()
+        if chromium.launching is None:
+            chromium.launching = asyncio.Lock()
+        async with chromium.launching:
+            if chromium.browser is not None and chromium.browser.is_connected():
+                return chromium.browser
             try:
                 from playwright.async_api import async_playwright
             except ImportError as exc:
@@ -172,15 +189,15 @@ class _BrowserThread:
                 raise ConfigError(f"no Chromium at {path}: apt-get install -y chromium (or set AGENTGYM_CHROMIUM "
                                   "to a Chromium executable); agentgym never downloads a browser")
             for attempt in range(2):
-                if self._playwright is None:
-                    self._playwright = await async_playwright().start()
+                if chromium.playwright is None:
+                    chromium.playwright = await async_playwright().start()
                 try:
-                    self._browser = await self._playwright.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
-                    return self._browser
+                    chromium.browser = await chromium.playwright.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
+                    return chromium.browser
                 except Exception:
                     if attempt:
                         raise
-                    dead, self._playwright = self._playwright, None  # its driver process died: start a new one
+                    dead, chromium.playwright = chromium.playwright, None  # its driver process died: start a new one
                     try:
                         await dead.stop()
                     except Exception:  # noqa: BLE001 - already gone
@@ -190,12 +207,12 @@ class _BrowserThread:
     @property
     def current_browser(self) -> Any:
         """The Chromium pages are opened in now (None before the first or after one failed)."""
-        return self._browser
+        return self._here().browser
 
     def forget(self, browser: Any) -> None:
         """Launch a new Chromium next time: ``browser`` failed (on the browser thread)."""
-        if self._browser is browser:
-            self._browser = None
+        if self._here().browser is browser:
+            self._here().browser = None
 
     def shutdown(self) -> None:
         """Stop the servers, close Chromium and Playwright, and stop the thread (at exit; later use starts anew)."""
@@ -204,7 +221,7 @@ class _BrowserThread:
             if loop is None or self._pid != os.getpid() or thread is None or not thread.is_alive():
                 return
             self._loop = None
-            launching = self._launching
+            chromium = self._chromium.pop(loop, _Chromium())  # this loop's; a restart starts its own
             self.idle = []
 
         async def close() -> None:
@@ -213,19 +230,15 @@ class _BrowserThread:
                     await hook()
                 except Exception:  # noqa: BLE001 - one server that will not stop must not keep Chromium open
                     pass
-            if launching is not None:  # a Chromium still starting: let it start, then close it
-                async with launching:
+            if chromium.launching is not None:  # a Chromium still starting: let it start, then close it
+                async with chromium.launching:
                     pass
-            # this loop's (a restart after shutdown began would own new ones: then it set _loop again)
-            browser, playwright = (self._browser, self._playwright) if self._loop is None else (None, None)
-            if self._loop is None:
-                self._browser = self._playwright = self._launching = None
             try:
-                if browser is not None:
-                    await browser.close()
+                if chromium.browser is not None:
+                    await chromium.browser.close()
             finally:
-                if playwright is not None:
-                    await playwright.stop()
+                if chromium.playwright is not None:
+                    await chromium.playwright.stop()
             await _drain()
 
         try:
@@ -238,7 +251,7 @@ class _BrowserThread:
             loop.close()
 
 
-async def _drain(timeout: float = 5.0) -> None:
+async def _drain(timeout: float = 2.0) -> None:
     """Let the loop's other tasks finish (pages still opening when Chromium closed fail at once), then cancel
     what is left: a task the stopped loop dropped would print "Task was destroyed but it is pending!"."""
     deadline = asyncio.get_running_loop().time() + timeout

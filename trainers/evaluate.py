@@ -171,8 +171,7 @@ def _load(name: str, config: Any, progress: bool) -> Any:
         device = M.resolve_device(config.policy.device)
         dtype = M.resolve_dtype(config.policy.dtype, device)
         with hf_bars(progress):
-                return M.load_policy(name, device=device, dtype=dtype,
-                                 max_batch_size=config.policy.generation_batch_size,
+            return M.load_policy(name, device=device, dtype=dtype, max_batch_size=config.policy.generation_batch_size,
                                  prefix_cache_tokens=config.policy.prefix_cache_tokens,
                                  autocast=M.resolve_autocast(config.policy.autocast, device, dtype))
     from agentgym.policies import load_policy

@@ -43,7 +43,7 @@ def check_inputs(config: Any, *, train_suite: bool, sft_data: bool = True, eval_
 
     env_spec = spec(config.env.id)
     suites = env_spec.suites
-    check_options(config.env.id, config.env.options)
+    config.env.options.update(check_options(config.env.id, config.env.options))  # text read as the type asked
     env_class = env_spec.load()
     if config.rollout.ray_hosts and importlib.util.find_spec("ray") is None:
         raise ConfigError(f"rollout.ray_hosts: {config.rollout.ray_hosts} environment hosts need Ray: "

@@ -142,6 +142,9 @@ class WebShopEnv(Environment):
         self.goal = check_goal(task)
         home = (await shop_server(self.catalog_path)).url + "/"
         try:
+            if self._page is not None and not self._page.reusable:  # an action cut short: its navigation may land
+                old, self._page = self._page, None
+                await old.aclose()
             if self._page is None:
                 self._page = await BrowserPage.open(reuse=True)
             await self._page.run(lambda page: page.goto(home))

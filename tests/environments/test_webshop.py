@@ -261,6 +261,17 @@ def test_random_actions_search_on_the_home_page_and_click_what_a_page_shows():
     assert clicks == {"Back to Search", "Next >"}
 
 
+async def test_a_step_cut_short_leaves_its_tab_out_of_the_next_episode(env):
+    await env.reset(_task())
+    tab = env._page
+    with pytest.raises(asyncio.TimeoutError):  # a step time limit: the search may still navigate the tab
+        await asyncio.wait_for(env.step(ToolCall(name="search", arguments={"query": "leaky earlier query"})), 0.001)
+    first = await env.reset(_task(index=1))  # the same environment, as the Gymnasium adapter resets it
+    assert env._page is not tab and "[Search box]" in first
+    await asyncio.sleep(0.5)
+    assert env.place.kind == "home" and "leaky" not in (await env._page.read()).url
+
+
 async def test_clicking_search_or_its_box_is_invalid_and_says_how_to_search(env):
     await env.reset(_task())
     for label in ("Search", "Search box"):  # both show in brackets on the home page

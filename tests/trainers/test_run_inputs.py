@@ -1,6 +1,8 @@
 """What a training run refuses or guards against: episodes that all fail, another run's directory,
 environment options the environment does not take, and held-out episodes in SFT data."""
 
+from pathlib import Path
+
 import pytest
 
 import agentgym as ag
@@ -14,6 +16,17 @@ class Broken(ag.Environment):
 
     async def reset(self, task: ag.Task) -> str:
         raise OSError("no database")
+
+
+class Typed(ag.Environment):
+    """Options of types YAML cannot write: a path and a tuple."""
+
+    def __init__(self, *, rate: float = 1.0, folder: Path = Path("."), size: tuple[int, int] = (1, 1)) -> None:
+        super().__init__()
+        self.rate, self.folder, self.size = rate, folder, size
+
+    async def reset(self, task: ag.Task) -> str:
+        return "ready"
 
 
 def _broken_config(tiny_model_dir, tiny_config, run_dir):
@@ -114,6 +127,19 @@ def test_environment_options_are_checked_against_the_environment():
         check_inputs(load_config({"env": {**sql, "options": {"timeout": "abc"}}}), train_suite=True)
     with pytest.raises(ConfigError, match=r"env.options: SQLEnv\(backend='postgres'\) raised ConfigError: .*needs dsn"):
         check_inputs(load_config({"env": {**sql, "options": {"backend": "postgres"}}}), train_suite=True)
+    with pytest.raises(ConfigError, match=r"env.options: max_rows=True is not a valid int$"):  # lax would read 1
+        check_inputs(load_config({"env": {**sql, "options": {"max_rows": True}}}), train_suite=True)
+    # a connection string is not shown in an error (it may hold a password)
+    with pytest.raises(ConfigError, match=r"SQLEnv\(backend='postgres', dsn=\.\.\., timeout=0.0\) raised") as err:
+        check_inputs(load_config({"env": {**sql, "options": {"backend": "postgres", "dsn": "password=hunter2",
+                                                              "timeout": 0}}}), train_suite=True)
+    assert "hunter2" not in str(err.value)
+    # values are read as the parameters' annotations ask: text to a number or a path, a list to a tuple
+    ag.register("typed-options-v0", Typed, suites={"train": lambda: [ag.Task(id="t", env="typed-options-v0")]})
+    config = load_config({"env": {"id": "typed-options-v0", "train_suite": "train", "eval_suites": [],
+                                  "options": {"rate": "1e1", "folder": "/tmp", "size": [2, 3]}}})
+    check_inputs(config, train_suite=True)
+    assert config.env.options == {"rate": 10.0, "folder": Path("/tmp"), "size": (2, 3)}
     ag.register("no-options-v0", Broken, suites={"train": lambda: []})
     with pytest.raises(ConfigError, match=r"env.options: Broken takes no options, got \['size'\]"):
         check_inputs(load_config({"env": {"id": "no-options-v0", "train_suite": "train", "eval_suites": [],
