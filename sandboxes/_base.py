@@ -262,7 +262,7 @@ def classify(*, exit_code: int, stderr: str, timed_out: bool, overflow: bool, cp
         return "memory"
     if ("Resource temporarily unavailable" in stderr and ("fork" in stderr or "BlockingIOError" in stderr
                                                           or "thread" in stderr)) or "can't start new thread" in stderr:
-        return "processes"  # threads count against the process limit too
+        return "processes"  # threads count against it (a thread's stack can also fail under memory_mb)
     if "No space left on device" in stderr:
         return "disk"
     return None
