@@ -264,7 +264,8 @@ class RolloutRunner:
         batch_wait: seconds to wait for a batch to fill.
         store: a run directory (or :class:`RunStore`) that trajectories stream into as they finish,
             as ``trajectories/<store_name>.jsonl``.
-        record_messages: keep each step's prompt messages (``Step.messages``).
+        record_messages: keep each step's prompt messages (``Step.messages``) and, for a model policy,
+            the tool specs the chat template rendered beside them (``metadata["tools"]``, OpenAI format).
         seed: base of the per-episode seeds (recorded in ``Trajectory.seed``). A policy whose
             ``generate`` takes ``seeds`` also gets one seed per generation, derived from the
             episode seed and the step index, so a run with the same seed samples the same tokens
@@ -324,7 +325,7 @@ class RolloutRunner:
                                             if hasattr(policy, "count_tokens") else None)
         self._batcher: Batcher[tuple[list[Message], int], Completion] | None = None
         self._batch_args: dict[Any, tuple[list[ToolSpec] | None, SamplingParams]] = {}
-        self._tools_keys: dict[tuple[int, ...], tuple[list[ToolSpec], str]] = {}
+        self._tools_keys: dict[tuple[int, ...], tuple[list[ToolSpec], str, list[dict[str, Any]]]] = {}
         self._timeout_reasons = {what: f"environment {what} timed out after {step_timeout:g} s" if step_timeout else ""
                                  for what in ("reset", "step")}
         self._timeout_reasons["on_text"] = self._timeout_reasons["step"]  # a remote on_text is part of its step
@@ -533,7 +534,11 @@ class RolloutRunner:
         observation = await self._env_call(env.reset(task), "reset", deadline)
         tool_names = [t.name for t in env.tools]
         tools = env.tools if self.tool_schema else []  # what the model is shown
-        tools_key = "" if self.scripted else self._tools_key(tools)
+        tools_key = ""
+        if not self.scripted:
+            tools_key, shown = self._tools_key(tools)
+            if shown and self.record_messages:  # the chat template renders them into the prompt, not the messages
+                traj.metadata["tools"] = shown
         keep_context = self.record_messages or not self.scripted  # a scripted policy reads no prompt
         counter = estimate_tokens if self.scripted else self._token_counter(tools)
         context = self.context()
@@ -681,16 +686,18 @@ class RolloutRunner:
             logprobs=completion.logprobs or None, timings={"policy_s": time.perf_counter() - t0}))
         context.add_summary(completion.text)
 
-    def _tools_key(self, tools: list[ToolSpec]) -> str:
-        """A batching key for a tool list, computed once per distinct list of spec objects."""
+    def _tools_key(self, tools: list[ToolSpec]) -> tuple[str, list[dict[str, Any]]]:
+        """A batching key for a tool list and the list in the OpenAI format, made once per distinct list of
+        spec objects."""
         ids = tuple(map(id, tools))
         hit = self._tools_keys.get(ids)
         if hit is None:
             if len(self._tools_keys) > 256:
                 self._tools_keys.clear()
             # the cache holds the specs, so their ids cannot be reused while the entry lives
-            hit = self._tools_keys[ids] = (tools, json.dumps([t.to_openai() for t in tools], sort_keys=True))
-        return hit[1]
+            shown = [t.to_openai() for t in tools]
+            hit = self._tools_keys[ids] = (tools, json.dumps(shown, sort_keys=True), shown)
+        return hit[1], hit[2]
 
     def _initial_messages(self, task: Task | None, observation: str, role: str | None = None) -> list[Message]:
         """The system prompt (with a role's instruction) and the first observation (after ``task``'s prompt)."""

@@ -414,6 +414,11 @@ async def test_tool_schema_off_hides_the_specs_but_actions_still_parse(tool_sche
     result = await runner.run(tasks(1))
     assert policy.tools_seen and all(seen == (["add"] if tool_schema else None) for seen in policy.tools_seen)
     assert result.trajectories[0].success and all(s.action is not None for s in result.trajectories[0].steps)
+    # what the model was shown besides the messages: the specs, as the chat template got them
+    shown = [spec.to_openai() for spec in Counter().tools] if tool_schema else None
+    assert result.trajectories[0].metadata.get("tools") == shown
+    unrecorded = await RolloutRunner(policy, Counter, n=1, record_messages=False).run(tasks(1))
+    assert "tools" not in unrecorded.trajectories[0].metadata
 
 
 def test_summarize_counts_failures():
