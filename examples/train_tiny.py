@@ -9,6 +9,7 @@ success (greedy, unseen color sequences) climbs from 0 to 100% within 30-70 step
 
     python examples/train_tiny.py                 # GiGPO, in runs/tiny-doors-<time>
     python examples/train_tiny.py --sign -1       # wrong-sign advantages: does not learn
+    python examples/train_tiny.py --set rollout.dynamic_sampling=true   # any config setting
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--sign", type=int, default=1, choices=[1, -1])
     parser.add_argument("--estimator", default="gigpo", choices=["gigpo", "grpo", "rloo"])
     parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config setting, as agentgym train --set does (e.g. rollout.dynamic_sampling=true)")
     args = parser.parse_args()
 
     if args.run_dir:
@@ -60,7 +63,7 @@ def main() -> None:
     run_dir = args.run_dir or claim_run_dir(Path("runs") / f"tiny-doors-{time.strftime('%Y%m%d-%H%M%S')}")
     model_dir = make_tiny_model((run_dir / "tiny-model").resolve(), seed=args.seed)  # with its run: eval, replay
     config = load_config(tiny_config(model_dir, run_dir, steps=args.steps, lr=args.lr, entropy=args.entropy,
-                                     seed=args.seed, sign=args.sign, estimator=args.estimator))
+                                     seed=args.seed, sign=args.sign, estimator=args.estimator), args.set)
     train(config)
     print(f"run directory: {run_dir}")
 
