@@ -25,8 +25,9 @@ def _probability(value: float) -> float:
 
 
 def _env_options(items: list[str], env_class: Any) -> dict[str, Any]:
-    """``["backend=postgres", "max_rows=5"]`` as keyword options: a value stays text where the environment's
-    parameter takes a ``str`` (a DSN with ``#`` or ``:`` in it), and is read as YAML otherwise (5 is a number)."""
+    """``["backend=postgres", "max_rows=5"]`` as keyword options, read as YAML (5 is a number, ``{a: 1}`` a
+    dict, ``null`` None), except that text stays as typed where the environment's parameter takes a ``str``
+    (a DSN with ``#`` or ``:`` in it; quotes around it are taken off)."""
     import typing
 
     from agentgym.errors import ConfigError
@@ -43,10 +44,20 @@ def _env_options(items: list[str], env_class: Any) -> dict[str, Any]:
         if not sep or not key.isidentifier():
             raise ConfigError(f"--env-option expects KEY=VALUE with KEY a keyword of the environment, got {item!r}")
         hint = hints.get(key)
-        if hint is str or str in typing.get_args(hint):
+        if hint is str:
             options[key] = raw
             continue
-        options[key] = yaml_value(raw, f"--env-option {item!r}", f"--env-option '{key}=\"{raw}\"'")
+        takes_text = str in typing.get_args(hint)
+        try:
+            value = yaml_value(raw, f"--env-option {item!r}", f"--env-option '{key}=\"{raw}\"'")
+        except ConfigError:  # '#...' reads as null
+            if not takes_text:
+                raise
+            value = raw
+        quoted = len(raw) > 1 and raw[0] == raw[-1] and raw[0] in "'\""
+        if takes_text and isinstance(value, str) and not quoted:
+            value = raw  # text as typed where the parameter takes text: YAML would cut a DSN at '#'
+        options[key] = value
     return options
 
 

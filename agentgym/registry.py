@@ -264,8 +264,6 @@ _SECRET = re.compile(r"dsn|password|secret|token|key", re.IGNORECASE)  # option 
 
 def _option_value(key: str, value: Any, hint: Any, setting: str) -> Any:
     """``value`` as the parameter's annotation reads it (pydantic's lax mode, a bool only for a bool)."""
-    import typing
-
     from pydantic import ConfigDict, TypeAdapter
 
     if hint is None or hint is Any:
@@ -275,13 +273,25 @@ def _option_value(key: str, value: Any, hint: Any, setting: str) -> Any:
     except Exception:  # noqa: BLE001 - an annotation pydantic cannot check
         return value
     wanted = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-    if isinstance(value, bool) and hint is not bool and bool not in typing.get_args(hint):  # lax: true would be 1
-        raise ConfigError(f"{setting}: {key}={value!r} is not a valid {wanted}")
     try:
-        return adapter.validate_python(value)
+        return adapter.validate_python(value, strict=True)
     except ValidationError as exc:
-        raise ConfigError(f"{setting}: {key}={value!r} is not a valid {wanted} "
-                          f"({exc.errors()[0]['msg'].lower()})") from None
+        error = exc
+    if not _holds_bool(value):  # lax mode would read true as 1, also inside a dict or list
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            error = exc
+    raise ConfigError(f"{setting}: {key}={value!r} is not a valid {wanted} "
+                      f"({error.errors()[0]['msg'].lower()})") from None
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    return isinstance(value, (list, tuple)) and any(_holds_bool(v) for v in value)
 
 
 def _close_unused(env: Any) -> None:

@@ -146,7 +146,7 @@ class RunView:
             tokenizer = self.tokenizer() if sampled else None
             step["response_token_texts"] = [tokenizer.decode([t], skip_special_tokens=False) for t in sampled] \
                 if tokenizer is not None else None
-            for key in ("advantage", "loss_mask", "anchor_steps", "episode_advantage"):
+            for key in ("advantage", "loss_mask", "anchor_steps", "episode_advantage", "untrained"):
                 step[key] = columns[key][index][j] if key in columns else None
         out.update(index=index, file=name, advantage_note=note)
         return _finite(out)
@@ -226,6 +226,20 @@ class RunView:
                     columns["anchor_steps"] = _anchor_steps(trajs, credit)
             notes = [f"{credit.estimator} advantages and loss masks of credit assignment, recomputed with the "
                      f"settings step {step} ran with"]
+            trained = next((m["trained_groups"] for m in read_records(self.root / "metrics.jsonl")
+                            if m.get("step") == step and isinstance(m.get("trained_groups"), list)), None)
+            if trained is not None:  # dynamic sampling: the groups it dropped gave no gradient
+                kept = set(trained)
+                dropped = [t.group_id not in kept for t in trajs]
+                for key in ("advantage", "episode_advantage"):
+                    if key in columns:
+                        columns[key] = [[None] * len(row) if off else row for row, off in zip(columns[key], dropped)]
+                columns["loss_mask"] = [[False] * len(row) if off else row
+                                        for row, off in zip(columns["loss_mask"], dropped)]
+                columns["untrained"] = [[True if off else None] * len(t.steps) for t, off in zip(trajs, dropped)]
+                groups = len({t.group_id for t in trajs})
+                notes.append(f"dynamic sampling trained {len(kept)} of the {groups} groups rolled out; the others "
+                             "(their episodes scored alike, or not needed) are marked untrained")
             if tasks is None and credit.milestones == "bonus":
                 notes.append("its training tasks cannot be loaded here, so every milestone weighs 1")
             if not any(m.get("step") == step and "rows" in m for m in read_records(self.root / "metrics.jsonl")):

@@ -18,6 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
+from agentgym.errors import ConfigError
 from agentgym.store import claim_run_dir
 from agentgym.trainers import load_config, train
 from agentgym.trainers.rl import refuse_used_run_dir
@@ -57,6 +58,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config setting, as agentgym train --set does (e.g. rollout.dynamic_sampling=true)")
     args = parser.parse_args()
+    try:  # a bad --set is said before anything is made
+        load_config(tiny_config(Path("tiny-model"), Path("run")), args.set)
+    except ConfigError as exc:
+        parser.error(str(exc))
 
     if args.run_dir:
         refuse_used_run_dir(args.run_dir)  # before the model is written into it

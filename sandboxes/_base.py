@@ -46,8 +46,8 @@ class Limits:
         for name in ("timeout", "memory_mb", "cpu_seconds", "max_output_bytes", "file_size_mb",
                      "max_processes", "disk_mb", "open_files"):
             value = getattr(self, name)
-            if not value or value <= 0:
-                raise ValueError(f"sandbox limit {name} must be positive, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"sandbox limit {name} must be a positive number, got {value!r}")
 
     def override(self, **values: Any) -> "Limits":
         """These limits with the given non-None values replaced."""

@@ -341,3 +341,26 @@ def test_replay_runs_no_code_a_run_names(run_dir, tmp_path, monkeypatch):
     (run / "config.yaml").write_text(config)
     episode = RunView(run).episode("train-000001", 0)
     assert episode["steps"][0]["advantage"] is not None and not (tmp_path / "ran").exists()
+
+
+def test_groups_that_dynamic_sampling_dropped_show_as_untrained(tmp_path):
+    from agentgym.trainers.config import load_config
+
+    root = tmp_path / "run"
+    store = RunStore(root)
+    store.write_config(load_config(ROOT / "examples" / "household_quickstart.yaml",
+                                   ["rollout.dynamic_sampling=true", f"run_dir={root}"]))
+    train = ag.load_tasks("household-v0", "easy-train")[:3]
+    RolloutRunner("random", n=4, max_turns=6, store=store, store_name="train-000001", seed=3).run_sync(train)
+    trajs = store.load_trajectories("train-000001")
+    trained = sorted({t.group_id for t in trajs})[:2]
+    store.append_metrics({"step": 1, "rows": 40, "trained_groups": trained})
+    view = RunView(root)
+    for index, t in enumerate(trajs):
+        episode = view.episode("train-000001", index)
+        steps = episode["steps"]
+        if t.group_id in trained:
+            assert all(s["untrained"] is None for s in steps) and any(s["loss_mask"] for s in steps)
+        else:
+            assert all(s["untrained"] and s["loss_mask"] is False and s["advantage"] is None for s in steps)
+        assert "dynamic sampling trained 2 of the 3 groups rolled out" in episode["advantage_note"]

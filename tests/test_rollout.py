@@ -711,3 +711,15 @@ def test_a_plugin_directory_never_hides_an_installed_package(tmp_path):
     assert ran.returncode == 0, ran.stderr[-2000:]
     peft_file, plugin_file = ran.stdout.split()
     assert "site-packages" in peft_file and plugin_file == str(tmp_path / "my_envs.py")
+
+
+def test_env_option_text_is_read_as_yaml_except_where_the_parameter_takes_text():
+    from agentgym._cli_rollout import _env_options
+    from agentgym.registry import spec
+
+    household, search, sql = (spec(e).load() for e in ("household-v0", "search-v0", "sql-v0"))
+    assert _env_options(["difficulty={max_receptacles: 3}"], household) == {"difficulty": {"max_receptacles": 3}}
+    assert _env_options(["difficulty=easy"], household) == {"difficulty": "easy"}
+    assert _env_options(['corpus="~/c #1.jsonl"', "top_k=3"], search) == {"corpus": "~/c #1.jsonl", "top_k": 3}
+    assert _env_options(["corpus=null"], search) == {"corpus": None}
+    assert _env_options(["dsn=#1 host=h"], sql) == {"dsn": "#1 host=h"}  # YAML would read a comment

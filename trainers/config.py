@@ -166,8 +166,9 @@ class LossSection(_Section):
     loss_agg_mode: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = Field(
         "token-mean", description="How token losses reduce to a scalar (docs/ALGORITHMS.md §8.4).")
     policy_loss: Literal["vanilla", "gspo"] = Field("vanilla", description="Token-level ratios (PPO), or GSPO's "
-                                                    "sequence-level ratio per step (its own clip; the policy term then "
-                                                    "aggregates seq-mean-token-mean, docs/ALGORITHMS.md §8.4).")
+                                                    "sequence-level ratio per step, clipped by clip_low/clip_high (GSPO "
+                                                    "uses about 3e-4/4e-4), no dual-clip; the policy term then "
+                                                    "aggregates seq-mean-token-mean (docs/ALGORITHMS.md §8.4).")
     clip_low: float = Field(0.2, ge=0.0, lt=1.0, description="Lower ratio clip ε_low: ρ ≥ 1 − ε_low.")
     clip_high: float = Field(0.2, ge=0.0, description="Upper ratio clip ε_high: ρ ≤ 1 + ε_high (DAPO clip-higher: 0.28).")
     clip_ratio_c: float | None = Field(3.0, description="Dual-clip bound c (> 1) for negative advantages; null turns dual-clip off.")
@@ -307,7 +308,7 @@ class TrainConfig(_RunConfig):
             if changed:
                 raise ValueError(f"loss.{changed[0]} applies to the KL loss, but loss.use_kl_loss is false: set "
                                  "loss.use_kl_loss: true, or remove it")
-        if loss.policy_loss == "gspo" and loss.clip_ratio_c != LossSection.model_fields["clip_ratio_c"].default \
+        if loss.policy_loss == "gspo" and loss.clip_ratio_c not in (None, LossSection.model_fields["clip_ratio_c"].default) \
                 and not _saved(info):
             raise ValueError("loss.clip_ratio_c is dual-clip, which GSPO does not use: remove it, or set "
                              "loss.policy_loss: vanilla")

@@ -474,8 +474,9 @@ def _sample_step(collector: Collector, train_tasks: list, config: TrainConfig, s
 
     Under ``rollout.dynamic_sampling`` a group whose episode returns are all equal gives GRPO-style
     estimators nothing to compare, so it is dropped and more tasks are drawn, up to
-    ``max_sampling_tries`` rollouts; the last one keeps every group (DAPO; docs/ALGORITHMS.md §1.5).
-    At most ``tasks_per_step`` groups are kept. Every trajectory is stored.
+    ``max_sampling_tries`` rollouts; the last one fills the step with its groups, those that differ
+    first (DAPO; docs/ALGORITHMS.md §1.5). ``tasks_per_step`` groups are kept; their ids are in the
+    metrics (``trained_groups``). Every trajectory is stored.
     """
     roll = config.rollout
     tasks = _tasks_for_step(train_tasks, config, step)
@@ -495,17 +496,20 @@ def _sample_step(collector: Collector, train_tasks: list, config: TrainConfig, s
         tries += 1
         drawn |= {index[id(t)] for t in tasks}
         sampled += trajectories
-        last = attempt == roll.max_sampling_tries - 1
-        for task, group in zip(tasks, _groups(trajectories)):
-            differs = len({t.reward for t in group}) > 1
-            informative += differs
-            if (differs or last) and len(kept_tasks) < roll.tasks_per_step:
-                kept_tasks.append(task)
-                kept += group
+        groups = list(zip(tasks, _groups(trajectories)))
+        differ = [len({t.reward for t in group}) > 1 for _, group in groups]
+        informative += sum(differ)
+        take = [g for g, d in zip(groups, differ) if d]
+        if attempt == roll.max_sampling_tries - 1:  # the last try fills what is left, groups that differ first
+            take += [g for g, d in zip(groups, differ) if not d]
+        for task, group in take[:roll.tasks_per_step - len(kept_tasks)]:
+            kept_tasks.append(task)
+            kept += group
         if len(kept_tasks) == roll.tasks_per_step:
             break
     return kept_tasks, kept, sampled, {"sampling_tries": tries, "groups_sampled": tries * roll.tasks_per_step,
-                                       "groups_informative": informative}
+                                       "groups_informative": informative,
+                                       "trained_groups": [group[0].group_id for group in _groups(kept)]}
 
 
 def _groups(trajectories: list[Trajectory]) -> list[list[Trajectory]]:

@@ -95,8 +95,11 @@ async def test_concurrent_runs(sandbox):
 
 
 def test_limits_validate():
-    with pytest.raises(ValueError, match="timeout must be positive"):
+    with pytest.raises(ValueError, match="timeout must be a positive number, got 0"):
         Limits(timeout=0)
+    for bad in ("lots", True):  # e.g. sandbox_options={memory_mb: lots} from a command line
+        with pytest.raises(ValueError, match=f"memory_mb must be a positive number, got {bad!r}"):
+            Limits(memory_mb=bad)
     assert Limits().override(timeout=3, memory_mb=None).timeout == 3
     with pytest.raises(ValueError, match="unknown sandbox kind 'vm'"):
         make("vm")

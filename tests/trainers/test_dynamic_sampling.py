@@ -72,16 +72,27 @@ def test_groups_that_scored_alike_are_replaced_until_the_step_is_full(tmp_path):
     assert not first & second  # a later try draws tasks the step has not tried
 
 
+def test_the_last_try_fills_the_step_with_the_groups_that_differ_first(tmp_path):
+    # seed 0 draws t3 and t7, then t4 and t6: the step keeps t3, and of the last try t6 (it differs), not t4
+    tasks, kept, sampled, metrics = _step(tmp_path, [i in (3, 6) for i in range(8)], tries=2)
+    assert [t.task_id for t in sampled[::4]] == ["t3", "t7", "t4", "t6"]
+    assert [t.id for t in tasks] == ["t3", "t6"] and metrics["groups_informative"] == 2
+    assert all(len({t.reward for t in group}) > 1 for group in _groups(kept))
+    assert metrics["trained_groups"] == [t.group_id for t in kept[::4]]
+
+
 def test_a_step_of_informative_groups_needs_one_rollout(tmp_path):
     tasks, kept, sampled, metrics = _step(tmp_path, [True] * 6)
-    assert metrics == {"sampling_tries": 1, "groups_sampled": 2, "groups_informative": 2}
+    assert metrics == {"sampling_tries": 1, "groups_sampled": 2, "groups_informative": 2,
+                       "trained_groups": [t.group_id for t in kept[::4]]}
     assert kept == sampled and len(kept) == 8
 
 
 @pytest.mark.parametrize("tries", [1, 3])
 def test_when_no_group_differs_the_last_rollout_is_kept_whole(tmp_path, tries):
     tasks, kept, sampled, metrics = _step(tmp_path, [False] * 8, tries)
-    assert metrics == {"sampling_tries": tries, "groups_sampled": 2 * tries, "groups_informative": 0}
+    assert metrics == {"sampling_tries": tries, "groups_sampled": 2 * tries, "groups_informative": 0,
+                       "trained_groups": [t.group_id for t in sampled[-8::4]]}
     assert kept == sampled[-8:] and len(sampled) == 8 * tries
 
 

@@ -127,8 +127,11 @@ def test_environment_options_are_checked_against_the_environment():
         check_inputs(load_config({"env": {**sql, "options": {"timeout": "abc"}}}), train_suite=True)
     with pytest.raises(ConfigError, match=r"env.options: SQLEnv\(backend='postgres'\) raised ConfigError: .*needs dsn"):
         check_inputs(load_config({"env": {**sql, "options": {"backend": "postgres"}}}), train_suite=True)
-    with pytest.raises(ConfigError, match=r"env.options: max_rows=True is not a valid int$"):  # lax would read 1
+    with pytest.raises(ConfigError, match=r"env.options: max_rows=True is not a valid int"):  # lax would read 1
         check_inputs(load_config({"env": {**sql, "options": {"max_rows": True}}}), train_suite=True)
+    with pytest.raises(ConfigError, match=r"reward_weights=\{'execution': False\} is not a valid"):  # nor 0.0 here
+        check_inputs(load_config({"env": {**sql, "options": {"reward_weights": {"execution": False}}}}),
+                     train_suite=True)
     # a connection string is not shown in an error (it may hold a password)
     with pytest.raises(ConfigError, match=r"SQLEnv\(backend='postgres', dsn=\.\.\., timeout=0.0\) raised") as err:
         check_inputs(load_config({"env": {**sql, "options": {"backend": "postgres", "dsn": "password=hunter2",
