@@ -282,7 +282,8 @@ def _option_value(key: str, value: Any, hint: Any, setting: str) -> Any:
             return adapter.validate_python(value)
         except ValidationError as exc:
             error = exc
-    raise ConfigError(f"{setting}: {key}={value!r} is not a valid {wanted} "
+    shown = "..." if _SECRET.search(key) else repr(value)
+    raise ConfigError(f"{setting}: {key}={shown} is not a valid {wanted} "
                       f"({error.errors()[0]['msg'].lower()})") from None
 
 
@@ -302,6 +303,7 @@ def _close_unused(env: Any) -> None:
     close = getattr(env, "aclose", None)
     if close is None:
         return
+
     def run() -> None:
         try:
             asyncio.run(close())

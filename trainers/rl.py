@@ -24,7 +24,7 @@ import math
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -455,7 +455,8 @@ def _lr_lambda(config: TrainConfig, total_updates: int) -> Callable[[int], float
 
 # ---- tasks, seeds, run directory ----------------------------------------------------------------
 
-def _tasks_for_step(tasks: list, config: TrainConfig, step: int, attempt: int = 0, drawn: set[int] = frozenset()) -> list:
+def _tasks_for_step(tasks: list, config: TrainConfig, step: int, attempt: int = 0,
+                    drawn: Collection[int] = ()) -> list:
     """``tasks_per_step`` tasks drawn without replacement by a generator seeded with (seed, step), or for a
     later rollout of the step (dynamic sampling) with (seed, step, attempt), among tasks not ``drawn`` yet
     where enough are left."""
