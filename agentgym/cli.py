@@ -11,6 +11,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import signal
 import warnings
 
 import typer
@@ -50,7 +51,16 @@ for _module in _COMMAND_MODULES:
 def main() -> None:
     """Entry point of the ``agentgym`` script."""
     warnings.formatwarning = _format_warning
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     app()
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a cluster scheduler) stops a command as Ctrl-C does: episodes closed, browsers and
+    sandboxes shut, and a training run says how to resume. ``agentgym serve`` installs its own."""
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):  # a background job ignores it
+        raise KeyboardInterrupt
+    signal.raise_signal(signal.SIGINT)  # the handler in force: asyncio's cancels the running rollout first
 
 
 _DEFAULT_FORMAT = warnings.formatwarning

@@ -158,7 +158,8 @@ def test_train_tiny_example_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_names_the_run_directory_and_resume_finishes_the_run(tmp_path):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])  # Ctrl-C, or kill / a cluster's scheduler
+def test_ctrl_c_names_the_run_directory_and_resume_finishes_the_run(tmp_path, stop):
     """A new run interrupted mid-training says how to continue; that command ends the run."""
     import json
     import signal
@@ -188,7 +189,7 @@ def test_ctrl_c_names_the_run_directory_and_resume_finishes_the_run(tmp_path):
     deadline = time.monotonic() + 300
     while steps_done() < 3 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    run.send_signal(signal.SIGINT)
+    run.send_signal(getattr(signal, stop))
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err[-2000:]
     (run_dir,) = tmp_path.glob("runs/tiny-doors-*")
