@@ -10,6 +10,7 @@ This module imports pydantic, yaml and agentgym.credit (numpy) only.
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -25,6 +26,17 @@ M = TypeVar("M", bound=BaseModel)
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads yes/no/on/off/true as bools, and pydantic would take one for a number (lr: on is 1.0)
+        if isinstance(value, bool) and info.field_name is not None:
+            kinds = set(typing.get_args(cls.model_fields[info.field_name].annotation)) or {
+                cls.model_fields[info.field_name].annotation}
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError("a yes/no value is not a number (YAML reads on/off, yes/no, true/false as one)")
+        return value
 
 
 class EnvSection(_Section):

@@ -192,3 +192,12 @@ def test_train_and_sft_take_a_config_a_dict_or_a_yaml_path(tmp_path):
         as_config({}, SFTConfig)
     with pytest.raises(TypeError, match="expected a TrainConfig, a dict or the path of a YAML config, got list"):
         as_config([], TrainConfig)
+
+
+@pytest.mark.parametrize("setting", ["optim.lr=on", "rollout.max_sampling_tries=true", "loss.clip_ratio_c=no"])
+def test_a_yes_no_value_is_not_taken_for_a_number(setting):
+    # pydantic would read lr: on as 1.0; YAML 1.1 makes on/off/yes/no bools
+    key = setting.split("=")[0]
+    with pytest.raises(ConfigError, match=f"'{key}': a yes/no value is not a number"):
+        load_config({}, [setting])
+    assert load_config({}, ["rollout.tool_schema=no"]).rollout.tool_schema is False  # a yes/no setting takes one
