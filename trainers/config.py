@@ -152,9 +152,10 @@ class RolloutSection(_Section):
     ray_hosts: int = Field(0, ge=0, description="Ray actors that hold the environments (0: in this process); needs agentgym[distributed].")
     ray_address: str | None = Field(None, description="Ray cluster to join ('auto', 'ray://head:10001'); null starts a local Ray. Used when ray_hosts > 0.")
     ray_cpus_per_host: float = Field(1.0, ge=0, description="CPUs each environment host reserves from Ray (fractions allowed).")
-    dynamic_sampling: bool = Field(False, description="Train only on task groups whose episode returns differ (DAPO's dynamic "
-                                   "sampling, docs/ALGORITHMS.md §1.5): draw more tasks until tasks_per_step such groups; "
-                                   "the last of max_sampling_tries rollouts keeps every group.")
+    dynamic_sampling: bool = Field(False, description="Train only on task groups whose episode returns differ (DAPO's "
+                                   "dynamic sampling, docs/ALGORITHMS.md §1.5): draw more tasks until tasks_per_step "
+                                   "such groups; the last of max_sampling_tries rollouts fills the step, groups that "
+                                   "differ first.")
     max_sampling_tries: int = Field(3, gt=0, description="Rollouts a step may run to fill it under dynamic_sampling.")
 
     @model_validator(mode="after")
@@ -162,7 +163,8 @@ class RolloutSection(_Section):
         if self.dynamic_sampling and self.group_size < 2:
             raise ValueError("rollout.dynamic_sampling keeps the groups whose episodes scored differently: it needs "
                              f"rollout.group_size of 2 or more, got {self.group_size}")
-        if not self.dynamic_sampling and self.max_sampling_tries != 3 and not _saved(info):
+        tries = type(self).model_fields["max_sampling_tries"].default
+        if not self.dynamic_sampling and self.max_sampling_tries != tries and not _saved(info):
             raise ValueError("rollout.max_sampling_tries applies to dynamic sampling, but rollout.dynamic_sampling is "
                              "false: set rollout.dynamic_sampling: true, or remove it")
         return self
@@ -320,8 +322,8 @@ class TrainConfig(_RunConfig):
             if changed:
                 raise ValueError(f"loss.{changed[0]} applies to the KL loss, but loss.use_kl_loss is false: set "
                                  "loss.use_kl_loss: true, or remove it")
-        if loss.policy_loss == "gspo" and loss.clip_ratio_c not in (None, LossSection.model_fields["clip_ratio_c"].default) \
-                and not _saved(info):
+        dual_clip = loss.clip_ratio_c not in (None, LossSection.model_fields["clip_ratio_c"].default)
+        if loss.policy_loss == "gspo" and dual_clip and not _saved(info):
             raise ValueError("loss.clip_ratio_c is dual-clip, which GSPO does not use: remove it, or set "
                              "loss.policy_loss: vanilla")
         if loss.use_kl_loss and loss.kl_loss_coef == 0.0:
