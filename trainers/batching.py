@@ -33,9 +33,8 @@ class Sequence:
     ``loss_mask[j] == 1`` means token ``input_ids[j]`` was sampled by the policy and carries loss
     with ``advantages[j]``; its log-prob comes from the logits at position ``j − 1``.
     ``old_logprobs[j]`` is the sampler's log-prob of that token (NaN where unknown).
-    ``row_share[j]`` is 1 / the number of loss tokens of the step row token j belongs to (0 off
-    the mask): the seq-mean losses average per step, merged or not (ALGORITHMS.md §8.4, layout L1);
-    ``row_index[j]`` is that row's position in ``rows`` (-1 off the mask), for per-step ratios (GSPO).
+    ``row_index[j]`` is the position in ``rows`` of the step row token j belongs to (-1 off the mask):
+    the seq-mean losses and GSPO's ratio are per step, merged or not (ALGORITHMS.md §8.4, layout L1).
     """
 
     input_ids: list[int]
@@ -44,7 +43,6 @@ class Sequence:
     old_logprobs: list[float]
     trajectory: int
     rows: list[Row] = field(default_factory=list)
-    row_share: list[float] = field(default_factory=list)
     row_index: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -121,7 +119,6 @@ def build_sequences(trajectories: list[Trajectory], advantages: Mapping[Row, flo
             last = traj.steps[chain[-1]]
             ids = list(last.prompt_ids or []) + list(last.response_ids or [])
             mask = [0.0] * len(ids)
-            share = [0.0] * len(ids)
             index = [-1] * len(ids)
             adv = [0.0] * len(ids)
             old = [math.nan] * len(ids)
@@ -139,7 +136,6 @@ def build_sequences(trajectories: list[Trajectory], advantages: Mapping[Row, flo
                 lps = step.logprobs if step.logprobs is not None and len(step.logprobs) == len(resp) else None
                 for j in range(len(resp)):
                     mask[start + j] = 1.0
-                    share[start + j] = 1.0 / len(resp)
                     index[start + j] = len(rows)
                     adv[start + j] = a
                     if lps is not None:
@@ -152,7 +148,7 @@ def build_sequences(trajectories: list[Trajectory], advantages: Mapping[Row, flo
                 continue
             stats.merged_rows += len(rows) - 1
             stats.rows += len(rows)
-            out.append(Sequence(ids, mask, adv, old, i, rows, share, index))
+            out.append(Sequence(ids, mask, adv, old, i, rows, index))
     stats.sequences += len(out)
     stats.loss_tokens += sum(s.num_loss_tokens for s in out)
     stats.tokens += sum(len(s) for s in out)

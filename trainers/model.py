@@ -194,7 +194,6 @@ def collate(seqs: list[Any], pad_id: int, device: Any) -> dict[str, Any]:
     ids = torch.full((n, width), pad_id, dtype=torch.long)
     attn = torch.zeros((n, width), dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.float32)
-    share = torch.zeros((n, width), dtype=torch.float32)
     row_ids = torch.full((n, width), -1, dtype=torch.long)  # each loss token's step row, numbered across the batch
     rows_before = 0
     adv = torch.zeros((n, width), dtype=torch.float32)
@@ -205,7 +204,6 @@ def collate(seqs: list[Any], pad_id: int, device: Any) -> dict[str, Any]:
         ids[i, :k] = torch.tensor(s.input_ids, dtype=torch.long)
         attn[i, :k] = 1
         mask[i, :k] = torch.tensor(s.loss_mask, dtype=torch.float32)
-        share[i, :k] = torch.tensor(s.row_share or [0.0] * k, dtype=torch.float32)
         local = torch.tensor(s.row_index or [-1] * k, dtype=torch.long)
         row_ids[i, :k] = torch.where(local >= 0, local + rows_before, local)
         rows_before += len(s.rows)
@@ -213,6 +211,11 @@ def collate(seqs: list[Any], pad_id: int, device: Any) -> dict[str, Any]:
         lp = torch.tensor(s.old_logprobs, dtype=torch.float32)
         known[i, :k] = ~lp.isnan() & (mask[i, :k] > 0)
         old[i, :k] = lp.nan_to_num(0.0)
+    # each loss token's share of its step: 1 / the step's loss tokens (the seq-mean losses average per step)
+    on = row_ids >= 0
+    counts = torch.bincount(row_ids[on], minlength=rows_before).to(torch.float32)
+    share = torch.zeros((n, width), dtype=torch.float32)
+    share[on] = 1.0 / counts[row_ids[on]]
     return {"input_ids": ids.to(device), "attention_mask": attn.to(device), "loss_mask": mask.to(device),
             "row_share": share.to(device), "row_ids": row_ids.to(device), "num_rows": rows_before,
             "advantages": adv.to(device), "sampler_logprobs": old.to(device), "sampler_known": known.to(device)}
